@@ -1,0 +1,151 @@
+"""The bundle: one directory that travels from the workstation to the device.
+
+Layout (see DESIGN.md)::
+
+    manifest.json  model.onnx  model.fp16.onnx  model.int8.onnx  reference.npz
+    saved_model/   calibration/  engines/  reports/
+
+This module needs only the standard library, so the device side can read bundles.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BundleError
+from .fsutil import atomic_write_json, sha256_file, sha256_tree
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output of the exported model, as the manifest records it."""
+
+    name: str
+    shape: tuple[int, ...]  # -1 marks a dynamic dimension (the batch)
+    dtype: str
+    layout: str | None = None  # "NCHW" / "NHWC" for image inputs
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TensorInfo":
+        return cls(d["name"], tuple(int(x) for x in d["shape"]), d["dtype"], d.get("layout"))
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.layout:
+            d["layout"] = self.layout
+        return d
+
+
+class Bundle:
+    """A bundle directory and its manifest."""
+
+    def __init__(self, root: str | Path, manifest: dict[str, Any] | None = None):
+        self.root = Path(root)
+        if manifest is None:
+            path = self.root / MANIFEST
+            if not path.is_file():
+                raise BundleError(
+                    f"{self.root}: not a bundle (no {MANIFEST}); create one with `trtdeploy export --out {self.root}`"
+                )
+            try:
+                manifest = json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                raise BundleError(f"{path}: unreadable manifest ({e}); re-run `trtdeploy export`") from None
+        self.manifest = manifest
+
+    # --- paths -----------------------------------------------------------
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def onnx_path(self, precision: str = "fp32") -> Path:
+        try:
+            rel = ONNX_FILES[precision]
+        except KeyError:
+            raise BundleError(f"unknown precision {precision!r}; use one of {', '.join(ONNX_FILES)}") from None
+        p = self.root / rel
+        if not p.is_file():
+            hint = {"fp32": "trtdeploy export", "fp16": f"trtdeploy fp16 {self.root}",
+                    "int8": f"trtdeploy calibrate {self.root} --data DIR"}[precision]
+            raise BundleError(f"{p}: missing; make it with `{hint}`")
+        return p
+
+    @property
+    def engines_dir(self) -> Path:
+        return self.root / "engines"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def calibration_dir(self) -> Path:
+        return self.root / "calibration"
+
+    # --- manifest views --------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return self.manifest["model"]["name"]
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return [TensorInfo.from_json(d) for d in self.manifest["inputs"]]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return [TensorInfo.from_json(d) for d in self.manifest["outputs"]]
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.manifest["preprocessing"]
+
+    @property
+    def label_offset(self) -> int:
+        return int(self.manifest.get("label_offset", 0))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.manifest["model"]["num_classes"])
+
+    # --- writing -----------------------------------------------------------
+    def record_file(self, rel: str) -> str:
+        """Hash a file or directory of the bundle into the manifest and return the hash."""
+        p = self.root / rel
+        digest = sha256_tree(p) if p.is_dir() else sha256_file(p)
+        self.manifest.setdefault("files", {})[rel] = digest
+        return digest
+
+    def forget_file(self, rel: str) -> None:
+        self.manifest.get("files", {}).pop(rel, None)
+
+    def file_hash(self, rel: str) -> str | None:
+        return self.manifest.get("files", {}).get(rel)
+
+    def verify_file(self, rel: str) -> None:
+        """Refuse a file that changed since the manifest recorded it."""
+        want = self.file_hash(rel)
+        p = self.root / rel
+        if want is None or not p.exists():
+            return
+        got = sha256_tree(p) if p.is_dir() else sha256_file(p)
+        if got != want:
+            raise BundleError(
+                f"{p}: changed since the manifest recorded it (sha256 {got[:12]} != {want[:12]}); "
+                "re-run the step that makes it"
+            )
+
+    def save(self) -> None:
+        atomic_write_json(self.root / MANIFEST, self.manifest)
+
+
+def open_bundle(root: str | Path) -> Bundle:
+    root = Path(root)
+    if not root.is_dir():
+        raise BundleError(f"{root}: no such bundle directory; create one with `trtdeploy export --out {root}`")
+    return Bundle(root)

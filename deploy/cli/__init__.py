@@ -1,0 +1,64 @@
+"""`trtdeploy` command line. Each subcommand lives in its own module with
+`add_parser(subparsers)` and `run(args) -> int`; heavy imports happen inside `run`,
+so `--help` works on a machine with neither TensorFlow nor TensorRT."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import DeployError
+
+# Subcommand name -> module under deploy.cli (kept in pipeline order for --help).
+COMMANDS = {
+    "export": "export",
+    "calibrate": "calibrate",
+    "fp16": "fp16",
+    "build": "build",
+    "infer": "infer",
+    "parity": "parity",
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trtdeploy",
+        description="TF-slim style ResNet v2 -> ONNX -> FP16/INT8 -> TensorRT, with parity reports.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name == f"{__name__}.{mod}":
+                continue  # subcommand not part of this build
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s" if not args.verbose else "%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

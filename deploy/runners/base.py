@@ -1,0 +1,94 @@
+"""One runner interface for every backend (TensorFlow, ONNX Runtime, TensorRT).
+
+`Runner.infer(feed)` validates the feed against the runner's input specs, then calls
+`_infer`. Runners are context managers; parity and benchmarks loop over them.
+Needs only numpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (None for a dynamic dimension) and numpy dtype of one input."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+
+class Runner:
+    """Base class. Subclasses set `name`, implement `input_specs`, `_infer`, and
+    optionally `activate` / `close`."""
+
+    name = "runner"
+
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def activate(self) -> None:
+        """Acquire resources (sessions, GPU buffers). Idempotent."""
+
+    def close(self) -> None:
+        """Release everything `activate` acquired. Idempotent."""
+
+    def input_specs(self) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.validate(feed)
+        return self._infer(feed)
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def validate(self, feed: Mapping[str, np.ndarray]) -> None:
+        """Check names, dtypes, ranks, static dimensions and contiguity before running."""
+        specs = {s.name: s for s in self.input_specs()}
+        missing = sorted(set(specs) - set(feed))
+        extra = sorted(set(feed) - set(specs))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing {missing}")
+            if extra:
+                parts.append(f"unexpected {extra}")
+            raise InputError(f"{self.name}: feed has {'; '.join(parts)}; inputs are {sorted(specs)}")
+        for name, spec in specs.items():
+            arr = feed[name]
+            if not isinstance(arr, np.ndarray):
+                raise InputError(f"{self.name}: input {name!r} is {type(arr).__name__}, expected a numpy array")
+            if arr.dtype != spec.dtype:
+                raise InputError(
+                    f"{self.name}: input {name!r} has dtype {arr.dtype}, expected {np.dtype(spec.dtype)}; "
+                    f"convert with arr.astype(np.{np.dtype(spec.dtype).name})"
+                )
+            if arr.ndim != len(spec.shape):
+                raise InputError(
+                    f"{self.name}: input {name!r} has shape {arr.shape}, expected rank {len(spec.shape)} "
+                    f"{_fmt_shape(spec.shape)}"
+                )
+            for got, want in zip(arr.shape, spec.shape):
+                if want is not None and want >= 0 and got != want:
+                    raise InputError(
+                        f"{self.name}: input {name!r} has shape {arr.shape}, expected {_fmt_shape(spec.shape)} "
+                        "(check the layout: NCHW vs NHWC)"
+                    )
+            if not arr.flags.c_contiguous:
+                raise InputError(
+                    f"{self.name}: input {name!r} is not C-contiguous; pass np.ascontiguousarray(arr)"
+                )
+
+
+def _fmt_shape(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("N" if (d is None or d < 0) else str(d) for d in shape) + "]"
