@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from ..errors import DeployError
@@ -41,12 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) is noise for people.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s" if not args.verbose else "%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        for noisy in ("tf2onnx", "absl", "tensorflow"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     if not args.command:
         parser.print_help()
         return 2
