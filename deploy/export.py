@@ -56,10 +56,11 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise UsageError(f"{out}: exists and is not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UsageError(f"{out}: exists and is not empty; pass --force to replace it or choose another --out")
-    parent = out.resolve().parent
-    probe = parent
+    probe = out.resolve().parent
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{probe}: is a file, so {out} cannot be created; choose another --out")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"{probe}: not writable; choose an --out you can write to")
 
@@ -151,18 +152,27 @@ def export_parity(tf_out: dict[str, np.ndarray], ort_out: dict[str, np.ndarray])
 
 
 def export(config: ExportConfig, out: str | Path, force: bool = False) -> Bundle:
+    """Export `config.model` to the bundle directory `out` (replaced only with `force`)."""
+    out = Path(out)
+    check_out_dir(out, force)
+    try:
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            _write_bundle(config, tmp)
+    except PermissionError as e:
+        raise UsageError(f"{out}: cannot write there ({e.strerror}); choose an --out you can write to") from None
+    return Bundle(out)
+
+
+def _write_bundle(config: ExportConfig, tmp: Path) -> None:
     import onnx
     import tensorflow as tf
     import tf2onnx
 
-    from .progress import progress
     from .runners.ort import OrtRunner
     from .slim.spec import blocks_to_json
 
-    out = Path(out)
-    check_out_dir(out, force)
-    steps = iter(progress(range(6), desc="export", total=6, unit="step"))
-    next(steps)
+    log.info("[1/5] building %s", config.model)
     info, rc, model, weights = build_model(config)
     size = tuple(config.image_size or info.image_size)
     nchw = config.layout == "nchw"
@@ -178,61 +188,54 @@ def export(config: ExportConfig, out: str | Path, force: bool = False) -> Bundle
                 "predictions": tf.identity(end_points["predictions"], name="predictions")}
 
     model.serve = serve
-    with atomic_path(out) as tmp:
-        tmp.mkdir()
-        next(steps)
-        log.info("saving SavedModel")
-        tf.saved_model.save(model, str(tmp / "saved_model"), signatures={"serving_default": serve})
-        next(steps)
-        log.info("converting to ONNX with tf2onnx (opset %d)", config.opset)
-        start = time.time()
-        proto, _ = tf2onnx.convert.from_function(
-            serve, input_signature=signature, opset=config.opset,
-            inputs_as_nchw=[f"{INPUT_NAME}:0"] if nchw else None)
-        structured = serve.get_concrete_function().structured_outputs
-        out_names = {structured[k].name: k for k in OUTPUT_NAMES}
-        _rename_io(proto, {f"{INPUT_NAME}:0": INPUT_NAME, **out_names})
-        _set_batch_dim(proto)
-        proto.producer_name = "trtdeploy (tf2onnx)"
-        onnx.checker.check_model(proto, full_check=True)
-        onnx.save(proto, str(tmp / "model.onnx"))
-        onnx_seconds = time.time() - start
-        produced = {o for n in proto.graph.node for o in n.output}
-        end_points = {k: v for k, v in end_point_names.items() if v in produced}
+    log.info("[2/5] saving the SavedModel")
+    tf.saved_model.save(model, str(tmp / "saved_model"), signatures={"serving_default": serve})
 
-        next(steps)
-        x_nhwc, labels = reference_inputs(info, config, size)
-        tf_out = {k: v.numpy() for k, v in serve(tf.constant(x_nhwc)).items()}
-        x_model = np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)) if nchw else x_nhwc
-        ref = {"input": x_model, **{f"output:{k}": v for k, v in tf_out.items()}}
-        if labels is not None:
-            ref["labels"] = labels
-        np.savez(tmp / "reference.npz", **ref)
+    log.info("[3/5] converting to ONNX with tf2onnx (opset %d, %s input)", config.opset, config.layout.upper())
+    start = time.time()
+    proto, _ = tf2onnx.convert.from_function(
+        serve, input_signature=signature, opset=config.opset,
+        inputs_as_nchw=[f"{INPUT_NAME}:0"] if nchw else None)
+    structured = serve.get_concrete_function().structured_outputs
+    _rename_io(proto, {f"{INPUT_NAME}:0": INPUT_NAME, **{structured[k].name: k for k in OUTPUT_NAMES}})
+    _set_batch_dim(proto)
+    proto.producer_name = "trtdeploy (tf2onnx)"
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(tmp / "model.onnx"))
+    onnx_seconds = time.time() - start
+    produced = {o for n in proto.graph.node for o in n.output}
+    end_points = {k: v for k, v in end_point_names.items() if v in produced}
 
-        next(steps)
-        with OrtRunner(tmp / "model.onnx", name="ort-fp32") as runner:
-            ort_out = runner.infer({INPUT_NAME: x_model})
-        parity = export_parity(tf_out, ort_out)
+    log.info("[4/5] reference outputs from TensorFlow")
+    x_nhwc, labels = reference_inputs(info, config, size)
+    tf_out = {k: v.numpy() for k, v in serve(tf.constant(x_nhwc)).items()}
+    x_model = np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)) if nchw else x_nhwc
+    ref = {"input": x_model, **{f"output:{k}": v for k, v in tf_out.items()}}
+    if labels is not None:
+        ref["labels"] = labels
+    np.savez(tmp / "reference.npz", **ref)
 
-        in_shape = [-1, 3, *size] if nchw else [-1, *size, 3]
-        layout = config.layout.upper()
-        manifest: dict[str, Any] = {
-            "format": FORMAT_VERSION,
-            "model": {**rc.to_json(), "image_size": list(size),
-                      "spec": blocks_to_json(model.blocks), **weights},
-            "inputs": [TensorInfo(INPUT_NAME, tuple(in_shape), "float32", layout).to_json()],
-            "outputs": [TensorInfo(k, (-1, *tf_out[k].shape[1:]), "float32").to_json() for k in OUTPUT_NAMES],
-            "preprocessing": {"preset": info.preprocessing, "height": size[0], "width": size[1], "layout": layout},
-            "label_offset": info.label_offset,
-            "end_points": end_points,
-            "opset": config.opset,
-            "export_parity": parity,
-            "tools": tool_versions(),
-            "timings": {"tf2onnx_seconds": round(onnx_seconds, 2)},
-        }
-        bundle = Bundle(tmp, manifest)
-        for rel in ("saved_model", "model.onnx", "reference.npz"):
-            bundle.record_file(rel)
-        bundle.save()
-        next(steps)
-    return Bundle(out)
+    log.info("[5/5] TF vs ONNX Runtime parity")
+    with OrtRunner(tmp / "model.onnx", name="ort-fp32") as runner:
+        ort_out = runner.infer({INPUT_NAME: x_model})
+    parity = export_parity(tf_out, ort_out)
+
+    layout = config.layout.upper()
+    in_shape = (-1, 3, *size) if nchw else (-1, *size, 3)
+    manifest: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "model": {**rc.to_json(), "image_size": list(size), "spec": blocks_to_json(model.blocks), **weights},
+        "inputs": [TensorInfo(INPUT_NAME, in_shape, "float32", layout).to_json()],
+        "outputs": [TensorInfo(k, (-1, *tf_out[k].shape[1:]), "float32").to_json() for k in OUTPUT_NAMES],
+        "preprocessing": {"preset": info.preprocessing, "height": size[0], "width": size[1], "layout": layout},
+        "label_offset": info.label_offset,
+        "end_points": end_points,
+        "opset": config.opset,
+        "export_parity": parity,
+        "tools": tool_versions(),
+        "timings": {"tf2onnx_seconds": round(onnx_seconds, 2)},
+    }
+    bundle = Bundle(tmp, manifest)
+    for rel in ("saved_model", "model.onnx", "reference.npz"):
+        bundle.record_file(rel)
+    bundle.save()

@@ -29,8 +29,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import ExportConfig, check_out_dir, export
+    from ..slim.registry import get_model_info
 
-    check_out_dir(args.out, args.force)  # before TensorFlow's slow import
+    # Usage errors first, before TensorFlow's slow import.
+    get_model_info(args.model)
+    check_out_dir(args.out, args.force)
     config = ExportConfig(model=args.model, checkpoint=args.checkpoint, num_classes=args.num_classes,
                           image_size=tuple(args.image_size) if args.image_size else None,
                           output_stride=args.output_stride, global_pool=not args.no_global_pool,
