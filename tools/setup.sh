@@ -16,7 +16,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 if [ "${1:-}" = "--test" ]; then
-  .venv/bin/python tools/trt_standin.py install
+  .venv/bin/python tools/trt_standin.py --pycuda
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "setup: installing Debian's chromium for the HTML report test" >&2

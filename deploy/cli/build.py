@@ -1,0 +1,48 @@
+"""`trtdeploy build BUNDLE --precision fp32|fp16|int8 ...`: a TensorRT engine from a bundle."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    from ..trt.build import DEFAULT_BATCH, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
+
+    p = subparsers.add_parser(
+        "build", help="build a TensorRT engine (engines/NAME.PRECISION.plan + .json)",
+        description="Build a TensorRT engine from the bundle's ONNX. FP16 and INT8 (explicit) come from "
+                    "model.fp16.onnx / the Q/DQ model.int8.onnx and a strongly typed network; "
+                    "--int8-mode implicit (TensorRT <= 10) uses the FP32 ONNX, BuilderFlag.INT8 and the "
+                    "bundle's calibration cache.",
+    )
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("--precision", choices=PRECISIONS, required=True)
+    p.add_argument("--batch", type=int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=list(DEFAULT_BATCH),
+                   help="batch range of the optimization profile (default: %(default)s)")
+    p.add_argument("--workspace", type=int, default=4096, metavar="MiB",
+                   help="builder workspace limit in MiB (default: %(default)s)")
+    p.add_argument("--timing-cache", type=Path, metavar="FILE",
+                   help="load and update this timing cache (faster rebuilds on the same TensorRT and GPU)")
+    p.add_argument("--int8-mode", choices=INT8_MODES, default="explicit",
+                   help="explicit: Q/DQ ONNX (TensorRT 10 and 11); implicit: calibrator + cache (TensorRT <= 10)")
+    p.add_argument("--version-compatible", action="store_true",
+                   help="engine loadable by newer TensorRT of the same major version")
+    p.add_argument("--hardware-compat", choices=HARDWARE_COMPAT_LEVELS,
+                   help="engine runs on any GPU of compute capability >= 8.0 (not on Jetson)")
+    p.add_argument("--calib-data", type=Path, metavar="PATH",
+                   help="implicit INT8: calibrate live on these images/arrays instead of calibration/trt.cache")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bundle import open_bundle
+    from ..trt.build import BuildConfig, build_engine
+
+    config = BuildConfig(
+        precision=args.precision, batch=tuple(args.batch), workspace_mib=args.workspace,
+        timing_cache=args.timing_cache, int8_mode=args.int8_mode, version_compatible=args.version_compatible,
+        hardware_compat=args.hardware_compat, calib_data=args.calib_data,
+    )
+    plan = build_engine(open_bundle(args.bundle), config)
+    print(plan)
+    return 0

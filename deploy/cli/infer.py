@@ -1,0 +1,147 @@
+"""`trtdeploy infer BUNDLE IMAGE...`: top-k classes for images, with TensorRT or ONNX Runtime."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+
+BACKENDS = ("onnxruntime", "tensorrt")
+ORT_CHUNK = 32  # images per ONNX Runtime call: bounds memory for long image lists
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "infer", help="classify images with an engine or the ONNX model",
+        description="Apply the bundle's preprocessing, run TensorRT (--engine, or --backend tensorrt) or ONNX "
+                    "Runtime (FP32 ONNX, the default), and print the top-k classes.",
+    )
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    p.add_argument("--engine", type=Path, metavar="PLAN", help="TensorRT engine (implies --backend tensorrt)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="default: tensorrt with --engine, else onnxruntime; tensorrt without --engine uses the "
+                        "bundle's only engine")
+    p.add_argument("--top-k", type=int, default=5, metavar="K")
+    p.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    class_index: int | None  # None for the background class of 1001-class slim models
+    label: str
+    score: float
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def probabilities(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Class probabilities: the "predictions" output (a softmax) when present, else the
+    softmax of "logits" (or of the only output)."""
+    if "predictions" in outputs:
+        return outputs["predictions"].astype(np.float64)
+    if "logits" in outputs:
+        return softmax(outputs["logits"])
+    if len(outputs) == 1:
+        return softmax(next(iter(outputs.values())))
+    raise UsageError(f"cannot tell the class scores among outputs {sorted(outputs)}; expected 'predictions' "
+                     "or 'logits'")
+
+
+def read_labels(path: Path) -> list[str]:
+    try:
+        return [line.strip() for line in path.read_text().splitlines()]
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read labels ({e.strerror})") from None
+
+
+def label_for(raw: int, offset: int, labels: Sequence[str] | None, num_classes: int) -> Prediction:
+    """Name the model's output index `raw`. Class index = raw - offset; raw < offset is the
+    background. A labels file lists classes from index 0, or, when it has exactly one
+    line per model output (num_classes), the model's outputs including the background."""
+    index = raw - offset
+    if index < 0:
+        return Prediction(None, "background", 0.0)
+    if labels is not None:
+        line = raw if len(labels) == num_classes and offset else index
+        if line < len(labels) and labels[line]:
+            return Prediction(index, labels[line], 0.0)
+    return Prediction(index, f"class {index}", 0.0)
+
+
+def top_k(probs: np.ndarray, k: int, offset: int, labels: Sequence[str] | None) -> list[Prediction]:
+    order = np.argsort(-probs, kind="stable")[:k]
+    out = []
+    for raw in order:
+        p = label_for(int(raw), offset, labels, probs.shape[-1])
+        out.append(Prediction(p.class_index, p.label, float(probs[raw])))
+    return out
+
+
+def pick_engine(bundle) -> Path:
+    plans = sorted(bundle.engines_dir.glob("*.plan")) if bundle.engines_dir.is_dir() else []
+    if len(plans) == 1:
+        return plans[0]
+    if not plans:
+        raise UsageError(f"{bundle.engines_dir}: no engine; build one with `trtdeploy build {bundle.root} "
+                         "--precision fp16`")
+    raise UsageError(f"{bundle.engines_dir}: several engines ({', '.join(p.name for p in plans)}); "
+                     "choose one with --engine PLAN")
+
+
+def run(args: argparse.Namespace) -> int:
+    from calibration.preprocess import Preprocess
+
+    from ..bundle import open_bundle
+
+    if args.top_k < 1:
+        raise UsageError(f"--top-k {args.top_k}: give at least 1")
+    backend = args.backend or ("tensorrt" if args.engine else "onnxruntime")
+    if args.engine and backend != "tensorrt":
+        raise UsageError("--engine runs TensorRT; drop --backend onnxruntime or --engine")
+    bundle = open_bundle(args.bundle)
+    labels = read_labels(args.labels) if args.labels else None
+    (tensor,) = bundle.inputs  # image classifiers have one input
+    preprocess = Preprocess.from_json(bundle.preprocessing)
+    images = np.stack([preprocess.load(p) for p in args.images]).astype(tensor.dtype, copy=False)
+
+    if backend == "tensorrt":
+        from ..trt.runtime import TrtRunner
+
+        runner = TrtRunner(args.engine or pick_engine(bundle))
+        chunk = runner.sidecar.batch[2]
+    else:
+        from ..runners.ort import OrtRunner
+
+        runner = OrtRunner(bundle.onnx_path("fp32"))
+        chunk = ORT_CHUNK
+    probs = []
+    with runner:
+        for i in range(0, len(images), chunk):
+            outputs = runner.infer({tensor.name: np.ascontiguousarray(images[i:i + chunk])})
+            probs.append(probabilities(outputs))
+    probs_all = np.concatenate(probs)
+    k = min(args.top_k, probs_all.shape[-1])
+    results = [(path, top_k(p, k, bundle.label_offset, labels)) for path, p in zip(args.images, probs_all)]
+
+    if args.json:
+        print(json.dumps([{"image": str(path), "backend": runner.name,
+                           "top": [{"class": t.class_index, "label": t.label, "score": t.score} for t in top]}
+                          for path, top in results], indent=2))
+    else:
+        for path, top in results:
+            print(f"{path} ({runner.name})")
+            for t in top:
+                print(f"  {t.score:8.4f}  {t.label}")
+    return 0

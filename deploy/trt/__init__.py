@@ -1,0 +1,14 @@
+"""TensorRT engine building and the pycuda runtime.
+
+The device half of the pipeline: it needs only tensorrt, pycuda and numpy, and imports
+the first two lazily, so `import deploy.trt.build` works on a machine without either.
+Nothing here imports TensorFlow, ONNX or ONNX Runtime.
+
+- `versions`: import TensorRT, parse its version, what each version can do.
+- `cuda`: pycuda import, the primary CUDA context, the GPU's name and compute capability.
+- `sidecar`: the JSON written beside every engine and the checks run before loading one.
+- `build`: `BuildConfig` and `build_engine(bundle, config)`.
+- `calibrator`: the TensorRT <= 10 entropy calibrator that serves the bundle's cache.
+- `runtime`: `TrtRunner`, the engine behind the common runner interface.
+- `api_surface`: how tests find every TensorRT and pycuda name this package uses.
+"""

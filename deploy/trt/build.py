@@ -1,0 +1,370 @@
+"""Build a TensorRT engine from a bundle: `build_engine(bundle, BuildConfig(...))`.
+
+One path serves TensorRT 10 and 11: precision lives in the ONNX file (model.fp16.onnx,
+the Q/DQ model.int8.onnx) and the network is strongly typed. TensorRT 10 users may
+instead build INT8 "implicitly" from the FP32 ONNX with BuilderFlag.INT8 + FP16 and the
+entropy calibrator, which serves the bundle's calibration/trt.cache (no GPU calibration
+pass). TensorRT 11 removed that path; asking for it there is refused with the reason.
+
+The decisions (which ONNX, which flags, profile shapes, file names) are pure functions
+tested without TensorRT; `build_engine` only carries them out.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..bundle import Bundle, ONNX_FILES, TensorInfo
+from ..errors import BundleError, CalibrationError, EngineError, UsageError
+from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from .logger import make_logger
+from .sidecar import Sidecar, sidecar_path
+from .versions import (import_tensorrt, parse_version, supports_hardware_compat, supports_implicit_int8,
+                       supports_version_compatible)
+
+log = logging.getLogger("trtdeploy.trt")
+
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_MODES = ("explicit", "implicit")
+HARDWARE_COMPAT_LEVELS = ("ampere+",)
+DEFAULT_BATCH = (1, 8, 32)
+CALIBRATION_CACHE = "calibration/trt.cache"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What to build. Validated on construction (UsageError with the fix)."""
+
+    precision: str = "fp32"
+    batch: tuple[int, int, int] = DEFAULT_BATCH  # (min, opt, max) of the batch dimension
+    workspace_mib: int = 4096
+    timing_cache: Path | None = None
+    int8_mode: str = "explicit"  # explicit: Q/DQ ONNX; implicit (TensorRT <= 10): flags + calibrator
+    version_compatible: bool = False
+    hardware_compat: str | None = None  # None | "ampere+"
+    calib_data: Path | None = None  # implicit INT8 only: calibrate live on this data instead of the cache
+    calib_count: int = 512
+    calib_batch: int = 8
+    calib_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.int8_mode not in INT8_MODES:
+            raise UsageError(f"--int8-mode {self.int8_mode!r}: use one of {', '.join(INT8_MODES)}")
+        if self.int8_mode == "implicit" and self.precision != "int8":
+            raise UsageError(f"--int8-mode implicit applies to --precision int8, not {self.precision}")
+        batch = tuple(self.batch)
+        if len(batch) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) for b in batch):
+            raise UsageError(f"--batch takes three integers MIN OPT MAX, got {self.batch!r}")
+        lo, opt, hi = batch
+        if not 1 <= lo <= opt <= hi:
+            raise UsageError(f"--batch {lo} {opt} {hi}: need 1 <= MIN <= OPT <= MAX")
+        object.__setattr__(self, "batch", batch)
+        if self.workspace_mib < 1:
+            raise UsageError(f"--workspace {self.workspace_mib}: give the workspace limit in MiB (>= 1)")
+        if self.hardware_compat is not None and self.hardware_compat not in HARDWARE_COMPAT_LEVELS:
+            raise UsageError(
+                f"--hardware-compat {self.hardware_compat!r}: use {', '.join(HARDWARE_COMPAT_LEVELS)}"
+            )
+        if self.calib_data is not None and self.mode != "implicit":
+            raise UsageError(
+                "--calib-data applies to --precision int8 --int8-mode implicit; explicit INT8 takes its "
+                "scales from model.int8.onnx (`trtdeploy calibrate BUNDLE --data DIR`)"
+            )
+        if self.calib_count < 1 or self.calib_batch < 1:
+            raise UsageError("calibration count and batch size must be >= 1")
+        if self.timing_cache is not None:
+            object.__setattr__(self, "timing_cache", Path(self.timing_cache))
+        if self.calib_data is not None:
+            object.__setattr__(self, "calib_data", Path(self.calib_data))
+
+    @property
+    def mode(self) -> str:
+        return "implicit" if self.precision == "int8" and self.int8_mode == "implicit" else "explicit"
+
+    def options(self) -> dict[str, Any]:
+        """What the sidecar records about how the engine was built."""
+        d: dict[str, Any] = {"workspace_mib": self.workspace_mib,
+                             "timing_cache": str(self.timing_cache) if self.timing_cache else None}
+        if self.mode == "implicit":
+            d["calibration"] = ({"data": str(self.calib_data), "count": self.calib_count,
+                                 "batch": self.calib_batch, "seed": self.calib_seed}
+                                if self.calib_data else {"cache": CALIBRATION_CACHE})
+        return d
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What to ask of TensorRT for one config on one TensorRT version."""
+
+    onnx_precision: str  # key of bundle.onnx_path
+    strongly_typed: bool  # STRONGLY_TYPED network: precision exactly as the ONNX says
+    implicit_int8: bool  # BuilderFlag.INT8 + FP16 + IInt8EntropyCalibrator2 (TensorRT <= 10)
+    version_compatible: bool
+    hardware_compat: str | None
+
+
+def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
+    """Decide the ONNX file and builder settings, refusing what this TensorRT lacks."""
+    version = parse_version(trt_version)
+    implicit = config.mode == "implicit"
+    if implicit and not supports_implicit_int8(version):
+        raise UsageError(
+            f"--int8-mode implicit needs TensorRT <= 10 (this is {version}): TensorRT 11 removed the INT8 "
+            "calibrators and BuilderFlag.INT8; use --int8-mode explicit (the Q/DQ model.int8.onnx)"
+        )
+    if config.version_compatible and not supports_version_compatible(version):
+        raise UsageError(f"--version-compatible needs TensorRT >= 8.6 (this is {version})")
+    if config.hardware_compat and not supports_hardware_compat(version):
+        raise UsageError(f"--hardware-compat needs TensorRT >= 8.6 (this is {version})")
+    onnx = "fp32" if implicit else config.precision
+    return NetworkPlan(onnx_precision=onnx, strongly_typed=not implicit, implicit_int8=implicit,
+                       version_compatible=config.version_compatible, hardware_compat=config.hardware_compat)
+
+
+def engine_paths(bundle: Bundle, precision: str) -> tuple[Path, Path]:
+    """engines/NAME.PRECISION.plan and its sidecar .json."""
+    plan = bundle.engines_dir / f"{bundle.model_name}.{precision}.plan"
+    return plan, sidecar_path(plan)
+
+
+def profile_shapes(inputs: Sequence[TensorInfo], batch: tuple[int, int, int]
+                   ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """(min, opt, max) shapes for every input: the batch range on dimension 0, the
+    manifest's static dimensions elsewhere."""
+    if not inputs:
+        raise BundleError("manifest lists no inputs; re-run `trtdeploy export`")
+    shapes = {}
+    for t in inputs:
+        if not t.shape:
+            raise BundleError(f"input {t.name!r} is a scalar in the manifest; expected a batch dimension")
+        dynamic = [i for i, d in enumerate(t.shape) if d < 0]
+        if any(i != 0 for i in dynamic):
+            raise BundleError(
+                f"input {t.name!r} has dynamic non-batch dimensions {list(t.shape)}; re-export with a fixed "
+                "image size (only the batch may vary)"
+            )
+        rest = tuple(t.shape[1:])
+        if not dynamic:  # static batch: the only profile is the exported shape
+            if batch != (t.shape[0],) * 3:
+                raise BundleError(
+                    f"input {t.name!r} has a fixed batch of {t.shape[0]}; build with --batch "
+                    f"{t.shape[0]} {t.shape[0]} {t.shape[0]} or re-export with a dynamic batch"
+                )
+        shapes[t.name] = tuple((b, *rest) for b in batch)  # type: ignore[assignment]
+    return shapes  # type: ignore[return-value]
+
+
+def format_parser_errors(parser_errors: Iterable[Any]) -> list[str]:
+    """One line per ONNX parser error, with the node's index, name and operator."""
+    lines = []
+    for parser_error in parser_errors:
+        where = []
+        if parser_error.node() >= 0:
+            where.append(f"node {parser_error.node()}")
+        if parser_error.node_name():
+            where.append(repr(parser_error.node_name()))
+        if parser_error.node_operator():
+            where.append(f"({parser_error.node_operator()})")
+        lines.append(f"{' '.join(where) or 'model'}: {parser_error.desc()}")
+    return lines
+
+
+def network_input_names(network: Any) -> list[str]:
+    names = []
+    for i in range(network.num_inputs):
+        network_input = network.get_input(i)
+        names.append(network_input.name)
+    return names
+
+
+def network_tensor_names(network: Any) -> set[str]:
+    """Every tensor name of a parsed network: inputs and all layer outputs."""
+    names = set(network_input_names(network))
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            layer_output = layer.get_output(j)
+            names.add(layer_output.name)
+    return names
+
+
+def check_network_inputs(network: Any, inputs: Sequence[TensorInfo], onnx_path: Path) -> None:
+    got = sorted(network_input_names(network))
+    want = sorted(t.name for t in inputs)
+    if got != want:
+        raise BundleError(
+            f"{onnx_path}: inputs {got} differ from the manifest's {want}; re-run `trtdeploy export`"
+        )
+
+
+def _load_timing_cache(builder_config: Any, path: Path | None) -> tuple[Any, dict[str, Any]]:
+    """Start from the timing cache at `path` when it fits this TensorRT and GPU.
+
+    Stats are what the Python API can honestly tell: sizes before and after, and whether
+    the old cache was accepted (TensorRT does not expose hit counts)."""
+    if path is None:
+        return None, {}
+    previous = path.read_bytes() if path.is_file() else b""
+    timing_cache = builder_config.create_timing_cache(previous)
+    loaded = builder_config.set_timing_cache(timing_cache, ignore_mismatch=False)
+    if previous and not loaded:
+        # A cache from another TensorRT or GPU: start afresh rather than fail the build.
+        log.warning("%s: timing cache made by another TensorRT or GPU; starting a fresh one", path)
+        timing_cache = builder_config.create_timing_cache(b"")
+        builder_config.set_timing_cache(timing_cache, ignore_mismatch=False)
+    return timing_cache, {"path": str(path), "bytes_before": len(previous), "loaded": bool(previous and loaded)}
+
+
+def _save_timing_cache(builder_config: Any, path: Path | None, stats: dict[str, Any]) -> None:
+    if path is None:
+        return
+    timing_cache = builder_config.get_timing_cache()
+    data = bytes(memoryview(timing_cache.serialize()))
+    atomic_write_bytes(path, data)
+    stats["bytes_after"] = len(data)
+
+
+def _calibration_batches(bundle: Bundle, config: BuildConfig) -> Iterable[Any]:
+    """Preprocessed calibration batches for live implicit calibration."""
+    from calibration.datasets import CalibrationSet
+    from calibration.preprocess import Preprocess
+
+    (tensor,) = bundle.inputs  # the calibrator feeds one image input
+    data = CalibrationSet.from_path(config.calib_data, input=tensor,
+                                    preprocess=Preprocess.from_json(bundle.preprocessing))
+    return data.subset(config.calib_count, config.calib_seed).batches(config.calib_batch)
+
+
+def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
+    """Build engines/NAME.PRECISION.plan (+ .json sidecar) and return the plan's path."""
+    from .calibrator import make_calibrator
+    from .cuda import gpu_info, import_cuda, primary_context
+    from .runtime import describe_engine
+
+    trt = import_tensorrt()
+    plan = plan_network(config, trt.__version__)
+    onnx_path = bundle.onnx_path(plan.onnx_precision)
+    onnx_rel = ONNX_FILES[plan.onnx_precision]
+    bundle.verify_file(onnx_rel)
+    shapes = profile_shapes(bundle.inputs, config.batch)
+    plan_path, json_path = engine_paths(bundle, config.precision)
+    cuda = import_cuda()
+    gpu = gpu_info(cuda)
+    log.info("building %s (%s, %s INT8) with TensorRT %s on %s (%s)", plan_path.name, onnx_path.name,
+             config.mode if config.precision == "int8" else "no", trt.__version__, gpu.name,
+             gpu.compute_capability)
+
+    with primary_context(cuda):
+        logger = make_logger(trt)
+        try:
+            builder = trt.Builder(logger)
+        except TypeError as e:  # "factory function returned nullptr": no usable GPU for TensorRT
+            raise EngineError(f"TensorRT cannot create a builder ({e}); check the GPU with `nvidia-smi`") from None
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            lines = format_parser_errors(parser.get_error(i) for i in range(parser.num_errors))
+            raise EngineError(f"{onnx_path}: TensorRT {trt.__version__} cannot parse it:\n  " + "\n  ".join(lines))
+        check_network_inputs(network, bundle.inputs, onnx_path)
+
+        builder_config = builder.create_builder_config()
+        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
+        profile = builder.create_optimization_profile()
+        for name, (lo, opt, hi) in shapes.items():
+            profile.set_shape(name, lo, opt, hi)
+        builder_config.add_optimization_profile(profile)
+        if plan.version_compatible:
+            builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        if plan.hardware_compat == "ampere+":
+            builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+
+        calibrator = None
+        cache_path = bundle.path(CALIBRATION_CACHE)
+        if plan.implicit_int8:
+            calibrator = _configure_implicit_int8(trt, cuda, builder, network, builder_config, bundle, config, shapes,
+                                                  make_calibrator)
+        timing_cache, timing_stats = _load_timing_cache(builder_config, config.timing_cache)
+
+        log.info("TensorRT is building %s (minutes for a large model)", plan_path.name)
+        t0 = time.perf_counter()
+        try:
+            serialized = builder.build_serialized_network(network, builder_config)
+        finally:
+            if calibrator is not None:
+                calibrator.close()
+        seconds = time.perf_counter() - t0
+        if calibrator is not None:
+            calibrator.raise_pending()
+        if serialized is None:
+            raise EngineError(
+                f"{onnx_path}: TensorRT {trt.__version__} could not build an engine ({logger.last_errors()}); "
+                "common causes: a workspace too small (--workspace MiB), a batch range the GPU memory cannot "
+                "hold (--batch)"
+            )
+        data = bytes(memoryview(serialized))
+        _save_timing_cache(builder_config, config.timing_cache, timing_stats)
+
+        runtime = trt.Runtime(logger)
+        if plan.version_compatible:
+            runtime.engine_host_code_allowed = True
+        engine = runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise EngineError(f"{plan_path.name}: TensorRT built an engine it cannot load back ({logger.last_errors()})")
+        io = describe_engine(trt, engine)
+        del engine, runtime, timing_cache
+
+    cache_sha = sha256_file(cache_path) if plan.implicit_int8 and cache_path.is_file() else None
+    if plan.implicit_int8 and config.calib_data is not None:
+        # TensorRT wrote a fresh cache for this very model: record it, so later builds
+        # accept it instead of refusing it as stale.
+        bundle.record_file(CALIBRATION_CACHE)
+        bundle.save()
+    sidecar = Sidecar(
+        plan=plan_path.name, plan_sha256=sha256_bytes(data), model=bundle.model_name, tensorrt=trt.__version__,
+        gpu_name=gpu.name, compute_capability=gpu.compute_capability, precision=config.precision,
+        mode=config.mode, version_compatible=plan.version_compatible, hardware_compat=plan.hardware_compat,
+        batch=config.batch, io=io, onnx=onnx_rel, onnx_sha256=sha256_file(onnx_path),
+        calibration_cache_sha256=cache_sha, build_seconds=round(seconds, 3), timing_cache=timing_stats,
+        builder=config.options(),
+    )
+    # Plan first, then sidecar: a crash in between leaves a plan whose hash no sidecar vouches for.
+    atomic_write_bytes(plan_path, data)
+    atomic_write_json(json_path, sidecar.to_json())
+    log.info("wrote %s (%.1f MiB, built in %.0f s) and %s", plan_path, len(data) / 2**20, seconds, json_path.name)
+    return plan_path
+
+
+def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, network: Any, builder_config: Any,
+                             bundle: Bundle, config: BuildConfig,
+                             shapes: Mapping[str, tuple[tuple[int, ...], ...]], make_calibrator: Any) -> Any:
+    """TensorRT <= 10 only: INT8 + FP16 builder flags, the entropy calibrator, and a
+    calibration profile fixed at the calibration batch (dynamic shapes need one)."""
+    cache_path = bundle.path(CALIBRATION_CACHE)
+    if config.calib_data is not None:
+        calibrator = make_calibrator(trt, cache_path, batches=_calibration_batches(bundle, config),
+                                     batch_size=config.calib_batch, cuda=cuda)
+    else:
+        if not cache_path.is_file():
+            raise CalibrationError(
+                f"{cache_path}: missing; make it with `trtdeploy calibrate {bundle.root} --data DIR`, "
+                "or calibrate live with --calib-data DIR"
+            )
+        calibrator = make_calibrator(trt, cache_path, batch_size=config.calib_batch,
+                                     expected_sha256=bundle.file_hash(CALIBRATION_CACHE),
+                                     known_tensors=network_tensor_names(network))
+    builder_config.set_flag(trt.BuilderFlag.INT8)
+    builder_config.set_flag(trt.BuilderFlag.FP16)
+    builder_config.int8_calibrator = calibrator
+    calibration_profile = builder.create_optimization_profile()
+    for name, (lo, _opt, _hi) in shapes.items():
+        fixed = (config.calib_batch, *lo[1:])
+        calibration_profile.set_shape(name, fixed, fixed, fixed)
+    builder_config.set_calibration_profile(calibration_profile)
+    return calibrator

@@ -1,0 +1,186 @@
+"""The TensorRT <= 10 entropy calibrator for implicit INT8.
+
+Two uses:
+- serve the bundle's calibration/trt.cache (made on the workstation by `trtdeploy
+  calibrate`): TensorRT then asks for no batches, so there is no GPU calibration pass;
+- live calibration (`--calib-data DIR`): feed preprocessed batches from device memory
+  and let TensorRT write its own cache.
+
+The cache is validated before it is served, here in Python: TensorRT's own checks end in a
+log line, and an exception raised inside a TensorRT callback does not reach the caller.
+For the same reason errors in `get_batch` / `write_calibration_cache` are kept and raised
+by `raise_pending()` after the build.
+
+TensorRT 11 has no calibrators; `build.plan_network` refuses implicit INT8 there.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from ..errors import CalibrationError, DataError
+from ..fsutil import atomic_write_bytes, sha256_bytes
+
+log = logging.getLogger("trtdeploy.trt")
+
+ALGORITHM = "EntropyCalibration2"  # the header word TensorRT checks against IInt8EntropyCalibrator2
+
+
+def _recalibrate(cache_path: Path) -> str:
+    return f"re-run `trtdeploy calibrate {cache_path.parent.parent} --method entropy`"
+
+
+def load_cache(cache_path: str | Path, expected_sha256: str | None,
+               known_tensors: Iterable[str] | None = None) -> bytes:
+    """The cache's bytes, once they are shown to be an EntropyCalibration2 cache made for
+    this bundle's model. Raises CalibrationError otherwise."""
+    from calibration.cache import parse_cache
+
+    path = Path(cache_path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CalibrationError(f"{path}: cannot read the calibration cache ({e.strerror}); {_recalibrate(path)}") from None
+    try:
+        cache = parse_cache(data, str(path))
+    except CalibrationError:
+        raise
+    except ValueError as e:
+        raise CalibrationError(f"{path}: not a TensorRT calibration cache ({e}); {_recalibrate(path)}") from None
+    if cache.algorithm != ALGORITHM:
+        raise CalibrationError(
+            f"{path}: the cache was made with another algorithm ({cache.algorithm}); the calibrator here is "
+            f"{ALGORITHM} and TensorRT would reject it: {_recalibrate(path)}"
+        )
+    if expected_sha256 is None:
+        raise CalibrationError(
+            f"{path}: not recorded in the bundle manifest, so nothing ties it to this model; {_recalibrate(path)}"
+        )
+    got = sha256_bytes(data)
+    if got != expected_sha256:
+        raise CalibrationError(
+            f"{path}: stale cache: sha256 {got[:12]} is not the {expected_sha256[:12]} the manifest recorded "
+            f"(another model or an older calibration); {_recalibrate(path)}"
+        )
+    if not cache.scales:
+        raise CalibrationError(f"{path}: the cache holds no tensor scales; {_recalibrate(path)}")
+    if known_tensors is not None:
+        known = set(known_tensors)
+        unknown = sorted(set(cache.scales) - known)
+        if len(unknown) == len(cache.scales):
+            raise CalibrationError(
+                f"{path}: none of its {len(cache.scales)} tensors (e.g. {unknown[0]!r}) is in this network: the "
+                f"cache belongs to another model; {_recalibrate(path)}"
+            )
+        if unknown:
+            log.warning("%s: %d of %d cached tensors are not in the network (e.g. %r); TensorRT ignores them",
+                        path, len(unknown), len(cache.scales), unknown[0])
+    log.info("%s: serving %d %s scales (cache header version %s)", path, len(cache.scales), ALGORITHM,
+             cache.version)
+    return data
+
+
+def full_batches(batches: Iterable[Any], batch_size: int) -> Iterator[Any]:
+    """Batches of exactly `batch_size` (the calibration profile is fixed at that size);
+    a short last batch is dropped and said so."""
+    for batch in batches:
+        arrays = batch.values() if isinstance(batch, Mapping) else [batch]
+        n = {int(np.shape(a)[0]) for a in arrays}
+        if n == {batch_size}:
+            yield batch
+        else:
+            log.info("calibration: dropping a batch of %s (the calibration profile takes %d)", sorted(n), batch_size)
+
+
+def feed_for(batch: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """Map a batch (an array for a one-input model, or a name -> array dict) to `names`."""
+    if isinstance(batch, Mapping):
+        missing = [n for n in names if n not in batch]
+        if missing:
+            raise DataError(f"calibration batch lacks inputs {missing}; it has {sorted(batch)}")
+        return {n: np.ascontiguousarray(batch[n]) for n in names}
+    if len(names) != 1:
+        raise DataError(f"calibration batches are single arrays but the network has inputs {names}")
+    return {names[0]: np.ascontiguousarray(batch)}
+
+
+def make_calibrator(trt: ModuleType, cache_path: str | Path, batches: Iterable[Any] | None = None,
+                    batch_size: int = 8, *, expected_sha256: str | None = None,
+                    known_tensors: Iterable[str] | None = None, cuda: ModuleType | None = None) -> Any:
+    """A `trt.IInt8EntropyCalibrator2`.
+
+    Without `batches`: serves `cache_path` after `load_cache` validated it (raises now if
+    it is stale or of another algorithm). With `batches`: live calibration from device
+    copies of each batch; TensorRT's resulting cache is written to `cache_path` atomically.
+    """
+    cache_path = Path(cache_path)
+    live = batches is not None
+    served = None if live else load_cache(cache_path, expected_sha256, known_tensors)
+    if live and cuda is None:
+        from .cuda import import_cuda
+        cuda = import_cuda()
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self._batches = full_batches(batches, batch_size) if live else None
+            self._device: dict[str, Any] = {}
+            self._error: BaseException | None = None
+            self.batches_served = 0
+
+        def get_batch_size(self):
+            # Explicit-batch networks take the shape from the calibration profile; this
+            # agrees with it.
+            return batch_size
+
+        def get_batch(self, names):
+            if self._batches is None or self._error is not None:
+                return None
+            try:
+                batch = next(self._batches, None)
+                if batch is None:
+                    return None
+                pointers = []
+                for name, array in feed_for(batch, list(names)).items():
+                    if name not in self._device:
+                        self._device[name] = cuda.mem_alloc(array.nbytes)
+                    cuda.memcpy_htod(self._device[name], array)
+                    pointers.append(int(self._device[name]))
+                self.batches_served += 1
+                return pointers
+            except Exception as e:  # noqa: BLE001 - kept for raise_pending(); TensorRT would swallow it
+                self._error = e
+                return None
+
+        def read_calibration_cache(self):
+            return served
+
+        def write_calibration_cache(self, cache):
+            if not live:
+                return  # serving our own cache: never overwrite it with TensorRT's copy
+            try:
+                atomic_write_bytes(cache_path, bytes(memoryview(cache)))
+                log.info("wrote TensorRT's calibration cache %s", cache_path)
+            except Exception as e:  # noqa: BLE001 - see get_batch
+                self._error = e
+
+        def raise_pending(self) -> None:
+            """Raise, after the build, what went wrong inside TensorRT's callbacks."""
+            if isinstance(self._error, (CalibrationError, DataError)):
+                raise self._error
+            if self._error is not None:
+                raise CalibrationError(f"calibration failed: {type(self._error).__name__}: {self._error}")
+            if live and self.batches_served == 0:
+                raise DataError(f"no full calibration batch of {batch_size}: give more data or a smaller batch")
+
+        def close(self) -> None:
+            """Free the device copies (call with the CUDA context current)."""
+            for allocation in self._device.values():
+                allocation.free()
+            self._device.clear()
+
+    return EntropyCalibrator()

@@ -1,0 +1,253 @@
+"""Stand-ins for `tensorrt` and `pycuda.driver` with the same names, for CPU tests of the
+bookkeeping around them. They model what the code relies on (per-thread context stack,
+device memory addressed by integer pointers, tensor addresses bound once) and nothing
+more; names and signatures are checked against the real bindings in test_bindings_api.py."""
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+import types
+
+import numpy as np
+
+
+# ---------------------------------------------------------------- pycuda.driver
+class FakeCudaError(Exception):
+    pass
+
+
+class FakeCuda(types.SimpleNamespace):
+    """`pycuda.driver`: memory is a dict pointer -> bytearray; contexts a per-thread stack."""
+
+    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1):
+        super().__init__()
+        self.memory: dict[int, np.ndarray] = {}
+        self.freed: list[int] = []
+        self.host_freed = 0
+        self.retained = 0
+        self.detached = 0
+        self._next = itertools.count(0x1000, 0x1000)
+        self._local = threading.local()
+        fake = self
+
+        class Device:
+            def __init__(self, ordinal):
+                self.ordinal = ordinal
+
+            @staticmethod
+            def count():
+                return devices
+
+            def name(self):
+                return name
+
+            def compute_capability(self):
+                return capability
+
+            def retain_primary_context(self):
+                fake.retained += 1
+                return Context()
+
+        class Context:
+            def push(self):
+                fake.stack().append(self)
+
+            @staticmethod
+            def pop():
+                fake.stack().pop()
+
+            def detach(self):
+                fake.detached += 1
+
+        class Stream:
+            handle = 0xCAFE
+
+            def synchronize(self):
+                fake.require_context()
+
+        class Event:
+            _clock = itertools.count()
+
+            def record(self, stream=None):
+                fake.require_context()
+                self.t = next(Event._clock)
+                return self
+
+            def time_till(self, other):
+                return float(other.t - self.t)
+
+        self.Device, self.Context, self.Stream, self.Event = Device, Context, Stream, Event
+        self.Error = FakeCudaError
+
+    def stack(self) -> list:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
+
+    def require_context(self) -> None:
+        if not self.stack():
+            raise FakeCudaError("invalid device context (no context current on this thread)")
+
+    def init(self):
+        pass
+
+    def mem_alloc(self, nbytes):
+        self.require_context()
+        fake = self
+        ptr = next(self._next)
+        self.memory[ptr] = np.zeros(nbytes, np.uint8)
+
+        class DeviceAllocation:
+            def __int__(self):
+                return ptr
+
+            def free(self):
+                fake.freed.append(ptr)
+                del fake.memory[ptr]
+
+        return DeviceAllocation()
+
+    def pagelocked_empty(self, shape, dtype):
+        fake = self
+
+        class PagelockedHostAllocation(bytearray):
+            def free(self):
+                fake.host_freed += 1
+
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return np.ndarray(shape, dtype, buffer=PagelockedHostAllocation(n))
+
+    def memcpy_htod(self, dest, src):
+        self.require_context()
+        raw = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
+        self.memory[int(dest)][: raw.size] = raw
+
+    def memcpy_htod_async(self, dest, src, stream=None):
+        self.memcpy_htod(dest, src)
+
+    def memcpy_dtoh_async(self, dest, src, stream=None):
+        self.require_context()
+        raw = dest.view(np.uint8).reshape(-1)
+        raw[:] = self.memory[int(src)][: raw.size]
+
+
+# ---------------------------------------------------------------- tensorrt
+class Severity(enum.Enum):
+    INTERNAL_ERROR = 0
+    ERROR = 1
+    WARNING = 2
+    INFO = 3
+    VERBOSE = 4
+
+
+class ILogger:
+    Severity = Severity
+
+    def __init__(self):
+        pass
+
+
+class TensorIOMode(enum.Enum):
+    NONE = 0
+    INPUT = 1
+    OUTPUT = 2
+
+
+class DataType(enum.Enum):
+    FLOAT = 0
+    HALF = 1
+
+
+def nptype(dtype):
+    return {DataType.FLOAT: np.float32, DataType.HALF: np.float16}[dtype]
+
+
+class IInt8EntropyCalibrator2:
+    def __init__(self):
+        pass
+
+
+class FakeEngine:
+    """An engine with input x [-1, 3] (profile batch 1..8) and output y [-1, 2] where
+    y = x[:, :2] * 2 + x[:, 2:], computed from the device memory bound to each name."""
+
+    io = {"x": (TensorIOMode.INPUT, (-1, 3)), "y": (TensorIOMode.OUTPUT, (-1, 2))}
+    profile = ((1, 3), (4, 3), (8, 3))
+
+    def __init__(self, cuda: FakeCuda):
+        self.cuda = cuda
+        self.num_io_tensors = len(self.io)
+
+    def get_tensor_name(self, i):
+        return list(self.io)[i]
+
+    def get_tensor_mode(self, name):
+        return self.io[name][0]
+
+    def get_tensor_dtype(self, name):
+        return DataType.FLOAT
+
+    def get_tensor_shape(self, name):
+        return self.io[name][1]
+
+    def get_tensor_profile_shape(self, name, profile_index):
+        return self.profile
+
+    def create_execution_context(self):
+        return FakeContext(self)
+
+
+class FakeContext:
+    def __init__(self, engine: FakeEngine):
+        self.engine = engine
+        self.addresses: dict[str, int] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.calls = 0
+
+    def set_input_shape(self, name, shape):
+        lo, _opt, hi = self.engine.profile
+        if not all(a <= d <= b for d, a, b in zip(shape, lo, hi)):
+            return False
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        if name == "y":
+            return (self.shapes["x"][0], 2)
+        return self.shapes[name]
+
+    def set_tensor_address(self, name, ptr):
+        self.addresses[name] = ptr
+
+    def execute_async_v3(self, stream_handle):
+        cuda = self.engine.cuda
+        cuda.require_context()
+        n = self.shapes["x"][0]
+        x = cuda.memory[self.addresses["x"]][: n * 3 * 4].view(np.float32).reshape(n, 3)
+        y = x[:, :2] * 2 + x[:, 2:]
+        cuda.memory[self.addresses["y"]][: y.nbytes] = y.astype(np.float32).view(np.uint8).reshape(-1)
+        self.calls += 1
+        return True
+
+
+def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNamespace:
+    """A `tensorrt` module object: ILogger, IInt8EntropyCalibrator2, TensorIOMode,
+    nptype and a Runtime that deserializes to FakeEngine."""
+    trt = types.SimpleNamespace(__version__=version, ILogger=ILogger, TensorIOMode=TensorIOMode,
+                                DataType=DataType, nptype=nptype)
+    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+    trt.deserialized: list[bytes] = []
+
+    class Runtime:
+        engine_host_code_allowed = False
+
+        def __init__(self, logger):
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            trt.deserialized.append(bytes(data))
+            return FakeEngine(cuda)
+
+    trt.Runtime = Runtime
+    return trt
