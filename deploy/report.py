@@ -1,0 +1,385 @@
+"""Parity reports: `parity.json` (the result as is) and one self-contained `parity.html`.
+
+The page has no external resources: styles inline, charts as base64 PNG drawn with
+matplotlib's Agg canvas (imported lazily; without matplotlib the page carries the tables and
+says the charts are missing). Every piece of text from the result is HTML-escaped.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from .fsutil import atomic_write_json, atomic_write_text
+from .parity import UPPER_KEYS
+
+log = logging.getLogger(__name__)
+
+JSON_NAME = "parity.json"
+HTML_NAME = "parity.html"
+# Class-accuracy charts switch from grouped bars to sorted curves above this many classes.
+MAX_BAR_CLASSES = 30
+WORST_CLASSES = 15
+# Cosines near 1 need more digits than the default 4 to show anything but "1".
+DIGITS = {"cosine_min": 7, "cosine_mean": 7}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1200px;
+ color:#1b1b1b;line-height:1.4;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:1.6em;border-bottom:1px solid #ccc;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:.3em .6em;
+ text-align:right} th{background:#f0f0f0} td.l,th.l{text-align:left}
+.verdict{display:inline-block;padding:.3em .9em;border-radius:4px;font-weight:bold;color:#fff}
+.v-pass{background:#1e7b34} .v-fail{background:#b3261e}
+tr.pass td.result{color:#1e7b34;font-weight:bold} tr.fail td.result,tr.error td.result{color:#b3261e;font-weight:bold}
+tr.skipped td{color:#777} .note{background:#fff6d6;border:1px solid #e0c96b;padding:.5em .8em;border-radius:4px}
+pre{white-space:pre-wrap;word-break:break-all}
+code{background:#f4f4f4;padding:.1em .3em;border-radius:3px;word-break:break-all}
+img.chart{max-width:100%;border:1px solid #ddd;margin:.5em 0}
+td{white-space:nowrap} .scroll{overflow-x:auto}
+"""
+
+
+def write_report(result: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write `parity.json` and `parity.html` into `out_dir` (atomically); return both paths."""
+    out = Path(out_dir)
+    json_path = atomic_write_json(out / JSON_NAME, result)
+    html_path = atomic_write_text(out / HTML_NAME, render_html(result))
+    return json_path, html_path
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _num(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return _e(x)
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}"
+
+
+def _pct(x: Any, signed: bool = False) -> str:
+    if x is None:
+        return "—"
+    return f"{x:+.2f}" if signed else f"{x:.2f}"
+
+
+# --- charts --------------------------------------------------------------------------
+
+
+def _matplotlib():
+    """(Figure, FigureCanvasAgg), or None when matplotlib is not installed."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    return Figure, FigureCanvasAgg
+
+
+def _png(fig, canvas_cls) -> str:
+    canvas_cls(fig)  # Agg canvas: no display, no global pyplot state
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(b64: str, alt: str, chart_id: str) -> str:
+    return f'<img class="chart" id="{_e(chart_id)}" alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _ran(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    return [(b, e) for b, e in result.get("backends", {}).items() if e.get("status") == "ran"]
+
+
+def _histogram_chart(result: Mapping[str, Any], mpl) -> str | None:
+    rows = [(b, e["histogram"]) for b, e in _ran(result) if e.get("histogram") and not e.get("is_reference")]
+    if not rows:
+        return None
+    Figure, canvas = mpl
+    fig = Figure(figsize=(10, 4))
+    ax = fig.add_subplot()
+    for b, h in rows:
+        edges, counts = h["edges"], h["counts"]
+        extra = f", {h['zeros']} exact" if h.get("zeros") else ""
+        ax.stairs(counts, edges, label=f"{b}{extra}", linewidth=1.6)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"|reference - backend| on {result.get('data', {}).get('main_output', 'the main output')}")
+    ax.set_ylabel("elements")
+    ax.set_title("Error histogram per backend")
+    _legend(ax)
+    ax.grid(alpha=.3)
+    return _png(fig, canvas)
+
+
+def _legend(ax) -> None:
+    # Outside the axes: a legend inside hides bars at 100% and curves at the top.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def _per_class(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    series = []
+    ref = (result.get("reference") or {}).get("accuracy") or {}
+    if ref.get("per_class"):
+        series.append((f"reference ({result['reference'].get('name')})", ref["per_class"]))
+    for b, e in _ran(result):
+        pc = (e.get("accuracy") or {}).get("per_class")
+        if pc and not e.get("is_reference"):
+            series.append((b, pc))
+    return series
+
+
+def _per_class_chart(result: Mapping[str, Any], mpl) -> str | None:
+    series = _per_class(result)
+    if not series:
+        return None
+    Figure, canvas = mpl
+    fig = Figure(figsize=(10, 4))
+    ax = fig.add_subplot()
+    labels = series[0][1]["labels"]
+    if len(labels) <= MAX_BAR_CLASSES:
+        width = 0.8 / len(series)
+        for i, (name, pc) in enumerate(series):
+            ax.bar([j + i * width for j in range(len(pc["labels"]))], pc["top1"], width, label=name)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], [str(c) for c in labels])
+        ax.set_xlabel("class (dataset label)")
+    else:
+        for name, pc in series:
+            ax.plot(sorted(pc["top1"]), label=name, linewidth=1.4)
+        ax.set_xlabel("classes, sorted by top-1 accuracy")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Per-class top-1 accuracy")
+    _legend(ax)
+    ax.grid(alpha=.3, axis="y")
+    return _png(fig, canvas)
+
+
+def _short(name: str) -> str:
+    # "resnet_v2_50/block1/unit_1/bottleneck_v2" -> "block1/unit_1": the model scope and the unit
+    # function name are the same on every layer.
+    parts = name.split("/")
+    if len(parts) > 1:
+        parts = parts[1:]
+    if len(parts) > 1 and parts[-1].startswith("bottleneck"):
+        parts = parts[:-1]
+    return "/".join(parts)
+
+
+def _per_layer_chart(section: Mapping[str, Any], mpl) -> str | None:
+    if not section:
+        return None
+    Figure, canvas = mpl
+    fig = Figure(figsize=(11, 4.5))
+    ax = fig.add_subplot()
+    names: list[str] = []
+    for key, s in section.items():
+        layers = s["layers"]
+        names = [l["name"] for l in layers] if len(layers) > len(names) else names
+        ys = [l["rel_error"] for l in layers]
+        line, = ax.plot(range(len(ys)), ys, marker=".", label=f"{key} ({s['precision']})")
+        kept = set(s.get("keep_high_precision") or [])
+        idx = [i for i, l in enumerate(layers) if l["name"] in kept]
+        ax.scatter(idx, [ys[i] for i in idx], s=90, facecolors="none", edgecolors=line.get_color(),
+                   linewidths=2, zorder=3)
+    ax.set_yscale("log")
+    ax.set_ylabel("relative error ||a-b|| / ||a||")
+    ax.set_title("Error per layer vs FP32 (circled: keep in high precision)")
+    if len(names) <= 60:
+        ax.set_xticks(range(len(names)), [_short(n) for n in names], rotation=90, fontsize=7)
+    else:
+        ax.set_xlabel("layer index (network order)")
+    _legend(ax)
+    ax.grid(alpha=.3)
+    return _png(fig, canvas)
+
+
+# --- page ----------------------------------------------------------------------------
+
+
+def _summary_table(result: Mapping[str, Any]) -> str:
+    main = result.get("data", {}).get("main_output")
+    head = ["Backend", "Precision", "Status", "Result", "max |diff|", "max |diff| / max |ref|", "cosine min",
+            "cosine mean", "top-1 agree", "top-5 agree", "top-1 acc %", "top-5 acc %", "Δ top-1 vs FP32 (pts)"]
+    rows = []
+    for b, e in result.get("backends", {}).items():
+        status = e.get("status")
+        verdict = {True: "pass", False: "fail"}.get(e.get("pass"), status)
+        cls = status if status in ("skipped", "error") else verdict
+        m = (e.get("outputs") or {}).get(main) or {}
+        a = e.get("accuracy") or {}
+        label = b + (" (reference)" if e.get("is_reference") else "")
+        cells = [f'<td class="l">{_e(label)}</td>', f'<td class="l">{_e(e.get("precision"))}</td>',
+                 f'<td class="l">{_e(status)}</td>', f'<td class="l result">{_e(verdict.upper())}</td>']
+        cells += [f"<td>{_num(m.get(k), DIGITS.get(k, 4))}</td>"
+                  for k in ("max_abs", "max_abs_scaled", "cosine_min", "cosine_mean", "top1_agreement",
+                            "top5_agreement")]
+        cells += [f"<td>{_pct(a.get('top1'))}</td>", f"<td>{_pct(a.get('top5'))}</td>",
+                  f"<td>{_pct(a.get('delta_top1_vs_fp32'), signed=True)}</td>"]
+        rows.append(f'<tr class="{_e(cls)}" data-backend="{_e(b)}">{"".join(cells)}</tr>')
+    ths = "".join(f'<th class="{"l" if i < 4 else ""}">{_e(h)}</th>' for i, h in enumerate(head))
+    return (f'<div class="scroll"><table id="summary">'
+            f'<caption>Metrics of the main output <code>{_e(main)}</code></caption>'
+            f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _limits(e: Mapping[str, Any]) -> str:
+    """The thresholds a backend was judged by, with their direction, per output."""
+    parts = []
+    for o, t in (e.get("thresholds") or {}).items():
+        items = ", ".join(f"{k} {'≤' if k in UPPER_KEYS else '≥'} {_num(v)}" for k, v in t.items()) or "none"
+        parts.append(f"<code>{_e(o)}</code>: {_e(items)}")
+    return "; ".join(parts)
+
+
+def _failures(result: Mapping[str, Any]) -> str:
+    parts = []
+    for b, e in result.get("backends", {}).items():
+        if e.get("status") == "skipped":
+            continue
+        limits = f'<br><small>thresholds: {_limits(e)}</small>' if e.get("thresholds") else ""
+        if e.get("failures"):
+            items = "".join(f"<li>{_e(f)}</li>" for f in e["failures"])
+            parts.append(f'<div class="failures" data-backend="{_e(b)}"><p><b>{_e(b)}</b>: FAIL{limits}</p>'
+                         f"<ul>{items}</ul></div>")
+        else:
+            parts.append(f'<p data-backend="{_e(b)}"><b>{_e(b)}</b>: pass (every threshold met){limits}</p>')
+    return "".join(parts) or "<p>No backend ran.</p>"
+
+
+def _skipped(result: Mapping[str, Any]) -> str:
+    rows = [f'<tr data-backend="{_e(b)}"><td class="l">{_e(b)}</td><td class="l">{_e(e.get("reason"))}</td></tr>'
+            for b, e in result.get("backends", {}).items() if e.get("status") == "skipped"]
+    if not rows:
+        return "<p>None: every requested backend ran.</p>"
+    return ('<table id="skipped"><thead><tr><th class="l">Backend</th><th class="l">Reason</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+_DETAIL_KEYS = ("max_abs", "mean_abs", "max_rel", "max_abs_scaled", "cosine_min", "cosine_mean",
+                "top1_agreement", "top5_agreement", "nonfinite")
+
+
+def _details(result: Mapping[str, Any]) -> str:
+    head = "".join(f"<th>{_e(k)}</th>" for k in _DETAIL_KEYS)
+    rows = []
+    for b, e in _ran(result):
+        for o, m in (e.get("outputs") or {}).items():
+            cells = "".join(f"<td>{_num(m.get(k), DIGITS.get(k, 4))}</td>" for k in _DETAIL_KEYS)
+            rows.append(f'<tr><td class="l">{_e(b)}</td><td class="l">{_e(o)}</td>{cells}</tr>')
+    if not rows:
+        return ""
+    return (f'<div class="scroll"><table id="details"><thead><tr><th class="l">Backend</th>'
+            f'<th class="l">Output</th>{head}'
+            f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _worst_classes(result: Mapping[str, Any]) -> str:
+    series = _per_class(result)
+    if len(series) < 2:
+        return ""
+    ref_name, ref = series[0]
+    ref_acc = dict(zip(ref["labels"], ref["top1"]))
+    counts = dict(zip(ref["labels"], ref["count"]))
+    others = [(n, dict(zip(pc["labels"], pc["top1"]))) for n, pc in series[1:]]
+    drop = {c: max(ref_acc[c] - acc.get(c, ref_acc[c]) for _, acc in others) for c in ref_acc}
+    worst = sorted((c for c in drop if drop[c] > 0), key=lambda c: -drop[c])[:WORST_CLASSES]
+    if not worst:
+        return "<p>No class loses accuracy against the reference.</p>"
+    head = "".join(f"<th>{_e(n)}</th>" for n, _ in others)
+    rows = "".join(
+        f'<tr><td class="l">{_e(c)}</td><td>{counts[c]}</td><td>{_pct(ref_acc[c])}</td>'
+        + "".join(f"<td>{_pct(acc.get(c))}</td>" for _, acc in others) + "</tr>" for c in worst)
+    return (f'<table id="worst-classes"><caption>Classes losing the most top-1 accuracy (%)</caption><thead><tr>'
+            f'<th class="l">class</th><th>images</th><th>{_e(ref_name)}</th>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table>")
+
+
+def _per_layer_text(section: Mapping[str, Any]) -> str:
+    parts = []
+    for key, s in section.items():
+        kept = s.get("keep_high_precision") or []
+        kept_html = ", ".join(f"<code>{_e(n)}</code>" for n in kept) or "none (no layer adds error)"
+        parts.append(f'<h3>{_e(key)} ({_e(s.get("precision"))})</h3><p>Keep in high precision first: {kept_html}</p>')
+        if s.get("command"):
+            parts.append(f'<p>Re-calibrate with their ONNX nodes in float:</p>'
+                         f'<pre><code class="command">{_e(s["command"])}</code></pre>')
+        if s.get("unmapped"):
+            parts.append("<p>No ONNX node is named under " + ", ".join(f"<code>{_e(n)}</code>" for n in s["unmapped"])
+                         + " (tf2onnx renamed it): add its node to <code>--exclude</code> by hand.</p>")
+        elif s.get("precision") == "int8" and kept and s.get("exclude_nodes") is None:
+            parts.append("<p>ONNX node names were not available here (no onnx or model.onnx), so no "
+                         "<code>trtdeploy calibrate --exclude</code> line: exclude these layers' Conv/Add nodes.</p>")
+        rows = "".join(
+            f'<tr><td>{r["index"]}</td><td class="l">{_e(r["name"])}</td><td>{_num(r["rel_error"])}</td>'
+            f'<td>{_num(r["growth"])}</td><td>{_num(r.get("cosine"), 6)}</td></tr>'
+            for r in (s.get("ranking") or [])[:10])
+        parts.append('<table class="layer-ranking"><thead><tr><th>#</th><th class="l">layer</th><th>rel error</th>'
+                     f"<th>growth</th><th>cosine</th></tr></thead><tbody>{rows}</tbody></table>")
+    return "".join(parts)
+
+
+def _kv_table(d: Mapping[str, Any], table_id: str) -> str:
+    rows = []
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            v = ", ".join(f"{a} {b}" for a, b in v.items()) or "—"
+        elif isinstance(v, (list, tuple)):
+            v = ", ".join(str(x) for x in v)
+        rows.append(f'<tr><th class="l">{_e(k)}</th><td class="l">{_e(v)}</td></tr>')
+    return f'<table id="{_e(table_id)}"><tbody>{"".join(rows)}</tbody></table>'
+
+
+def render_html(result: Mapping[str, Any]) -> str:
+    """The report page as one string (no external resources)."""
+    mpl = _matplotlib()
+    bundle = result.get("bundle") or {}
+    ref = result.get("reference") or {}
+    ok = bool(result.get("pass"))
+    body = [
+        f"<h1>Parity report: {_e(bundle.get('model', 'model'))}</h1>",
+        f'<p><span class="verdict {"v-pass" if ok else "v-fail"}" id="verdict">{"PASS" if ok else "FAIL"}</span> '
+        f"bundle <code>{_e(bundle.get('path', '?'))}</code>, {_e(result.get('created', ''))}</p>",
+        f"<p>Reference: <b>{_e(ref.get('name'))}</b> — {_e(ref.get('note') or '')}",
+    ]
+    ra = ref.get("accuracy")
+    body[-1] += (f"; top-1 {_pct(ra['top1'])}%, top-5 {_pct(ra['top5'])}% on {ra['count']} labelled images</p>"
+                 if ra else "; no labels, so no accuracy (agreement with the reference only)</p>")
+    if mpl is None:
+        body.append('<p class="note" id="no-charts">matplotlib is not installed here, so this page has tables '
+                    "only; <code>pip install matplotlib</code> and re-run for the charts.</p>")
+    body += ["<h2>Summary</h2>", _summary_table(result),
+             "<h2>Pass / fail</h2>", _failures(result),
+             "<h2>Skipped backends</h2>", _skipped(result),
+             "<h2>Per-output metrics</h2>", _details(result) or "<p>No backend ran.</p>",
+             "<h2>Error histograms</h2>"]
+    hist = _histogram_chart(result, mpl) if mpl else None
+    body.append(_img(hist, "error histograms", "chart-histogram") if hist else "<p>No histogram data.</p>")
+    body.append("<h2>Per-class accuracy</h2>")
+    pc = _per_class_chart(result, mpl) if mpl else None
+    if pc:
+        body.append(_img(pc, "per-class top-1 accuracy", "chart-per-class"))
+    body.append(_worst_classes(result) if _per_class(result) else "<p>No labels: per-class accuracy needs a labelled "
+                "dataset (--data with class folders, or labels in reference.npz).</p>")
+    section = result.get("per_layer") or {}
+    body.append("<h2>Per-layer error</h2>")
+    if section:
+        chart = _per_layer_chart(section, mpl) if mpl else None
+        if chart:
+            body.append(_img(chart, "per-layer error", "chart-per-layer"))
+        body.append(_per_layer_text(section))
+    else:
+        body.append("<p>No per-layer data in this run.</p>")
+    body += ["<h2>Data</h2>", _kv_table(result.get("data") or {}, "data"),
+             "<h2>Environment</h2>", _kv_table(result.get("environment") or {}, "environment")]
+    title = f"Parity: {bundle.get('model', '')} — {'PASS' if ok else 'FAIL'}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,85 @@
+"""Benchmarks as JSON (stdout, and --out FILE).
+
+    python tools/benchmark.py forward [--model resnet_v2_152] [--batch 32] [--image-size 224]
+                                      [--warmup 1] [--iters 5] [--bundle DIR] [--backends tf,ort-fp32,...]
+
+`forward` is the seed experiment: forward passes of a slim ResNet v2 after a warm-up, on
+TensorFlow (deploy.slim, random weights), ONNX Runtime FP32/INT8 on the CPU and every TensorRT
+engine of the bundle (GPU compute and host latency from CUDA events, plus the engine's build
+options from its sidecar). The defaults (1 warm-up, 5 timed runs) keep CI runs short
+(resnet_v2_152, batch 32 on a 2-core CPU: ~24 s a pass); use --warmup 10 --iters 100 for
+numbers you publish.
+
+Subcommands register through SUBCOMMANDS: each entry adds its parser (with the shared
+timing options) and sets `func(args) -> dict`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from deploy.bench import TimingConfig, forward_benchmark
+from deploy.errors import DeployError
+from deploy.fsutil import atomic_write_json
+
+
+def add_forward(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("forward", parents=[common], help="forward-pass latency and throughput per backend")
+    p.add_argument("--model", default="resnet_v2_152",
+                   help="deploy.slim model for the tf backend (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=32, help="default: %(default)s")
+    p.add_argument("--image-size", type=int, default=224, help="tf backend input size (default: %(default)s)")
+    p.add_argument("--bundle", type=Path, metavar="DIR", help="bundle for the ort-* and trt-* backends")
+    p.add_argument("--engine", type=Path, nargs="+", action="extend", default=[], metavar="PLAN",
+                   help="TensorRT plans instead of BUNDLE/engines/NAME.PRECISION.plan")
+    p.set_defaults(func=run_forward)
+
+
+def run_forward(args: argparse.Namespace) -> dict[str, Any]:
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    return forward_benchmark(model=args.model, batch=args.batch, image_size=args.image_size,
+                             config=TimingConfig(warmup=args.warmup, iters=args.iters), bundle_dir=args.bundle,
+                             backends=backends, engines=args.engine or None)
+
+
+# Registration point: each entry adds one subcommand (its parser takes `common` as a parent and
+# sets `func(args) -> dict`). The `calibration` benchmark goes here as `add_calibration`.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [add_forward]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--warmup", type=int, default=TimingConfig.warmup,
+                        help="untimed runs first (default: %(default)s)")
+    common.add_argument("--iters", type=int, default=TimingConfig.iters, help="timed runs (default: %(default)s)")
+    common.add_argument("--backends", metavar="LIST", help="comma-separated backend names (default: all)")
+    common.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON here")
+    parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in SUBCOMMANDS:
+        register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    try:
+        result = args.func(args)
+    except DeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    if args.out:
+        atomic_write_json(args.out, result)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
