@@ -224,8 +224,12 @@ def entropy_divergences(counts: np.ndarray, num_levels: int = TRT_NUM_LEVELS,
     return kl
 
 
-def entropy_amax(counts: np.ndarray, edges: np.ndarray, num_levels: int = TRT_NUM_LEVELS) -> float:
+def entropy_amax(counts: np.ndarray, edges: np.ndarray, num_levels: int = TRT_NUM_LEVELS,
+                 flatten_zero_bin: bool = True) -> float:
     """TensorRT's EntropyCalibration2 threshold: (argmin_i KL + 0.5) * bin width.
+
+    `flatten_zero_bin` first sets bin 0 to bin 1's count (see below); pass False for the
+    plain published algorithm.
 
     argmin takes the first (smallest) i among divergences equal within 1e-12. If every
     candidate is +inf (bins num_levels-1 .. n-2 all empty: the mass sits low and in the last
@@ -233,9 +237,16 @@ def entropy_amax(counts: np.ndarray, edges: np.ndarray, num_levels: int = TRT_NU
     amax is then the max, the one threshold that keeps the top values (NVIDIA's
     pytorch-quantization, which also tries the unclipped candidate, lands there too).
     """
-    counts = np.asarray(counts, dtype=np.float64)
+    counts = np.array(counts, dtype=np.float64)
     if len(counts) <= num_levels:
         raise UsageError(f"entropy calibration needs more than {num_levels} bins, got {len(counts)}")
+    if flatten_zero_bin:
+        # After a ReLU most values are exact zeros: a spike in bin 0 that dominates the KL
+        # search and clips post-ReLU tensors to a third of their range (measured on the
+        # digits model: 1.7 points of top-1 lost). NVIDIA's pytorch-quantization flattens
+        # it the same way (`bins[0] = bins[1]`) before the search; with it the digits INT8
+        # model keeps FP32's accuracy.
+        counts[0] = counts[1]
     if counts.sum() <= 0:
         return float(edges[-1])
     div = entropy_divergences(counts, num_levels, start=num_levels)

@@ -82,9 +82,24 @@ def test_entropy_matches_reference_on_random_histograms():
     for counts in _random_histograms():
         amax = 7.0
         edges = np.linspace(0.0, amax, len(counts) + 1)
-        ours = entropy_amax(counts, edges)
+        ours = entropy_amax(counts, edges, flatten_zero_bin=False)
         ref = reference_entropy_threshold(counts.tolist(), amax / len(counts))
         assert ours == pytest.approx(ref, rel=1e-12), (ours / (amax / len(counts)), ref / (amax / len(counts)))
+        # the default flattens bin 0 first (pytorch-quantization's bins[0] = bins[1])
+        flat = counts.copy()
+        flat[0] = flat[1]
+        ref_flat = reference_entropy_threshold(flat.tolist(), amax / len(counts))
+        assert entropy_amax(counts, edges) == pytest.approx(ref_flat, rel=1e-12)
+
+
+def test_flattening_the_zero_bin_stops_relu_zeros_from_clipping():
+    """Post-ReLU data: half exact zeros. The zero spike must not pull the threshold down."""
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.standard_normal(400_000), 0.0)
+    counts, edges = np.histogram(x, bins=2048, range=(0.0, float(x.max())))
+    plain = entropy_amax(counts, edges, flatten_zero_bin=False)
+    flat = entropy_amax(counts, edges)
+    assert flat > plain
 
 
 def test_reference_comparison_covers_infinite_candidates_and_inner_thresholds():
@@ -93,7 +108,7 @@ def test_reference_comparison_covers_infinite_candidates_and_inner_thresholds():
     chosen, with_inf = set(), 0
     for counts in _random_histograms():
         edges = np.linspace(0.0, 1.0, len(counts) + 1)
-        chosen.add(int(entropy_amax(counts, edges) * len(counts)))
+        chosen.add(int(entropy_amax(counts, edges, flatten_zero_bin=False) * len(counts)))
         with_inf += bool(np.isinf(entropy_divergences(counts)).any())
     assert len(chosen) >= 5 and min(chosen) < 0.8 * 2048 and with_inf >= 2
 

@@ -1,0 +1,313 @@
+"""Explicit quantization: where QuantizeLinear/DequantizeLinear pairs go, and putting them there.
+
+TensorRT builds an INT8 engine from Q/DQ ONNX by *fusing* the Q/DQ pairs into the layers
+around them; where they sit decides which kernels run in INT8. The rules below follow
+TensorRT's "Q/DQ layer-placement recommendations" (Developer Guide, "Working with
+Quantized Types") and NVIDIA's ResNet recipes, applied to TF-slim's ResNet v2 as tf2onnx
+exports it:
+
+    input ─► Conv(root conv1) ─► MaxPool(pool1) ─┬─► BN(preact) ─► Relu ─┬─► Conv(conv1)…Conv(conv3) ─┐
+                                                 │                       └─► Conv(shortcut, projection)│
+                                                 └──── shortcut: identity or MaxPool(subsample) ─────► Add
+    … last Add ─► BN(postnorm) ─► Relu ─► GlobalAveragePool ─► Reshape ─► Conv(logits) ─► Squeeze ─► Softmax
+
+Symmetric int8, zero point 0 (TensorRT rejects others), activations per tensor; Conv weights
+per output channel (axis 0) with scale = max|w| / 127 computed from the weights themselves.
+Biases stay float (TensorRT folds them into the fused kernel in its own precision; an int32
+bias DQ like ONNX Runtime's `QuantizeBias=True` makes is something TensorRT rejects).
+
+Which activation edges (tensor -> consumer input) carry Q/DQ, and why:
+
+1. Every Conv's activation input (and its weight). TensorRT runs a convolution in INT8 only
+   when both its inputs come through DQ. This includes the root conv1 (on the graph input)
+   and the logits Conv, whose input is the Reshape of the global average pool: TensorRT
+   moves a Q backward over a Reshape (a shuffle commutes with quantization), so the 1x1
+   logits convolution runs in INT8 on the pooled features.
+2. The residual Add's input that does not come from a Conv (identity shortcut: the
+   previous Add output or pool1; subsample shortcut: the MaxPool output). TensorRT fuses
+   Conv (+bias) + Add (+ReLU) into one kernel whose second operand is read in the
+   precision the Add gets it in: with Q/DQ on it, the fused kernel reads it as INT8.
+   NEVER on the Conv output that feeds the Add: a DQ there stops the Conv+Add fusion
+   (TensorRT would have to write the conv output, requantize it, and run a separate
+   elementwise layer). When both Add inputs are Conv outputs (the projection shortcut of a
+   block's first unit), neither gets Q/DQ; TensorRT fuses one Conv with the Add and reads
+   the other in float.
+3. The input of a pre-activation BatchNormalization that no Conv precedes (its input is a
+   residual Add output or pool1; the final `postnorm` BN is the same case). Such a tensor
+   also feeds the next unit's shortcut, which rule 2 quantizes. One Q/DQ pair on the tensor
+   serves every consumer, so *all* of the Add's consumers read the same INT8 values; only
+   then can TensorRT fuse that Q into the producing Conv+Add kernel and write INT8 (half
+   the memory traffic of FP16 on the widest tensors of the network), and run BN (a scale
+   layer) + ReLU on INT8 input. A BN fed by a Conv gets nothing: TensorRT folds
+   Conv+BN+ReLU, and Q/DQ between them would break that fold.
+4. The input of the shortcut MaxPool (slim's `subsample`: a MaxPool whose output feeds a
+   residual Add). Max-pooling commutes with quantization, so TensorRT runs it in INT8
+   between the Q/DQ on its input (the same pair as rule 3's, on the previous Add output)
+   and the pair rule 2 puts on its output. pool1 (fed by the root Conv, feeding BN and Add)
+   needs no pair of its own: TensorRT propagates the Q on its output backward over the
+   MaxPool into the root Conv's output.
+
+Left in float on purpose: the GlobalAveragePool input (averaging is not a commuting op, and
+the pooled 1x1 tensor is tiny, so an INT8 average buys nothing and adds a rounding step
+before the logits), the Reshape/Squeeze, the Softmax (an exponential of logits needs range
+that int8 does not have) and every bias.
+
+`exclude` keeps named nodes in high precision: none of their inputs or weights get Q/DQ;
+their neighbours keep theirs.
+
+All original tensor names are kept (a Q/DQ pair is inserted on the consumer side of a
+tensor and its nodes/tensors are named after the tensor), so INT8-vs-FP32 per-layer
+comparisons by name still work, and the names match what TensorRT's ONNX parser calls them.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from deploy.errors import CalibrationError, UsageError
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear
+INT8_MAX = 127
+
+# Reasons recorded in the plan (one tensor may have several).
+CONV_INPUT = "conv input"
+RESIDUAL_INPUT = "residual add input"
+PREACT_BN_INPUT = "pre-activation batchnorm input"
+SHORTCUT_POOL_INPUT = "shortcut maxpool input"
+
+
+@dataclass(frozen=True)
+class ActivationQdq:
+    """One activation tensor that gets a Q/DQ pair, and the node inputs that read the DQ output."""
+
+    tensor: str
+    consumers: tuple[tuple[str, int], ...]  # (node name, input index)
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WeightQdq:
+    """A Conv weight initializer quantized per output channel."""
+
+    tensor: str
+    consumers: tuple[tuple[str, int], ...]
+    axis: int = 0
+
+
+@dataclass(frozen=True)
+class QdqPlan:
+    """Where Q/DQ goes. Activations in graph order."""
+
+    activations: tuple[ActivationQdq, ...]
+    weights: tuple[WeightQdq, ...]
+    exclude: tuple[str, ...] = field(default=())
+
+    @property
+    def num_qdq_tensors(self) -> int:
+        return len(self.activations) + len(self.weights)
+
+
+def observed_tensors(plan: QdqPlan) -> list[str]:
+    """The activation tensors that carry Q/DQ: exactly what the statistics pass must observe."""
+    return [a.tensor for a in plan.activations]
+
+
+def _node_names(model) -> list[str]:
+    return [n.name for n in model.graph.node]
+
+
+def _check_exclude(model, exclude: Sequence[str]) -> tuple[str, ...]:
+    names = _node_names(model)
+    known = set(names)
+    unknown = [e for e in exclude if e not in known]
+    if unknown:
+        # Suggest the nodes the plan could quantize (Conv first): those are what users exclude.
+        candidates = [n.name for n in model.graph.node if n.op_type in ("Conv", "Add", "BatchNormalization", "MaxPool")]
+        shown = ", ".join(candidates[:4])
+        raise UsageError(
+            f"--exclude: no node named {', '.join(repr(u) for u in unknown)} in the model; "
+            f"valid names look like: {shown} (list them with `python -c \"import onnx; "
+            f"[print(n.name) for n in onnx.load('model.onnx').graph.node]\"`)"
+        )
+    return tuple(dict.fromkeys(exclude))
+
+
+def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
+    """Decide which tensors carry Q/DQ in `model` (an onnx.ModelProto), per the module rules."""
+    exclude_set = set(_check_exclude(model, exclude))
+    graph = model.graph
+    names = _node_names(model)
+    if len(set(names)) != len(names) or "" in names:
+        # The plan addresses consumers by node name.
+        raise CalibrationError("model has unnamed or duplicate node names; re-export it with `trtdeploy export`")
+    initializers = {t.name for t in graph.initializer}
+    producer = {out: n for n in graph.node for out in n.output}
+
+    def from_conv(tensor: str) -> bool:
+        p = producer.get(tensor)
+        return p is not None and p.op_type == "Conv"
+
+    def is_activation(tensor: str) -> bool:
+        return bool(tensor) and tensor not in initializers and (
+            tensor in producer or any(i.name == tensor for i in graph.input))
+
+    # tensor -> (consumers, reasons), insertion-ordered by first quantized consumer.
+    edges: dict[str, tuple[list[tuple[str, int]], list[str]]] = {}
+    weights: dict[str, list[tuple[str, int]]] = {}
+
+    def add_edge(tensor: str, node, index: int, reason: str) -> None:
+        consumers, reasons = edges.setdefault(tensor, ([], []))
+        if (node.name, index) not in consumers:
+            consumers.append((node.name, index))
+        if reason not in reasons:
+            reasons.append(reason)
+
+    # A MaxPool is a shortcut (slim `subsample`) when its output feeds a residual Add.
+    add_inputs = {t for n in graph.node if n.op_type == "Add" for t in n.input}
+
+    for node in graph.node:
+        if node.name in exclude_set:
+            continue
+        op = node.op_type
+        if op == "Conv":
+            if len(node.input) < 2 or node.input[1] not in initializers:
+                raise CalibrationError(
+                    f"Conv {node.name!r}: weight {node.input[1] if len(node.input) > 1 else '?'!r} is not an "
+                    "initializer, so it cannot be quantized per channel; re-export the model (constants folded) "
+                    f"or pass --exclude {node.name}"
+                )
+            add_edge(node.input[0], node, 0, CONV_INPUT)
+            weights.setdefault(node.input[1], []).append((node.name, 1))
+        elif op == "Add" and len(node.input) == 2 and all(is_activation(t) for t in node.input):
+            for i, t in enumerate(node.input):
+                if not from_conv(t):
+                    add_edge(t, node, i, RESIDUAL_INPUT)
+        elif op == "BatchNormalization" and is_activation(node.input[0]) and not from_conv(node.input[0]):
+            add_edge(node.input[0], node, 0, PREACT_BN_INPUT)
+        elif op == "MaxPool" and node.output[0] in add_inputs and not from_conv(node.input[0]):
+            add_edge(node.input[0], node, 0, SHORTCUT_POOL_INPUT)
+
+    activations = tuple(ActivationQdq(t, tuple(c), tuple(r)) for t, (c, r) in edges.items())
+    return QdqPlan(activations=activations,
+                   weights=tuple(WeightQdq(t, tuple(c)) for t, c in weights.items()),
+                   exclude=tuple(dict.fromkeys(exclude)))
+
+
+def qdq_names(tensor: str) -> dict[str, str]:
+    """Names of the nodes and tensors of the Q/DQ pair on `tensor` (derived from it)."""
+    return {
+        "scale": f"{tensor}_scale",
+        "zero_point": f"{tensor}_zero_point",
+        "q_node": f"{tensor}_QuantizeLinear",
+        "quantized": f"{tensor}_quantized",
+        "dq_node": f"{tensor}_DequantizeLinear",
+        "dequantized": f"{tensor}_dequantized",
+    }
+
+
+def weight_scales(weight: np.ndarray) -> np.ndarray:
+    """Per-output-channel scale = max|w| / 127 over all but axis 0 (float32).
+
+    An all-zero channel gets scale 1/127: zeros quantize to zero under any positive scale,
+    and a zero scale would divide by zero in QuantizeLinear.
+    """
+    w = np.asarray(weight, dtype=np.float32)
+    amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+    amax = np.where(amax > 0, amax, 1.0)
+    return (amax / INT8_MAX).astype(np.float32)
+
+
+def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float]):
+    """A copy of `model` with the planned Q/DQ pairs; activation scale = amax / 127.
+
+    Every planned activation tensor needs a positive finite amax. Q/DQ nodes go right before
+    the first node that reads them, so the node list stays topologically sorted.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        raise CalibrationError(
+            f"model opset {opset} < {MIN_OPSET}: per-channel QuantizeLinear needs opset >= {MIN_OPSET}; "
+            "re-export with `trtdeploy export --opset 17`"
+        )
+    missing = [a.tensor for a in plan.activations if a.tensor not in amax]
+    if missing:
+        raise CalibrationError(
+            f"no calibrated range for {len(missing)} tensor(s) that carry Q/DQ (e.g. {missing[0]!r}); "
+            "re-run `trtdeploy calibrate --recalibrate`"
+        )
+    bad = [(t, v) for t, v in ((a.tensor, float(amax[a.tensor])) for a in plan.activations)
+           if not (np.isfinite(v) and v > 0)]
+    if bad:
+        raise CalibrationError(f"tensor {bad[0][0]!r}: amax {bad[0][1]} is not positive and finite; "
+                               "re-run `trtdeploy calibrate --recalibrate`")
+
+    out = copy.deepcopy(model)
+    graph = out.graph
+    existing = {t for n in graph.node for t in (*n.input, *n.output)} | {t.name for t in graph.initializer} \
+        | {n.name for n in graph.node}
+    init_by_name = {t.name: t for t in graph.initializer}
+
+    # tensor -> (its Q/DQ nodes, consumers that read the DQ output)
+    pairs: dict[str, tuple[list, set[tuple[str, int]]]] = {}
+    new_inits = []
+
+    def make_pair(tensor: str, scale: np.ndarray, axis: int | None, consumers) -> None:
+        names = qdq_names(tensor)
+        clash = [v for v in names.values() if v in existing]
+        if clash:
+            raise CalibrationError(f"cannot name the Q/DQ pair of {tensor!r}: {clash[0]!r} already exists in the graph")
+        zp = np.zeros(scale.shape, dtype=np.int8)
+        new_inits.append(numpy_helper.from_array(scale.astype(np.float32), names["scale"]))
+        new_inits.append(numpy_helper.from_array(zp, names["zero_point"]))
+        kw = {} if axis is None else {"axis": axis}
+        q = helper.make_node("QuantizeLinear", [tensor, names["scale"], names["zero_point"]],
+                             [names["quantized"]], name=names["q_node"], **kw)
+        dq = helper.make_node("DequantizeLinear", [names["quantized"], names["scale"], names["zero_point"]],
+                              [names["dequantized"]], name=names["dq_node"], **kw)
+        pairs[tensor] = ([q, dq], set(consumers))
+
+    for a in plan.activations:
+        make_pair(a.tensor, np.array(float(amax[a.tensor]) / INT8_MAX, dtype=np.float32), None, a.consumers)
+    for w in plan.weights:
+        init = init_by_name.get(w.tensor)
+        if init is None:
+            raise CalibrationError(f"weight {w.tensor!r} is not an initializer of this model; plan it from this model")
+        make_pair(w.tensor, weight_scales(numpy_helper.to_array(init)), w.axis, w.consumers)
+
+    consumer_of = {}  # (node name, input index) -> tensor
+    for tensor, (_, consumers) in pairs.items():
+        for c in consumers:
+            consumer_of[c] = tensor
+    emitted: set[str] = set()
+    nodes = []
+    for node in graph.node:
+        for i, t in enumerate(node.input):
+            tensor = consumer_of.get((node.name, i))
+            if tensor is None:
+                continue
+            if tensor != t:
+                raise CalibrationError(f"plan does not match the model: node {node.name!r} input {i} is {t!r}, "
+                                       f"planned {tensor!r}")
+            if tensor not in emitted:
+                nodes.extend(pairs[tensor][0])
+                emitted.add(tensor)
+            node.input[i] = qdq_names(tensor)["dequantized"]
+        nodes.append(node)
+    unplaced = set(pairs) - emitted
+    if unplaced:
+        raise CalibrationError(f"plan names nodes this model lacks (tensor {sorted(unplaced)[0]!r}); "
+                               "plan it from this model")
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(new_inits)
+    onnx.checker.check_model(out)
+    return out

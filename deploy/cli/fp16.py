@@ -1,0 +1,27 @@
+"""`trtdeploy fp16`: model.onnx -> model.fp16.onnx (FP16 inside, FP32 I/O)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("fp16", help="write model.fp16.onnx (FP16 inside, FP32 at the inputs/outputs)",
+                       description="Convert the bundle's FP32 ONNX to FP16. Softmax, reductions and nodes whose "
+                                   "values would overflow FP16 (reference inputs, calibration maxima) stay FP32.")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("--keep-fp32", nargs="+", default=[], metavar="NODE", help="ONNX node names to keep in FP32")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bundle import open_bundle
+    from ..precision import convert_fp16
+
+    bundle = open_bundle(args.bundle)
+    path = convert_fp16(bundle, keep_fp32=args.keep_fp32)
+    info = bundle.manifest["precision"]["fp16"]
+    print(f"wrote {path} ({len(info['kept_fp32'])} nodes kept FP32)")
+    for node, reason in info["kept_fp32_reasons"].items():
+        print(f"  {node}: {reason}")
+    return 0

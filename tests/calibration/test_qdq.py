@@ -1,0 +1,201 @@
+"""Q/DQ placement on a real export of the default model (digits ResNet v2), checked on the graph."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+onnx = pytest.importorskip("onnx")
+from onnx import numpy_helper  # noqa: E402
+
+from calibration.calibrators import CalibrationConfig, compute_amax  # noqa: E402
+from calibration.qdq import insert_qdq, observed_tensors, plan_qdq  # noqa: E402
+from calibration.stats import collect_statistics  # noqa: E402
+from deploy.cli import main  # noqa: E402
+from deploy.errors import UsageError  # noqa: E402
+from deploy.runners.ort import make_session  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qdq") / "bundle"
+    assert main(["export", "--model", "default", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def fp32(bundle_dir):
+    return onnx.load(str(bundle_dir / "model.onnx"))
+
+
+@pytest.fixture(scope="module")
+def reference(bundle_dir):
+    with np.load(bundle_dir / "reference.npz") as ref:
+        return {k: ref[k] for k in ref.files}
+
+
+@pytest.fixture(scope="module")
+def amax(fp32, reference):
+    plan = plan_qdq(fp32)
+    collector = collect_statistics(fp32, observed_tensors(plan), [{"input": reference["input"]}])
+    return compute_amax(collector, CalibrationConfig("max"))
+
+
+@pytest.fixture(scope="module")
+def int8(fp32, amax):
+    return insert_qdq(fp32, plan_qdq(fp32), amax)
+
+
+class Graph:
+    def __init__(self, model):
+        self.model = model
+        self.nodes = list(model.graph.node)
+        self.producer = {t: n for n in self.nodes for t in n.output}
+        self.inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+    def op(self, tensor):
+        p = self.producer.get(tensor)
+        return p.op_type if p is not None else None
+
+    def through_qdq(self, tensor):
+        """(original tensor, whether a DequantizeLinear sat on the way)."""
+        if self.op(tensor) != "DequantizeLinear":
+            return tensor, False
+        q = self.producer[self.producer[tensor].input[0]]
+        assert q.op_type == "QuantizeLinear"
+        return q.input[0], True
+
+    def of_type(self, op):
+        return [n for n in self.nodes if n.op_type == op]
+
+
+@pytest.fixture(scope="module")
+def g(int8):
+    return Graph(int8)
+
+
+def test_checker_and_opset(int8):
+    onnx.checker.check_model(int8, full_check=True)
+    assert next(o.version for o in int8.opset_import if o.domain in ("", "ai.onnx")) >= 13
+
+
+def test_zero_points_are_int8_zero_and_names_derive_from_the_tensor(g):
+    qs, dqs = g.of_type("QuantizeLinear"), g.of_type("DequantizeLinear")
+    assert qs and len(qs) == len(dqs)
+    for n in qs + dqs:
+        zp = g.inits[n.input[2]]
+        assert zp.dtype == np.int8 and not zp.any(), n.name
+        assert np.all(g.inits[n.input[1]] > 0), n.name
+    for q in qs:
+        assert q.name == f"{q.input[0]}_QuantizeLinear"
+
+
+def test_conv_weights_per_output_channel(g):
+    convs = g.of_type("Conv")
+    assert convs
+    for conv in convs:
+        dq = g.producer[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear", conv.name
+        q = g.producer[dq.input[0]]
+        w = g.inits[q.input[0]]
+        scale = g.inits[q.input[1]]
+        axis = {a.name: a.i for a in q.attribute}.get("axis")
+        assert axis == 0 and scale.shape == (w.shape[0],), conv.name
+        np.testing.assert_allclose(scale, np.abs(w).reshape(w.shape[0], -1).max(axis=1) / 127, rtol=1e-6)
+        # Activation input quantized per tensor.
+        act_dq = g.producer[conv.input[0]]
+        assert act_dq.op_type == "DequantizeLinear" and g.inits[act_dq.input[1]].shape == (), conv.name
+
+
+def test_biases_stay_float(g):
+    for conv in g.of_type("Conv"):
+        if len(conv.input) > 2:
+            assert conv.input[2] in g.inits and g.inits[conv.input[2]].dtype == np.float32, conv.name
+
+
+def test_no_qdq_between_conv_and_add_and_the_other_input_is_quantized(g):
+    adds = g.of_type("Add")
+    assert len(adds) == 6
+    for add in adds:
+        origins = [g.through_qdq(t) for t in add.input]
+        for (orig, quantized) in origins:
+            if g.op(orig) == "Conv":
+                assert not quantized, f"{add.name}: DequantizeLinear between Conv and Add"
+            else:
+                assert quantized, f"{add.name}: residual input {orig} without Q/DQ"
+        assert any(g.op(orig) == "Conv" for orig, _ in origins), add.name
+
+
+def test_preact_batchnorm_inputs_not_after_conv_are_quantized(g):
+    bns = g.of_type("BatchNormalization")
+    assert bns
+    for bn in bns:
+        orig, quantized = g.through_qdq(bn.input[0])
+        assert quantized == (g.op(orig) != "Conv"), bn.name
+    assert any(bn.name.endswith("postnorm/FusedBatchNormV3") for bn in bns)
+
+
+def test_shortcut_maxpool_inputs_are_quantized(g):
+    add_inputs = {g.through_qdq(t)[0] for n in g.of_type("Add") for t in n.input}
+    shortcuts = [n for n in g.of_type("MaxPool") if n.name.endswith("bottleneck_v2/shortcut")]
+    assert len(shortcuts) == 2
+    for n in shortcuts:
+        assert n.output[0] in add_inputs
+        assert g.through_qdq(n.input[0])[1], n.name
+
+
+def test_head_and_softmax_stay_float_but_logits_conv_input_is_quantized(g):
+    for op in ("GlobalAveragePool", "Softmax", "Reshape", "Squeeze"):
+        for n in g.of_type(op):
+            assert not g.through_qdq(n.input[0])[1], n.name
+    logits = next(n for n in g.of_type("Conv") if "logits" in n.name)
+    assert g.through_qdq(logits.input[0])[1]
+
+
+def test_observed_tensors_are_exactly_the_quantized_activations(fp32, g):
+    plan = plan_qdq(fp32)
+    quantized_activations = {q.input[0] for q in g.of_type("QuantizeLinear") if q.input[0] not in g.inits}
+    assert set(observed_tensors(plan)) == quantized_activations
+    assert len(observed_tensors(plan)) == len(set(observed_tensors(plan)))
+    assert plan.num_qdq_tensors == len(g.of_type("QuantizeLinear"))
+
+
+def test_original_names_preserved(fp32, int8):
+    before = {t for n in fp32.graph.node for t in n.output} | {t.name for t in fp32.graph.initializer}
+    after = {t for n in int8.graph.node for t in n.output} | {t.name for t in int8.graph.initializer}
+    assert before <= after
+    assert {n.name for n in fp32.graph.node} <= {n.name for n in int8.graph.node}
+    assert [o.name for o in int8.graph.output] == [o.name for o in fp32.graph.output]
+
+
+def test_exclude_keeps_a_node_unquantized(fp32, amax):
+    conv = next(n for n in fp32.graph.node if n.op_type == "Conv" and "block2/unit_1" in n.name
+                and n.name.endswith("conv2/Conv2D"))
+    bn = next(n for n in fp32.graph.node if n.name.endswith("block3/unit_1/bottleneck_v2/preact/FusedBatchNormV3"))
+    plan = plan_qdq(fp32, exclude=[conv.name, bn.name])
+    g = Graph(insert_qdq(fp32, plan, amax))
+    by_name = {n.name: n for n in g.nodes}
+    assert list(by_name[conv.name].input) == list(conv.input)  # activation and weight as in FP32
+    assert list(by_name[bn.name].input) == list(bn.input)
+    assert conv.input[0] not in observed_tensors(plan)
+    # Neighbours keep theirs; the excluded BN's input tensor still feeds no other quantized edge here.
+    others = [n for n in g.of_type("Conv") if n.name != conv.name]
+    assert all(g.through_qdq(n.input[0])[1] and g.through_qdq(n.input[1])[1] for n in others)
+    assert len(plan.weights) == len(plan_qdq(fp32).weights) - 1
+
+
+def test_exclude_rejects_unknown_names(fp32):
+    with pytest.raises(UsageError) as e:
+        plan_qdq(fp32, exclude=["resnet_v2_digits/no_such_node"])
+    msg = str(e.value)
+    assert "no_such_node" in msg
+    assert any(n.name in msg for n in fp32.graph.node)
+
+
+def test_onnx_runtime_runs_int8(int8, reference):
+    session = make_session(int8.SerializeToString())
+    logits, probs = session.run(["logits", "predictions"], {"input": reference["input"]})
+    assert logits.shape == reference["output:logits"].shape and np.isfinite(logits).all()
+    agreement = np.mean(logits.argmax(1) == reference["output:logits"].argmax(1))
+    assert agreement >= 0.75
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
