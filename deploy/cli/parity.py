@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _table(result: dict) -> str:
+def summary_table(result: dict) -> str:
     main = result["data"]["main_output"]
     rows = [("backend", "status", "result", "max|diff|/max|ref|", "cos min", "top1 agr", "top1 %", "Δ pts")]
 
@@ -59,6 +59,21 @@ def _table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _per_layer(bundle, backends: str | None) -> dict | None:
+    """Per-layer FP32-vs-FP16/INT8 errors on reference.npz's inputs, where ONNX Runtime runs."""
+    import importlib.util
+
+    from ..parity import load_reference_npz, parse_backends
+
+    wanted = [p for p in ("fp16", "int8") if f"ort-{p}" in parse_backends(backends)]
+    if not wanted or importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        return None
+    from ..per_layer import per_layer_errors
+
+    feed = {bundle.inputs[0].name: load_reference_npz(bundle)["input"]}
+    return per_layer_errors(bundle, [feed], wanted) or None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..bundle import open_bundle
     from ..parity import parse_threshold_args, run_parity
@@ -67,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
     bundle = open_bundle(args.bundle)
     result = run_parity(bundle, backends=args.backends, data=args.data, num_images=args.num_images,
                         engines=args.engine or None, thresholds=parse_threshold_args(args.threshold),
-                        batch_size=args.batch_size, seed=args.seed)
+                        batch_size=args.batch_size, seed=args.seed, per_layer=_per_layer(bundle, args.backends))
     json_path, html_path = write_report(result, args.out or bundle.reports_dir)
     ref = result["reference"]
     print(f"reference: {ref['name']} ({ref['note']}); {result['data']['num_images']} images")
-    print(_table(result))
+    print(summary_table(result))
     print(f"{'PASS' if result['pass'] else 'FAIL'}; report: {html_path} (data: {json_path})")
     return 0 if result["pass"] else 1

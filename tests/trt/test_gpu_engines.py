@@ -21,14 +21,31 @@ TOLERANCES = {
 LINKED = ("manifest.json", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "calibration", "reference.npz")
 
 
+def _default_bundle(work: Path) -> Path:
+    """Export the embedded default model, calibrate INT8 on its training digits, convert FP16."""
+    pytest.importorskip("tensorflow", reason="set TRTDEPLOY_TEST_BUNDLE or install the export extra")
+    from calibration.pipeline import calibrate
+    from deploy.bundle import open_bundle
+    from deploy.digits import write_image_folder
+    from deploy.export import ExportConfig, export
+    from deploy.precision import convert_fp16
+
+    bundle = export(ExportConfig(model="default", num_reference=16), work / "bundle")
+    calibrate(bundle, write_image_folder(work / "train", "train"), method="entropy")
+    convert_fp16(open_bundle(bundle.root))
+    return bundle.root
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     """The bundle under test, seen through links so engines are written to a scratch copy."""
     from deploy.bundle import open_bundle
 
     src = os.environ.get("TRTDEPLOY_TEST_BUNDLE")
-    if not src or not (Path(src) / "manifest.json").is_file():
-        pytest.skip("set TRTDEPLOY_TEST_BUNDLE to an exported bundle (manifest.json, ONNX files, reference.npz)")
+    if not src:
+        src = str(_default_bundle(tmp_path_factory.mktemp("default")))
+    if not (Path(src) / "manifest.json").is_file():
+        pytest.skip(f"TRTDEPLOY_TEST_BUNDLE={src} is not a bundle (no manifest.json)")
     root = tmp_path_factory.mktemp("bundle")
     for name in LINKED:
         if (Path(src) / name).exists():
