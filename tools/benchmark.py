@@ -46,9 +46,29 @@ def run_forward(args: argparse.Namespace) -> dict[str, Any]:
                              backends=backends, engines=args.engine or None)
 
 
+def add_calibration(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("calibration", parents=[common],
+                       help="our INT8 calibration vs ONNX Runtime's quantize_static, same model and data")
+    p.add_argument("--model", default="resnet_v2_50", help="default: %(default)s (random weights)")
+    p.add_argument("--image-size", type=int, default=224, help="default: %(default)s")
+    p.add_argument("--num-images", type=int, default=64, help="default: %(default)s")
+    p.add_argument("--method", default="entropy", help="default: %(default)s")
+    p.add_argument("--batch", type=int, default=8, help="calibration batch size (default: %(default)s)")
+    p.add_argument("--workdir", type=Path, help="keep the exported model and images here")
+    p.set_defaults(func=run_calibration)
+
+
+def run_calibration(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.bench_calibration import benchmark_calibration
+
+    return benchmark_calibration(num_images=args.num_images, model=args.model, image_size=args.image_size,
+                                 method=args.method, workdir=args.workdir, batch_size=args.batch)
+
+
 # Registration point: each entry adds one subcommand (its parser takes `common` as a parent and
-# sets `func(args) -> dict`). The `calibration` benchmark goes here as `add_calibration`.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [add_forward]
+# sets `func(args) -> dict`).
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
+    add_forward, add_calibration]
 
 
 def build_parser() -> argparse.ArgumentParser:
