@@ -30,3 +30,22 @@ def pytest_collection_modifyitems(config, items):
             reason = reason or gpu_unavailable_reason()
             if reason:
                 item.add_marker(pytest.mark.skip(reason=f"gpu test: {reason}"))
+
+
+@pytest.fixture(scope="session")
+def _pristine_default_bundle(tmp_path_factory):
+    """The default model exported once per test session (about 15 s); use `default_bundle_dir`."""
+    pytest.importorskip("tensorflow")
+    from deploy.cli import main
+
+    out = tmp_path_factory.mktemp("pristine") / "bundle"
+    assert main(["export", "--model", "default", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_bundle_dir(_pristine_default_bundle, tmp_path_factory):
+    """A private copy of the exported default bundle per test module (modules write into it)."""
+    import shutil
+
+    return shutil.copytree(_pristine_default_bundle, tmp_path_factory.mktemp("bundle") / "bundle")

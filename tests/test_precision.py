@@ -24,10 +24,8 @@ KEEP = "resnet_v2_digits/block2/unit_1/bottleneck_v2/conv2/Conv2D"
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fp16") / "bundle"
-    assert main(["export", "--model", "default", "--out", str(out)]) == 0
-    return out
+def exported(default_bundle_dir):
+    return default_bundle_dir
 
 
 @pytest.fixture(scope="module")

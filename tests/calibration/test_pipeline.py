@@ -25,10 +25,8 @@ NUM_CALIB = 128
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pipeline") / "bundle"
-    assert main(["export", "--model", "default", "--out", str(out)]) == 0
-    return out
+def exported(default_bundle_dir):
+    return default_bundle_dir
 
 
 @pytest.fixture(scope="module")

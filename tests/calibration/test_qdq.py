@@ -17,10 +17,8 @@ from deploy.runners.ort import make_session  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("qdq") / "bundle"
-    assert main(["export", "--model", "default", "--out", str(out)]) == 0
-    return out
+def bundle_dir(default_bundle_dir):
+    return default_bundle_dir
 
 
 @pytest.fixture(scope="module")
