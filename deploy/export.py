@@ -139,12 +139,9 @@ def _set_batch_dim(model_proto, name: str = "batch") -> None:
 
 
 def export_parity(tf_out: dict[str, np.ndarray], ort_out: dict[str, np.ndarray]) -> dict[str, Any]:
-    outputs = {}
-    for name, ref in tf_out.items():
-        diff = np.abs(ref.astype(np.float64) - ort_out[name])
-        outputs[name] = {"max_abs": float(diff.max()),
-                         "max_rel": float((diff / np.maximum(np.abs(ref), 1e-6)).max()),
-                         "top1_agreement": float((ref.argmax(-1) == ort_out[name].argmax(-1)).mean())}
+    from .parity import compare_outputs
+
+    outputs = {name: compare_outputs(ref, ort_out[name], name) for name, ref in tf_out.items()}
     logits = tf_out["logits"]
     tol = 1e-4 * float(np.abs(logits).max())
     return {"reference": "tf", "candidate": "onnxruntime-fp32", "outputs": outputs,
