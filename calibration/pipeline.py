@@ -62,10 +62,9 @@ def _load_set(bundle: Bundle, data_path: str | Path, num_images: int | None, see
     from .preprocess import Preprocess
 
     preprocess = Preprocess.from_json(bundle.preprocessing)
-    dataset = CalibrationSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess, skip_bad=skip_bad)
-    if num_images is not None:
-        dataset = dataset.subset(num_images, seed)
-    return dataset
+    # Choosing the subset inside from_path decodes only the chosen images, not the whole folder.
+    return CalibrationSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess,
+                                    skip_bad=skip_bad, num=num_images, seed=seed)
 
 
 def _read_previous(path: Path) -> dict[str, Any] | None:

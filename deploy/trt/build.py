@@ -237,8 +237,9 @@ def _calibration_batches(bundle: Bundle, config: BuildConfig) -> Iterable[Any]:
 
     (tensor,) = bundle.inputs  # the calibrator feeds one image input
     data = CalibrationSet.from_path(config.calib_data, input=tensor,
-                                    preprocess=Preprocess.from_json(bundle.preprocessing))
-    return data.subset(config.calib_count, config.calib_seed).batches(config.calib_batch)
+                                    preprocess=Preprocess.from_json(bundle.preprocessing),
+                                    num=config.calib_count, seed=config.calib_seed)
+    return data.batches(config.calib_batch)
 
 
 def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
