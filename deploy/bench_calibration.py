@@ -14,9 +14,11 @@ them the same way (our CalibrationSet), and end with a Q/DQ ONNX file:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -90,14 +92,16 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
 
     peer_out = work / "peer.int8.onnx"
     t0 = time.perf_counter()
-    quantize_static(
-        str(bundle.onnx_path("fp32")), str(peer_out), Reader(),
-        quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.Entropy,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                       "CalibTensorRangeSymmetric": True, "CalibMaxIntermediateOutputs": 2},
-    )
+    # ONNX Runtime prints its progress to stdout; keep stdout for the JSON result.
+    with contextlib.redirect_stdout(sys.stderr):
+        quantize_static(
+            str(bundle.onnx_path("fp32")), str(peer_out), Reader(),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Entropy,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                           "CalibTensorRangeSymmetric": True, "CalibMaxIntermediateOutputs": 2},
+        )
     peer = time.perf_counter() - t0
     return {
         "ours_seconds": round(ours, 2),

@@ -175,4 +175,32 @@ def test_benchmark_tool_writes_json(tmp_path, fakes, capsys):
     assert printed == json.loads(out_file.read_text())
     assert printed["results"]["ort-fp32"]["iters"] == 3 and printed["batch"] == 2
     assert tool.main(["forward", "--iters", "0"]) == 2
-    assert [f.__name__ for f in tool.SUBCOMMANDS] == ["add_forward"]
+    parser = tool.build_parser()
+    assert parser.parse_args(["forward"]).func is tool.run_forward
+    assert parser.parse_args(["calibration", "--num-images", "4"]).func is tool.run_calibration
+
+
+def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
+    """The real thing on the default model's architecture (random weights, 8 noise images):
+    both calibrations run, the JSON says so, and each side leaves a Q/DQ model behind."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tensorflow")
+    import onnx
+
+    tool = load_tool()
+    out_file = tmp_path / "calib.json"
+    rc = tool.main(["calibration", "--model", "resnet_v2_digits", "--image-size", "32", "--num-images", "8",
+                    "--batch", "4", "--workdir", str(tmp_path / "work"), "--out", str(out_file)])
+    assert rc == 0
+    result = json.loads(out_file.read_text())
+    assert json.loads(capsys.readouterr().out) == result  # stdout carries the JSON and nothing else
+    assert result["num_images"] == 8 and result["model"] == "resnet_v2_digits"
+    assert result["ours_seconds"] > 0 and result["peer_seconds"] > 0
+    assert result["ratio_peer_over_ours"] == pytest.approx(result["peer_seconds"] / result["ours_seconds"], rel=0.05)
+    assert result["ours_tensors_observed"] > 0
+    peer = onnx.load(str(tmp_path / "work" / "peer.int8.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in peer.graph.node)
+    ours = onnx.load(str(tmp_path / "work" / "resnet_v2_digits_32" / "model.int8.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in ours.graph.node)
+    with pytest.raises(SystemExit):
+        tool.main(["calibration", "--method", "max"])

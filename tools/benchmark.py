@@ -52,7 +52,8 @@ def add_calibration(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--model", default="resnet_v2_50", help="default: %(default)s (random weights)")
     p.add_argument("--image-size", type=int, default=224, help="default: %(default)s")
     p.add_argument("--num-images", type=int, default=64, help="default: %(default)s")
-    p.add_argument("--method", default="entropy", help="default: %(default)s")
+    p.add_argument("--method", default="entropy", choices=["entropy"],
+                   help="the peer comparison is defined for entropy only (default: %(default)s)")
     p.add_argument("--batch", type=int, default=8, help="calibration batch size (default: %(default)s)")
     p.add_argument("--workdir", type=Path, help="keep the exported model and images here")
     p.set_defaults(func=run_calibration)
