@@ -289,8 +289,8 @@ class Thresholds:
     - fp32: `max_abs_scaled <= 1e-4` and `top1_agreement >= 1.0`. FP32 backends differ only by
       summation order, ~1e-6 of the logit scale; 1e-4 leaves room for deep nets while a wrong
       layout, a missing BatchNorm or a bad weight is orders of magnitude above it. A TensorRT
-      "fp32" engine built with TF32 allowed (TensorRT's default on Ampere and newer) lands near
-      1e-3 and fails here by design: build FP32 engines without TF32, or override.
+      "fp32" engine built with TF32 allowed (`trtdeploy build --tf32`; TensorRT's own default
+      on Ampere and newer, which our build clears) lands near 1e-3 and fails here by design.
     - fp16: `top1_agreement >= 0.995`, `accuracy_drop <= 0.2` points, `cosine_min >= 0.99`. The
       cosine floor catches overflow or a broken layer on single images (healthy FP16 ResNets
       stay above 0.9999); element tolerances are not used because FP16 error scales with depth.

@@ -46,6 +46,10 @@ class BuildConfig:
     int8_mode: str = "explicit"  # explicit: Q/DQ ONNX; implicit (TensorRT <= 10): flags + calibrator
     version_compatible: bool = False
     hardware_compat: str | None = None  # None | "ampere+"
+    # TF32 rounds FP32 convolution inputs to 10-bit mantissas (TensorRT enables it by default on
+    # Ampere and newer). Off unless asked, so an "fp32" engine is FP32 and meets the FP32 parity
+    # threshold, as in Polygraphy; --tf32 turns it on (trtexec's default).
+    tf32: bool = False
     calib_data: Path | None = None  # implicit INT8 only: calibrate live on this data instead of the cache
     calib_count: int = 512
     calib_batch: int = 8
@@ -89,7 +93,7 @@ class BuildConfig:
 
     def options(self) -> dict[str, Any]:
         """What the sidecar records about how the engine was built."""
-        d: dict[str, Any] = {"workspace_mib": self.workspace_mib,
+        d: dict[str, Any] = {"workspace_mib": self.workspace_mib, "tf32": self.tf32,
                              "timing_cache": str(self.timing_cache) if self.timing_cache else None}
         if self.mode == "implicit":
             d["calibration"] = ({"data": str(self.calib_data), "count": self.calib_count,
@@ -107,6 +111,7 @@ class NetworkPlan:
     implicit_int8: bool  # BuilderFlag.INT8 + FP16 + IInt8EntropyCalibrator2 (TensorRT <= 10)
     version_compatible: bool
     hardware_compat: str | None
+    tf32: bool = False  # BuilderFlag.TF32 set (True) or cleared (False)
 
 
 def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
@@ -124,7 +129,8 @@ def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
         raise UsageError(f"--hardware-compat needs TensorRT >= 8.6 (this is {version})")
     onnx = "fp32" if implicit else config.precision
     return NetworkPlan(onnx_precision=onnx, strongly_typed=not implicit, implicit_int8=implicit,
-                       version_compatible=config.version_compatible, hardware_compat=config.hardware_compat)
+                       version_compatible=config.version_compatible, hardware_compat=config.hardware_compat,
+                       tf32=config.tf32)
 
 
 def engine_paths(bundle: Bundle, precision: str) -> tuple[Path, Path]:
@@ -281,6 +287,10 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
         for name, (lo, opt, hi) in shapes.items():
             profile.set_shape(name, lo, opt, hi)
         builder_config.add_optimization_profile(profile)
+        if plan.tf32:
+            builder_config.set_flag(trt.BuilderFlag.TF32)
+        else:
+            builder_config.clear_flag(trt.BuilderFlag.TF32)
         if plan.version_compatible:
             builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         if plan.hardware_compat == "ampere+":

@@ -141,6 +141,8 @@ def rebuild_command(sidecar: Sidecar, bundle: str) -> str:
         parts.append("--version-compatible")
     if sidecar.hardware_compat:
         parts += ["--hardware-compat", sidecar.hardware_compat]
+    if sidecar.builder.get("tf32"):
+        parts.append("--tf32")
     return " ".join(parts)
 
 

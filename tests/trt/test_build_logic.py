@@ -67,6 +67,13 @@ def test_implicit_int8_on_10_uses_fp32_onnx_weakly_typed():
     assert plan.version_compatible and plan.hardware_compat == "ampere+"
 
 
+def test_tf32_is_off_unless_asked_and_recorded():
+    assert not plan_network(BuildConfig(precision="fp32"), "10.16.1.11").tf32
+    assert BuildConfig().options()["tf32"] is False
+    config = BuildConfig(precision="fp32", tf32=True)
+    assert plan_network(config, "11.4.0.106").tf32 and config.options()["tf32"] is True
+
+
 def test_implicit_int8_on_11_refused_with_the_reason():
     with pytest.raises(UsageError) as e:
         plan_network(BuildConfig(precision="int8", int8_mode="implicit"), "11.4.0.106")

@@ -97,6 +97,8 @@ def test_rebuild_command_repeats_the_options():
                                        batch=(2, 4, 8)), "b")
     assert cmd == ("trtdeploy build b --precision int8 --int8-mode implicit --batch 2 4 8 "
                    "--version-compatible --hardware-compat ampere+")
+    assert rebuild_command(make_sidecar(builder={"tf32": True}), "b").endswith(" --tf32")
+    assert "--tf32" not in rebuild_command(make_sidecar(builder={"tf32": False}), "b")
 
 
 def test_plan_hash_matches(engine):
