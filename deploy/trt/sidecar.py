@@ -149,6 +149,10 @@ def rebuild_command(sidecar: Sidecar, bundle: str) -> str:
 def read_sidecar(plan_path: str | Path) -> Sidecar:
     plan = Path(plan_path)
     path = sidecar_path(plan)
+    if not plan.is_file():
+        raise EngineError(
+            f"{plan}: no such engine file; build one with `trtdeploy build {bundle_of(plan)} --precision PRECISION`"
+        )
     if not path.is_file():
         raise EngineError(
             f"{plan}: no sidecar {path.name} beside it; engines are loaded only with the JSON "

@@ -112,6 +112,11 @@ def test_swapped_or_half_copied_plan_refused(engine, content):
         load_plan(engine, read_sidecar(engine))
 
 
+def test_missing_plan_named_before_its_sidecar(tmp_path):
+    with pytest.raises(EngineError, match=r"nope\.plan: no such engine file; build one"):
+        read_sidecar(tmp_path / "nope.plan")
+
+
 def test_missing_sidecar_refused(engine):
     sidecar_path(engine).unlink()
     with pytest.raises(EngineError, match=r"no sidecar x\.int8\.json.*trtdeploy build"):
