@@ -163,12 +163,13 @@ def export(config: ExportConfig, out: str | Path, force: bool = False) -> Bundle
 
 def _write_bundle(config: ExportConfig, tmp: Path) -> None:
     import onnx
-    import tensorflow as tf
     import tf2onnx
 
     from .runners.ort import OrtRunner
+    from .runners.tf import import_tf
     from .slim.spec import blocks_to_json
 
+    tf = import_tf()  # TF32 off: the reference outputs are FP32
     log.info("[1/5] building %s", config.model)
     info, rc, model, weights = build_model(config)
     size = tuple(config.image_size or info.image_size)

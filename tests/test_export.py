@@ -69,6 +69,18 @@ def test_end_points_exist_in_onnx(digits_bundle):
     assert set(digits_bundle.manifest["end_points"].values()) <= produced
 
 
+def test_tf_reference_runs_without_tf32():
+    """On Ampere+ GPUs TensorFlow would round FP32 convolutions to TF32 (~1e-3): the reference
+    every backend is judged against must be FP32."""
+    import tensorflow as tf
+
+    from deploy.runners.tf import import_tf
+
+    tf.config.experimental.enable_tensor_float_32_execution(True)
+    assert import_tf() is tf
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()
+
+
 def test_nhwc_layout(tmp_path):
     out = tmp_path / "nhwc"
     assert main(["export", "--model", "default", "--layout", "nhwc", "--num-reference", "2", "--out", str(out)]) == 0

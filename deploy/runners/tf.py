@@ -11,10 +11,15 @@ from .base import Runner, TensorSpec
 
 
 def import_tf():
+    """TensorFlow, with TF32 off: it is the FP32 reference every other backend is judged
+    against, and TF32 (TensorFlow's default on Ampere and newer GPUs) rounds convolution
+    inputs to 10-bit mantissas, ~1e-3 relative error, ten times the FP32 parity threshold.
+    No effect on CPUs."""
     try:
         import tensorflow as tf
     except ImportError:
         raise ToolMissingError("TensorFlow is not installed; `pip install 'trtdeploy[export]'`") from None
+    tf.config.experimental.enable_tensor_float_32_execution(False)
     return tf
 
 
