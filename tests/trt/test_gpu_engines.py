@@ -96,3 +96,19 @@ def test_engine_matches_tensorflow(bundle, precision, mode, tmp_path):
     assert max_abs <= max_abs_tol
     assert agreement >= agreement_tol
     np.testing.assert_allclose(scores(one)[0], p_trt[0], atol=max_abs_tol)  # batch size does not change results
+
+
+def test_demo_runs_and_passes_every_engine(tmp_path):
+    """The main job on a GPU machine: `trtdeploy demo` builds the three engines and the parity
+    report judges them on the 360 held-out digits with the default thresholds."""
+    import json
+
+    pytest.importorskip("tensorflow", reason="the demo exports the default model with TensorFlow")
+    from deploy.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    result = json.loads((tmp_path / "demo" / "bundle" / "reports" / "parity.json").read_text())
+    for name in ("trt-fp32", "trt-fp16", "trt-int8"):
+        entry = result["backends"][name]
+        assert entry["status"] == "ran", (name, entry.get("reason"))
+        assert entry["pass"] is True and entry["accuracy"]["top1"] >= 99.0, (name, entry)
