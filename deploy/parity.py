@@ -504,11 +504,19 @@ def engine_path(bundle: Bundle, precision: str, engines: Mapping[str, Path] | No
     return bundle.engines_dir / f"{bundle.model_name}.{precision}.plan"
 
 
+def installed(module: str) -> bool:
+    """Whether `module` can be found, without importing it (a failing finder counts as absent)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def make_runner(backend: str, bundle: Bundle, engines: Mapping[str, Path] | None = None) -> Runner | Skip:
     """A runner for `backend`, or a Skip saying why it cannot run on this machine."""
     precision = backend_precision(backend)
     if backend == "tf":
-        if importlib.util.find_spec("tensorflow") is None:
+        if not installed("tensorflow"):
             return Skip("TensorFlow is not installed here (`pip install 'trtdeploy[export]'`)")
         if not bundle.path("saved_model").is_dir():
             return Skip(f"{bundle.path('saved_model')}: missing (device bundles may omit it)")
@@ -518,7 +526,7 @@ def make_runner(backend: str, bundle: Bundle, engines: Mapping[str, Path] | None
         except (ImportError, OSError, DeployError) as e:
             return Skip(f"TensorFlow runner unavailable: {e}")
     if backend.startswith("ort-"):
-        if importlib.util.find_spec("onnxruntime") is None:
+        if not installed("onnxruntime"):
             return Skip("ONNX Runtime is not installed here (`pip install onnxruntime`)")
         try:
             path = bundle.onnx_path(precision)
@@ -857,12 +865,24 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
 
     ordered = {b: entries[b] for b in names}
     ran = [e for e in ordered.values() if e["status"] != "skipped"]
+    failed = [b for b, e in ordered.items() if e["status"] != "skipped" and not e["pass"]]
+    errored = [b for b in failed if ordered[b]["status"] == "error"]
+    missed = [b for b in failed if b not in errored]
+    if not ran:
+        verdict = "FAIL: no backend ran here, so nothing was compared (see why each was skipped)"
+    elif failed:
+        why = ([f"{', '.join(missed)} missed {'its' if len(missed) == 1 else 'their'} thresholds"] if missed else []) \
+            + ([f"{', '.join(errored)} stopped with an error"] if errored else [])
+        verdict = "FAIL: " + "; ".join(why)
+    else:
+        verdict = f"PASS: all {len(ran)} backend(s) that ran met their thresholds"
 
     data_info.update({"num_images": seen, "batch_size": batch_size, "labels": have_labels,
                       "label_offset": bundle.label_offset, "main_output": main, "outputs": outputs})
     result = {
         "reference": {"name": ref_name, "precision": "fp32", "note": ref_note, "accuracy": ref_accuracy},
-        "pass": bool(ran) and all(e["pass"] for e in ran),
+        "pass": bool(ran) and not failed,
+        "verdict": verdict,
         "backends": ordered,
         "environment": machine_info(),
         "data": data_info,

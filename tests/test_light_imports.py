@@ -53,3 +53,22 @@ def test_help_without_heavy_dependencies(argv):
 def test_blocker_really_blocks():
     r = _run("import onnx")
     assert r.returncode != 0 and "blocked heavy import" in r.stderr
+
+
+def test_parity_from_a_bundle_runs_with_only_numpy(default_bundle_dir, tmp_path):
+    """On a device without TensorFlow, ONNX Runtime, TensorRT or matplotlib the report still
+    runs from reference.npz, writes both files and says why nothing could be compared."""
+    import json
+
+    out = tmp_path / "report"
+    r = _run(f"from deploy.cli import main\nimport sys\nsys.exit(main(['parity', {str(default_bundle_dir)!r}, "
+             f"'--out', {str(out)!r}]))")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "FAIL: no backend ran here" in r.stdout
+    result = json.loads((out / "parity.json").read_text())
+    assert result["reference"]["name"] == "reference.npz" and result["pass"] is False
+    reasons = {b: e["reason"] for b, e in result["backends"].items()}
+    assert all(e["status"] == "skipped" for e in result["backends"].values())
+    assert "TensorFlow is not installed" in reasons["tf"] and "ONNX Runtime is not installed" in reasons["ort-int8"]
+    assert "no engine; build it with `trtdeploy build" in reasons["trt-fp16"]
+    assert "no backend ran here" in (out / "parity.html").read_text()

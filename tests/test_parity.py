@@ -343,7 +343,7 @@ def test_run_parity_schema_pass_fail_and_skips(tmp_path, monkeypatch):
     assert b["ort-fp16"]["pass"] is False
     assert b["ort-fp16"]["outputs"]["logits"]["top1_agreement"] == pytest.approx(30 / 40)
     assert any("top1_agreement 0.75 < 0.995" in f for f in b["ort-fp16"]["failures"])
-    assert result["pass"] is False
+    assert result["pass"] is False and result["verdict"] == "FAIL: ort-fp16 missed its thresholds"
     assert b["ort-int8"]["thresholds"]["logits"] == Thresholds.for_precision("int8").to_json()
     # The fixture labels 4 of 40 images wrongly on purpose.
     assert result["reference"]["accuracy"]["top1"] == pytest.approx(90.0)
@@ -383,6 +383,7 @@ def test_run_parity_tf_reference_and_errors(tmp_path, monkeypatch):
     e = result["backends"]["trt-fp32"]
     assert e["status"] == "error" and e["pass"] is False and "device lost" in e["reason"]
     assert "after 8 images" in e["reason"]
+    assert result["verdict"] == "FAIL: trt-fp32 stopped with an error"
     assert not made["tf"].active  # every runner closed again
 
 
@@ -503,7 +504,7 @@ def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "reports"
     assert main(["parity", str(bundle.root), "--backends", "ort-fp32,trt-fp16", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "PASS" in text and str(out / "parity.html") in text and "skipped trt-fp16" in text
+    assert "PASS: all 1 backend(s) that ran met their thresholds" in text and str(out / "parity.html") in text and "skipped trt-fp16" in text
     assert (out / "parity.html").is_file() and json.loads((out / "parity.json").read_text())["pass"] is True
 
     assert main(["parity", str(bundle.root), "--backends", "ort-fp32,ort-int8"]) == 1

@@ -61,12 +61,10 @@ def summary_table(result: dict) -> str:
 
 def _per_layer(bundle, backends: str | None) -> dict | None:
     """Per-layer FP32-vs-FP16/INT8 errors on reference.npz's inputs, where ONNX Runtime runs."""
-    import importlib.util
-
-    from ..parity import load_reference_npz, parse_backends
+    from ..parity import installed, load_reference_npz, parse_backends
 
     wanted = [p for p in ("fp16", "int8") if f"ort-{p}" in parse_backends(backends)]
-    if not wanted or importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+    if not wanted or not installed("onnxruntime") or not installed("onnx"):
         return None
     from ..per_layer import per_layer_errors
 
@@ -87,5 +85,5 @@ def run(args: argparse.Namespace) -> int:
     ref = result["reference"]
     print(f"reference: {ref['name']} ({ref['note']}); {result['data']['num_images']} images")
     print(summary_table(result))
-    print(f"{'PASS' if result['pass'] else 'FAIL'}; report: {html_path} (data: {json_path})")
+    print(f"{result['verdict']}; report: {html_path} (data: {json_path})")
     return 0 if result["pass"] else 1
