@@ -49,6 +49,7 @@ CUDA_RECEIVER_PREFIXES = {"ev_": "Event"}
 OVERRIDES = {
     "ILogger": ("log",),
     "IInt8EntropyCalibrator2": ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"),
+    "IProgressMonitor": ("phase_start", "step_complete", "phase_finish"),
 }
 
 # Functions that run only when `versions.supports_implicit_int8` holds (TensorRT <= 10):

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..bundle import Bundle, ONNX_FILES, TensorInfo
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
 from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
-from .logger import make_logger
+from .logger import make_logger, make_progress_monitor
 from .sidecar import Sidecar, sidecar_path
 from .versions import (import_tensorrt, parse_version, supports_hardware_compat, supports_implicit_int8,
                        supports_version_compatible)
@@ -302,6 +302,8 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
             calibrator = _configure_implicit_int8(trt, cuda, builder, network, builder_config, bundle, config, shapes,
                                                   make_calibrator)
         timing_cache, timing_stats = _load_timing_cache(builder_config, config.timing_cache)
+        monitor = make_progress_monitor(trt)  # referenced until the build returns
+        builder_config.progress_monitor = monitor
 
         log.info("TensorRT is building %s (minutes for a large model)", plan_path.name)
         t0 = time.perf_counter()

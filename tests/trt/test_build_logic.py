@@ -270,3 +270,69 @@ def test_calibrator_module_imports_without_tensorrt():
     import deploy.trt.calibrator as module
 
     assert isinstance(module, types.ModuleType) and "tensorrt" not in sys.modules
+
+
+# ------------------------------------------------------------------ build progress
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_build_progress_reports_top_phases_tenths_and_nesting(caplog):
+    import logging
+
+    from deploy.trt.logger import BuildProgress
+
+    clock = _Clock()
+    progress = BuildProgress(clock=clock)
+    with caplog.at_level(logging.DEBUG, logger="trtdeploy.trt.build"):
+        progress.phase_start("Building engine", None, 20)
+        progress.phase_start("Tactic selection", "Building engine", 3)
+        for step in range(20):
+            clock.t += 1.0
+            assert progress.step_complete("Building engine", step) is True  # never cancels
+        progress.phase_finish("Tactic selection")
+        progress.phase_finish("Building engine")
+        progress.step_complete("unknown phase", 0)  # TensorRT may report a phase we never saw
+        progress.phase_finish("unknown phase")
+    records = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert records[0] == ("INFO", "TensorRT build: Building engine (20 steps)")
+    assert records[1] == ("DEBUG", "TensorRT build:   Tactic selection (3 steps)")
+    steps = [m for lvl, m in records if "/20 steps" in m]
+    assert steps[0] == "TensorRT build: Building engine: 2/20 steps, 2 s" and len(steps) == 10
+    assert steps[-1].endswith("20/20 steps, 20 s")
+    assert records[-2][0] == "DEBUG" and "Tactic selection done" in records[-2][1]
+    assert records[-1] == ("INFO", "TensorRT build: Building engine done in 20.0 s")
+
+
+def test_progress_monitor_subclass_delegates():
+    import types
+
+    from deploy.trt.logger import BuildProgress, make_progress_monitor
+
+    class IProgressMonitor:
+        def __init__(self):
+            self.base_initialised = True
+
+    calls = []
+
+    class Recording(BuildProgress):
+        def phase_start(self, *a):
+            calls.append(("start", *a))
+
+        def step_complete(self, *a):
+            calls.append(("step", *a))
+            return True
+
+        def phase_finish(self, *a):
+            calls.append(("finish", *a))
+
+    monitor = make_progress_monitor(types.SimpleNamespace(IProgressMonitor=IProgressMonitor), Recording())
+    assert monitor.base_initialised
+    monitor.phase_start("p", "", 2)
+    assert monitor.step_complete("p", 0) is True
+    monitor.phase_finish("p")
+    assert calls == [("start", "p", "", 2), ("step", "p", 0), ("finish", "p")]
