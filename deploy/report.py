@@ -346,7 +346,7 @@ def render_html(result: Mapping[str, Any]) -> str:
     body = [
         f"<h1>Parity report: {_e(bundle.get('model', 'model'))}</h1>",
         f'<p><span class="verdict {"v-pass" if ok else "v-fail"}" id="verdict">{"PASS" if ok else "FAIL"}</span> '
-        f"{_e(result.get('verdict', '').partition(': ')[2])}; "
+        + (f"{_e(result['verdict'].partition(': ')[2])}; " if result.get("verdict") else "") +
         f"bundle <code>{_e(bundle.get('path', '?'))}</code>, {_e(result.get('created', ''))}</p>",
         f"<p>Reference: <b>{_e(ref.get('name'))}</b> — {_e(ref.get('note') or '')}",
     ]

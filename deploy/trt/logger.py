@@ -76,8 +76,8 @@ class BuildProgress:
     def _phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
         self._phases[phase_name] = (parent_phase or None, int(num_steps), self._clock(), 0)
         depth = self._depth(phase_name)
-        self._log.log(logging.INFO if depth == 0 else logging.DEBUG, "TensorRT build: %s%s (%d steps)", "  " * depth,
-                      phase_name, num_steps)
+        self._log.log(logging.INFO if depth == 0 else logging.DEBUG, "TensorRT build: %s%s (%d steps)",
+                      "  " * depth, phase_name, num_steps)
 
     def _step_complete(self, phase_name: str, step: int) -> None:
         entry = self._phases.get(phase_name)
@@ -89,16 +89,17 @@ class BuildProgress:
         if tenth > reported and steps >= 10:
             self._phases[phase_name] = (parent, steps, start, tenth)
             depth = self._depth(phase_name)
-            self._log.log(logging.INFO if depth == 0 else logging.DEBUG, "TensorRT build: %s%s: %d/%d steps, %.0f s",
-                          "  " * depth, phase_name, done, steps, self._clock() - start)
+            self._log.log(logging.INFO if depth == 0 else logging.DEBUG,
+                          "TensorRT build: %s%s: %d/%d steps, %.0f s", "  " * depth, phase_name, done, steps,
+                          self._clock() - start)
 
     def _phase_finish(self, phase_name: str) -> None:
         entry = self._phases.get(phase_name)
         if entry is None:
             return
         depth = self._depth(phase_name)
-        self._log.log(logging.INFO if depth == 0 else logging.DEBUG, "TensorRT build: %s%s done in %.1f s", "  " * depth,
-                      phase_name, self._clock() - entry[2])
+        self._log.log(logging.INFO if depth == 0 else logging.DEBUG, "TensorRT build: %s%s done in %.1f s",
+                      "  " * depth, phase_name, self._clock() - entry[2])
         del self._phases[phase_name]
 
 
