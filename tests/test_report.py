@@ -143,6 +143,8 @@ def test_page_content(report):
     assert summary == {"tf": "skipped", "ort-fp32": "pass", "ort-fp16": "pass", "ort-int8": "fail",
                        "trt-int8": "skipped"}
     assert doc.text["verdict"] == "FAIL"
+    assert result["verdict"] == "FAIL: ort-int8 missed its thresholds"
+    assert "ort-int8 missed its thresholds; bundle" in html_path.read_text()
     cmd = result["per_layer"]["ort-int8"]["command"]
     unit = "tiny_v2/block2/unit_1/bottleneck_v2"
     assert cmd.startswith("trtdeploy calibrate ") and f"--exclude {unit}/conv1/Conv2D {unit}/conv2/Conv2D" in cmd
