@@ -32,6 +32,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tf32", action="store_true",
                    help="allow TF32 for FP32 math (faster on Ampere+, ~1e-3 relative error; off by default "
                         "so FP32 engines match FP32 references)")
+    p.add_argument("--out", type=Path, metavar="FILE.plan",
+                   help="where to write the engine (sidecar FILE.json beside it); default "
+                        "BUNDLE/engines/NAME.PRECISION.plan")
     p.add_argument("--calib-data", type=Path, metavar="PATH",
                    help="implicit INT8: calibrate live on these images/arrays instead of calibration/trt.cache")
     p.set_defaults(func=run)
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, batch=tuple(args.batch), workspace_mib=args.workspace,
         timing_cache=args.timing_cache, int8_mode=args.int8_mode, version_compatible=args.version_compatible,
         hardware_compat=args.hardware_compat, tf32=args.tf32, calib_data=args.calib_data,
+        out=args.out,
     )
     plan = build_engine(open_bundle(args.bundle), config)
     print(plan)

@@ -11,6 +11,7 @@ tested without TensorRT; `build_engine` only carries them out.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class BuildConfig:
     # threshold, as in Polygraphy; --tf32 turns it on (trtexec's default).
     tf32: bool = False
     calib_data: Path | None = None  # implicit INT8 only: calibrate live on this data instead of the cache
+    out: Path | None = None  # the plan file; default BUNDLE/engines/NAME.PRECISION.plan
     calib_count: int = 512
     calib_batch: int = 8
     calib_seed: int = 0
@@ -86,6 +88,11 @@ class BuildConfig:
             object.__setattr__(self, "timing_cache", Path(self.timing_cache))
         if self.calib_data is not None:
             object.__setattr__(self, "calib_data", Path(self.calib_data))
+        if self.out is not None:
+            out = Path(self.out)
+            if out.suffix != ".plan":
+                raise UsageError(f"--out {out}: name the engine FILE.plan (its sidecar is FILE.json beside it)")
+            object.__setattr__(self, "out", out)
 
     @property
     def mode(self) -> str:
@@ -133,10 +140,23 @@ def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
                        tf32=config.tf32)
 
 
-def engine_paths(bundle: Bundle, precision: str) -> tuple[Path, Path]:
-    """engines/NAME.PRECISION.plan and its sidecar .json."""
-    plan = bundle.engines_dir / f"{bundle.model_name}.{precision}.plan"
+def engine_paths(bundle: Bundle, precision: str, out: Path | None = None) -> tuple[Path, Path]:
+    """The plan (`out`, else engines/NAME.PRECISION.plan) and its sidecar .json."""
+    plan = Path(out) if out is not None else bundle.engines_dir / f"{bundle.model_name}.{precision}.plan"
     return plan, sidecar_path(plan)
+
+
+def replaced_engine_note(json_path: Path, precision: str, mode: str) -> str | None:
+    """A warning when the engine about to be overwritten was built another way (e.g. explicit
+    INT8 replaced by implicit): both share NAME.int8.plan unless --out separates them."""
+    try:
+        old = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(old, dict) or (old.get("precision"), old.get("mode")) == (precision, mode):
+        return None
+    return (f"replacing {json_path.with_suffix('.plan').name} (built {old.get('precision')}, {old.get('mode')}) "
+            f"with an {precision}, {mode} engine; pass --out FILE.plan to keep both")
 
 
 def profile_shapes(inputs: Sequence[TensorInfo], batch: tuple[int, int, int]
@@ -260,7 +280,10 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
     onnx_rel = ONNX_FILES[plan.onnx_precision]
     bundle.verify_file(onnx_rel)
     shapes = profile_shapes(bundle.inputs, config.batch)
-    plan_path, json_path = engine_paths(bundle, config.precision)
+    plan_path, json_path = engine_paths(bundle, config.precision, config.out)
+    note = replaced_engine_note(json_path, config.precision, config.mode)
+    if note:
+        log.warning("%s", note)
     cuda = import_cuda()
     gpu = gpu_info(cuda)
     log.info("building %s (%s, %s INT8) with TensorRT %s on %s (%s)", plan_path.name, onnx_path.name,

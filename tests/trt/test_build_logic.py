@@ -3,6 +3,7 @@ ONNX and flags for which TensorRT, profile shapes, file names, parser error text
 TensorRT logger, and the calibration cache checks (with a stand-in `trt` module)."""
 from __future__ import annotations
 
+import json
 import logging
 import struct
 import sys
@@ -32,6 +33,7 @@ from .fakes import FakeCuda, make_fake_trt
     ({"int8_mode": "implicit", "precision": "fp16"}, "applies to --precision int8"),
     ({"hardware_compat": "hopper+"}, "--hardware-compat 'hopper\\+'"),
     ({"precision": "int8", "calib_data": "imgs"}, "--calib-data applies to"),
+    ({"out": "engine.trt"}, "--out engine.trt: name the engine FILE.plan"),
 ])
 def test_config_validation(kwargs, match):
     with pytest.raises(UsageError, match=match):
@@ -111,6 +113,23 @@ def test_engine_paths(tmp_path):
     plan, sidecar = engine_paths(bundle, "fp16")
     assert plan == tmp_path / "engines" / "resnet_v2_50.fp16.plan"
     assert sidecar == tmp_path / "engines" / "resnet_v2_50.fp16.json"
+    config = BuildConfig(precision="int8", int8_mode="implicit", out=str(tmp_path / "x.int8-implicit.plan"))
+    assert engine_paths(bundle, "int8", config.out) == (tmp_path / "x.int8-implicit.plan",
+                                                         tmp_path / "x.int8-implicit.json")
+
+
+def test_replacing_an_engine_built_another_way_is_announced(tmp_path):
+    from deploy.trt.build import replaced_engine_note
+
+    side = tmp_path / "m.int8.json"
+    assert replaced_engine_note(side, "int8", "implicit") is None  # nothing there yet
+    side.write_text(json.dumps({"precision": "int8", "mode": "explicit"}))
+    note = replaced_engine_note(side, "int8", "implicit")
+    assert note == ("replacing m.int8.plan (built int8, explicit) with an int8, implicit engine; "
+                    "pass --out FILE.plan to keep both")
+    assert replaced_engine_note(side, "int8", "explicit") is None  # a rebuild of the same kind
+    side.write_text("{not json")
+    assert replaced_engine_note(side, "int8", "implicit") is None
 
 
 class _ParserError:
