@@ -143,6 +143,8 @@ def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
 def engine_paths(bundle: Bundle, precision: str, out: Path | None = None) -> tuple[Path, Path]:
     """The plan (`out`, else engines/NAME.PRECISION.plan) and its sidecar .json."""
     plan = Path(out) if out is not None else bundle.engines_dir / f"{bundle.model_name}.{precision}.plan"
+    if sidecar_path(plan).resolve() == bundle.path("manifest.json").resolve():
+        raise UsageError(f"--out {plan}: its sidecar would overwrite the bundle's manifest.json; pick another name")
     return plan, sidecar_path(plan)
 
 

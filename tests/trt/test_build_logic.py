@@ -116,6 +116,8 @@ def test_engine_paths(tmp_path):
     config = BuildConfig(precision="int8", int8_mode="implicit", out=str(tmp_path / "x.int8-implicit.plan"))
     assert engine_paths(bundle, "int8", config.out) == (tmp_path / "x.int8-implicit.plan",
                                                          tmp_path / "x.int8-implicit.json")
+    with pytest.raises(UsageError, match="would overwrite the bundle's manifest.json"):
+        engine_paths(bundle, "int8", tmp_path / "manifest.plan")
 
 
 def test_replacing_an_engine_built_another_way_is_announced(tmp_path):
