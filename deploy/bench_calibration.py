@@ -66,6 +66,10 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
     from .bundle import Bundle, open_bundle
     from .export import ExportConfig, export
 
+    from .errors import UsageError
+
+    if num_images < 1 or batch_size < 1:
+        raise UsageError(f"need --num-images >= 1 and --batch >= 1, got {num_images} and {batch_size}")
     if method != "entropy":
         raise ValueError("the peer comparison is defined for entropy only (ONNX Runtime's CalibrationMethod.Entropy)")
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bench_calibration."))

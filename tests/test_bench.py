@@ -204,3 +204,4 @@ def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
     assert any(n.op_type == "QuantizeLinear" for n in ours.graph.node)
     with pytest.raises(SystemExit):
         tool.main(["calibration", "--method", "max"])
+    assert tool.main(["calibration", "--num-images", "0"]) == 2  # refused before any export
