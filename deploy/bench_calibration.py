@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UsageError
+
 log = logging.getLogger(__name__)
 
 IMAGE_SEED = 1234
@@ -65,8 +67,6 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
 
     from .bundle import Bundle, open_bundle
     from .export import ExportConfig, export
-
-    from .errors import UsageError
 
     if num_images < 1 or batch_size < 1:
         raise UsageError(f"need --num-images >= 1 and --batch >= 1, got {num_images} and {batch_size}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +25,7 @@ from typing import Any, Callable
 from deploy.bench import TimingConfig, forward_benchmark
 from deploy.errors import DeployError
 from deploy.fsutil import atomic_write_json
+from deploy.runners.tf import quiet_tensorflow_startup
 
 
 def add_forward(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.verbose:  # as the trtdeploy CLI: no TensorFlow C++ start-up noise in the log
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not args.verbose:  # -v keeps TensorFlow's own start-up logging
+        quiet_tensorflow_startup()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
     try:

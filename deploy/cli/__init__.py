@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
 from ..errors import DeployError
+from ..runners.tf import quiet_tensorflow_startup
 
 # Subcommand name -> module under deploy.cli (kept in pipeline order for --help).
 COMMANDS = {
@@ -44,11 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # TensorFlow's C++ start-up chatter (CUDA probing: "failed call to cuInit" on every machine
-    # without a GPU, oneDNN notes) is noise for people; failures that matter raise in Python.
-    # -v keeps TensorFlow's own default.
-    if not args.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not args.verbose:  # -v keeps TensorFlow's own start-up logging
+        quiet_tensorflow_startup()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s" if not args.verbose else "%(levelname)s %(name)s: %(message)s",

@@ -10,6 +10,15 @@ from ..errors import BundleError, ToolMissingError
 from .base import Runner, TensorSpec
 
 
+def quiet_tensorflow_startup() -> None:
+    """Hide TensorFlow's C++ start-up chatter (CUDA probing: "failed call to cuInit" on every
+    machine without a GPU, oneDNN notes) before TensorFlow is imported; failures that matter
+    raise in Python. A value the user set is kept."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def import_tf():
     """TensorFlow, with TF32 off: it is the FP32 reference every other backend is judged
     against, and TF32 (TensorFlow's default on Ampere and newer GPUs) rounds convolution

@@ -51,56 +51,34 @@ class BuildProgress:
         self._lock = threading.Lock()
         self._log = logger or logging.getLogger("trtdeploy.trt.build")
         self._clock = clock or time.perf_counter
-        self._phases: dict[str, tuple[str | None, int, float, int]] = {}  # name -> parent, steps, start, reported
+        self._phases: dict[str, list] = {}  # name -> [depth, steps, start time, tenths reported]
 
-    def _depth(self, name: str) -> int:
-        depth, parent = 0, self._phases.get(name, (None,))[0]
-        while parent is not None and depth < 32:
-            depth += 1
-            parent = self._phases.get(parent, (None,))[0]
-        return depth
+    def _say(self, depth: int, fmt: str, *args) -> None:
+        self._log.log(logging.INFO if depth == 0 else logging.DEBUG, "TensorRT build: %s" + fmt, "  " * depth, *args)
 
     def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
         with self._lock:
-            self._phase_start(phase_name, parent_phase, num_steps)
+            parent = self._phases.get(parent_phase) if parent_phase else None
+            depth = parent[0] + 1 if parent else 0
+            self._phases[phase_name] = [depth, int(num_steps), self._clock(), 0]
+            self._say(depth, "%s (%d steps)", phase_name, num_steps)
 
     def step_complete(self, phase_name: str, step: int) -> bool:
         with self._lock:
-            self._step_complete(phase_name, step)
+            phase = self._phases.get(phase_name)
+            if phase is not None and phase[1] >= 10:
+                depth, steps, start, reported = phase
+                done = int(step) + 1
+                if done * 10 // steps > reported:
+                    phase[3] = done * 10 // steps
+                    self._say(depth, "%s: %d/%d steps, %.0f s", phase_name, done, steps, self._clock() - start)
         return True  # False would cancel the build
 
     def phase_finish(self, phase_name: str) -> None:
         with self._lock:
-            self._phase_finish(phase_name)
-
-    def _phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-        self._phases[phase_name] = (parent_phase or None, int(num_steps), self._clock(), 0)
-        depth = self._depth(phase_name)
-        self._log.log(logging.INFO if depth == 0 else logging.DEBUG, "TensorRT build: %s%s (%d steps)",
-                      "  " * depth, phase_name, num_steps)
-
-    def _step_complete(self, phase_name: str, step: int) -> None:
-        entry = self._phases.get(phase_name)
-        if entry is None:
-            return
-        parent, steps, start, reported = entry
-        done = int(step) + 1
-        tenth = done * 10 // steps if steps > 0 else 10
-        if tenth > reported and steps >= 10:
-            self._phases[phase_name] = (parent, steps, start, tenth)
-            depth = self._depth(phase_name)
-            self._log.log(logging.INFO if depth == 0 else logging.DEBUG,
-                          "TensorRT build: %s%s: %d/%d steps, %.0f s", "  " * depth, phase_name, done, steps,
-                          self._clock() - start)
-
-    def _phase_finish(self, phase_name: str) -> None:
-        entry = self._phases.get(phase_name)
-        if entry is None:
-            return
-        depth = self._depth(phase_name)
-        self._log.log(logging.INFO if depth == 0 else logging.DEBUG, "TensorRT build: %s%s done in %.1f s",
-                      "  " * depth, phase_name, self._clock() - entry[2])
-        del self._phases[phase_name]
+            phase = self._phases.pop(phase_name, None)
+            if phase is not None:
+                self._say(phase[0], "%s done in %.1f s", phase_name, self._clock() - phase[2])
 
 
 def make_progress_monitor(trt: ModuleType, progress: BuildProgress | None = None) -> Any:
