@@ -55,8 +55,12 @@ def test_onnx_is_clean_dynamic_and_matches_tf(digits_bundle):
             want = tf_runner.infer({"input": np.ascontiguousarray(x[:batch])})
             scale = np.abs(want["logits"]).max()
             assert np.abs(got["logits"] - want["logits"]).max() <= 1e-4 * scale
-    # reference.npz holds TF's outputs for its inputs (the last loop ran batch 3)
-    np.testing.assert_allclose(ref["output:logits"][:3], want["logits"], rtol=1e-5, atol=1e-5)
+    # reference.npz holds TF's outputs for its inputs (the last loop ran batch 3). Export ran them
+    # as one batch of 8, so oneDNN may have summed in another order: judge the error against the
+    # logits' scale (as above), not per element: an element-wise rtol/atol of 1e-5 leaves a logit
+    # near 0 less than 1e-6 of the logits' scale, the size of reordering noise itself.
+    stored = ref["output:logits"][:3]
+    assert np.abs(stored - want["logits"]).max() <= 1e-4 * np.abs(stored).max()
     parity = digits_bundle.manifest["export_parity"]
     assert parity["pass"] and parity["outputs"]["logits"]["top1_agreement"] == 1.0
     # the trained default model classifies its held-out reference samples
