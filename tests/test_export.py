@@ -93,6 +93,51 @@ def test_nhwc_layout(tmp_path):
     assert b.manifest["export_parity"]["pass"]
 
 
+@pytest.fixture(scope="module")
+def checkpoint_21(tmp_path_factory):
+    """A tf-slim checkpoint of resnet_v2_digits with 21 classes: the issue's
+    `--model resnet_v2_101 --num-classes 21 --checkpoint CKPT`, in small."""
+    from deploy.slim.checkpoint import save_slim_checkpoint
+    from deploy.slim.resnet_v2 import ResNetConfig, ResNetV2
+
+    model = ResNetV2(ResNetConfig.for_name("resnet_v2_digits", num_classes=21), seed=3)
+    return save_slim_checkpoint(model.variables_by_name, tmp_path_factory.mktemp("ckpt21") / "model.ckpt")
+
+
+# Every export shape the CLI accepts (the default classifier and --layout nhwc are exported above):
+# extra argv, input shape, logits shape, printed top-1 agreement (only [N, classes] outputs have one).
+EXPORT_SHAPES = [
+    pytest.param([], ["--no-global-pool", "--output-stride", "4"], (-1, 3, 32, 32), (-1, 8, 8, 10), False,
+                 id="dense-atrous4"),
+    pytest.param(["--checkpoint", "CKPT21"], ["--num-classes", "21", "--image-size", "40", "40", "--output-stride",
+                 "8", "--no-global-pool", "--layout", "nhwc"], (-1, 40, 40, 3), (-1, 5, 5, 21), False,
+                 id="issue-shape-21-classes-dense-nhwc"),
+    pytest.param(["--checkpoint", "CKPT21"], ["--image-size", "40", "40", "--output-stride", "8"],
+                 (-1, 3, 40, 40), (-1, 21), True, id="classes-from-checkpoint-atrous8-classifier"),
+]
+
+
+@pytest.mark.parametrize("weights,argv,in_shape,logits_shape,agreement", EXPORT_SHAPES)
+def test_every_export_shape_through_the_cli(tmp_path, capsys, checkpoint_21, weights, argv, in_shape,
+                                            logits_shape, agreement):
+    weights = [str(checkpoint_21) if a == "CKPT21" else a for a in weights]
+    out = tmp_path / "b"
+    assert main(["export", "--model", "resnet_v2_digits", *weights, *argv, "--num-reference", "2",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.err
+    b = open_bundle(out)
+    assert b.inputs[0].shape == in_shape
+    assert [(o.name, o.shape) for o in b.outputs] == [("logits", logits_shape), ("predictions", logits_shape)]
+    assert b.num_classes == logits_shape[-1]
+    assert b.manifest["model"]["global_pool"] is (len(logits_shape) == 2)
+    assert b.manifest["export_parity"]["pass"]
+    lines = [line for line in printed.out.splitlines() if "TF vs ONNX Runtime [logits]" in line]
+    assert len(lines) == 1 and "max abs" in lines[0]
+    assert ("top-1 agreement 100.0%" in lines[0]) is agreement
+    assert "parity PASS" in printed.out
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--model", "resnet_v2_7"], "unknown model 'resnet_v2_7'"),
     (["--model", "default", "--checkpoint", "/nonexistent/model.ckpt"], "no such checkpoint"),
