@@ -99,6 +99,20 @@ def check_manifest(m: Any, path: Path) -> None:
         raise BundleError(f"{path}: not a valid bundle manifest: {problem}; re-run `trtdeploy export`")
 
 
+def model_warnings(model: dict[str, Any]) -> list[str]:
+    """What to know before trusting any result of this model, from the manifest's `model`:
+    shown by export, infer and parity (text, JSON and HTML) alike."""
+    out = []
+    if model.get("weights") == "random":
+        out.append("seeded random weights, not a trained model: its classes and scores mean nothing "
+                   "(export with --checkpoint)")
+    trained, size = model.get("trained_image_size"), model.get("image_size")
+    if trained and size and list(trained) != list(size):
+        out.append(f"exported at {size[0]}x{size[1]}, but the weights were trained at {trained[0]}x{trained[1]}: "
+                   f"expect poor accuracy (export at {trained[0]}x{trained[1]}, i.e. without --image-size)")
+    return out
+
+
 class Bundle:
     """A bundle directory and its manifest."""
 
@@ -169,6 +183,10 @@ class Bundle:
     @property
     def num_classes(self) -> int:
         return int(self.manifest["model"]["num_classes"])
+
+    @property
+    def warnings(self) -> list[str]:
+        return model_warnings(self.manifest["model"])
 
     # --- writing -----------------------------------------------------------
     def record_file(self, rel: str) -> str:

@@ -39,6 +39,7 @@ def test_bundle_contents(digits_bundle):
     for v in ("tensorflow", "tf2onnx", "onnx", "onnxruntime"):
         assert v in m["tools"]
     assert "resnet_v2_digits/block1/unit_1/bottleneck_v2" in m["end_points"]
+    assert m["model"]["trained_image_size"] == [32, 32] and m["model"]["warnings"] == []
 
 
 def test_onnx_is_clean_dynamic_and_matches_tf(digits_bundle):
@@ -93,6 +94,24 @@ def test_nhwc_layout(tmp_path):
     assert b.manifest["export_parity"]["pass"]
 
 
+def test_trained_model_at_another_size_warns_in_cli_manifest_and_report(tmp_path, capsys):
+    """The default at 8x8 exported with exit 0 and "parity PASS" (TF and ONNX agree) yet scored 9.72%
+    on held-out digits: the size it was trained at is recorded, and any other size is warned about."""
+    out = tmp_path / "b"
+    assert main(["export", "--model", "default", "--image-size", "16", "16", "--num-reference", "2",
+                 "--out", str(out)]) == 0
+    said = "exported at 16x16, but the weights were trained at 32x32: expect poor accuracy"
+    assert f"  WARNING: {said}" in capsys.readouterr().out
+    model = open_bundle(out).manifest["model"]
+    assert model["trained_image_size"] == [32, 32] and model["image_size"] == [16, 16]
+    assert len(model["warnings"]) == 1 and model["warnings"][0].startswith(said)
+    assert main(["parity", str(out), "--backends", "ort-fp32"]) == 0
+    assert f"WARNING: {said}" in capsys.readouterr().out
+    page = (out / "reports" / "parity.html").read_text()
+    assert "Model weights: <b>checkpoint</b>; input 16x16, trained at 32x32" in page
+    assert f"WARNING: {said}" in page
+
+
 @pytest.fixture(scope="module")
 def checkpoint_21(tmp_path_factory):
     """A tf-slim checkpoint of resnet_v2_digits with 21 classes: the issue's
@@ -136,6 +155,9 @@ def test_every_export_shape_through_the_cli(tmp_path, capsys, checkpoint_21, wei
     assert len(lines) == 1 and "max abs" in lines[0]
     assert ("top-1 agreement 100.0%" in lines[0]) is agreement
     assert "parity PASS" in printed.out
+    # The embedded weights were trained at 32x32; a user's checkpoint's size is unknown: no warning.
+    assert b.manifest["model"]["trained_image_size"] == (None if weights else [32, 32])
+    assert "WARNING" not in printed.out
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -53,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     for name, m in parity["outputs"].items():
         print(f"  TF vs ONNX Runtime [{name}]: {parity_numbers(m)}")
     print(f"  parity {'PASS' if parity['pass'] else 'FAIL'} (max abs logits <= {parity['tolerance_max_abs_logits']:.3g})")
-    if bundle.manifest["model"].get("weights") == "random":
-        print("  WARNING: seeded random weights, not a trained model (pass --checkpoint)")
+    for warning in bundle.warnings:
+        print(f"  WARNING: {warning}")
     return 0 if parity["pass"] else 1
