@@ -1,4 +1,7 @@
-"""Calibration sets: where calibration (and accuracy) inputs come from.
+"""Input sets: where the images or arrays of calibration, accuracy and parity come from.
+
+Messages speak of input data, not calibration data: `trtdeploy parity --data`, `build
+--calib-data` and the benchmark read their inputs here too.
 
 A calibration data source is a plain iterable of `dict[str, np.ndarray]` batches, as
 `CalibrationSet.batches()` yields them. A set is read from one of:
@@ -46,7 +49,6 @@ log = logging.getLogger("trtdeploy.calibration")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 KINDS = ("images", "list", "npy", "npz")
 _MAX_NAMED = 10  # bad files named in one error message
-_SKIP_HINT = "fix or remove them, or pass --skip-bad to continue without them"
 _SOURCES = "an image folder, a .txt list of images, or a .npy/.npz array"
 
 
@@ -87,8 +89,13 @@ class CalibrationSet:
     # --- construction ----------------------------------------------------------
     @classmethod
     def from_path(cls, path: str | os.PathLike, *, input: TensorInfo, preprocess: Preprocess,
-                  skip_bad: bool = False, num: int | None = None, seed: int = 0) -> CalibrationSet:
+                  skip_bad: bool = False, skip_option: str | None = None, num: int | None = None,
+                  seed: int = 0) -> CalibrationSet:
         """Read and validate a set (see the module docstring for the sources).
+
+        `skip_option`: the caller's command-line option that sets `skip_bad` (e.g. "--skip-bad"),
+        suggested when images are unreadable; None where the command has no such option, so an
+        error never points a user at an option their command rejects.
 
         `num`/`seed` choose a subset before images are decoded, so only the chosen ones
         are checked: the same choice as `.subset(num, seed)` when no image is bad (with
@@ -96,7 +103,7 @@ class CalibrationSet:
         """
         p = Path(path)
         if not p.exists():
-            raise DataError(f"{p}: no such file or directory; calibration data is {_SOURCES}")
+            raise DataError(f"{p}: no such file or directory; input data is {_SOURCES}")
         source = p.resolve()
         if p.is_dir():
             samples, class_names = _scan_folder(p)
@@ -110,24 +117,24 @@ class CalibrationSet:
                        array=array, array_labels=labels)
             return made.subset(num, seed)
         else:
-            raise DataError(f"{p}: unsupported calibration data ({p.suffix or 'no suffix'}); use {_SOURCES}")
+            raise DataError(f"{p}: unsupported input data ({p.suffix or 'no suffix'}); use {_SOURCES}")
         if not samples:
             what = "no JPEG/PNG images (searched recursively for " + ", ".join(IMAGE_SUFFIXES) + ")" \
                 if kind == "images" else "no images listed"
-            raise DataError(f"{p}: {what}; calibration data is {_SOURCES}")
+            raise DataError(f"{p}: {what}; input data is {_SOURCES}")
         _check_preprocess_fits(preprocess, input)
         chosen = cls(source=source, kind=kind, input=input, preprocess=preprocess, root=root,
                      samples=samples, class_names=class_names).subset(num, seed)
         hashes, bad = _validate_images(root, chosen._samples)
         if bad:
             if not skip_bad:
-                raise DataError(f"{p}: {len(bad)} unreadable image(s): {_name_some(bad)}; {_SKIP_HINT}")
+                hint = f", or pass {skip_option} to go on without them" if skip_option else ""
+                raise DataError(f"{p}: {len(bad)} unreadable image(s): {_name_some(bad)}; fix or remove them{hint}")
             log.warning("skipping %d unreadable image(s): %s", len(bad), _name_some(bad))
             bad_paths = {b for b, _ in bad}
             samples = [s for s in chosen._samples if s.path not in bad_paths]
             if not samples:
-                raise DataError(f"{p}: all {len(bad)} image(s) were unreadable and skipped; "
-                                "nothing left to calibrate with")
+                raise DataError(f"{p}: all {len(bad)} image(s) were unreadable and skipped; no images left")
             return chosen._replace(samples=samples, hashes=hashes, skipped=bad)
         return chosen._replace(hashes=hashes)
 
@@ -184,10 +191,10 @@ class CalibrationSet:
         if num is None:
             return self
         if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num <= 0:
-            raise UsageError(f"the number of calibration inputs must be a positive integer, got {num!r}")
+            raise UsageError(f"the number of inputs must be a positive integer, got {num!r}")
         if num >= len(self):
             if num > len(self):
-                log.warning("asked for %d calibration inputs but %s holds %d; using all of them",
+                log.warning("asked for %d inputs but %s holds %d; using all of them",
                             num, self.source, len(self))
             return self
         if self._array is None:
@@ -377,7 +384,7 @@ def _load_array(path: Path, input: TensorInfo) -> tuple[np.ndarray, np.ndarray |
     if array.ndim != len(want) or not all(w in (-1, a) for w, a in zip(want[1:], array.shape[1:], strict=True)):
         raise DataError(f"{path}: array of shape {tuple(array.shape)}; expected {_expected(input)}")
     if array.shape[0] == 0:
-        raise DataError(f"{path}: the array holds no inputs (shape {tuple(array.shape)}); nothing to calibrate with")
+        raise DataError(f"{path}: the array holds no inputs (shape {tuple(array.shape)})")
     if labels is not None:
         if labels.ndim != 1 or len(labels) != array.shape[0] or not np.issubdtype(labels.dtype, np.integer):
             raise DataError(f"{path}: 'labels' of shape {labels.shape} {labels.dtype}; expected "

@@ -64,7 +64,7 @@ def _load_set(bundle: Bundle, data_path: str | Path, num_images: int | None, see
     preprocess = Preprocess.from_json(bundle.preprocessing)
     # Choosing the subset inside from_path decodes only the chosen images, not the whole folder.
     return CalibrationSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess,
-                                    skip_bad=skip_bad, num=num_images, seed=seed)
+                                    skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
 
 
 def _read_previous(path: Path) -> dict[str, Any] | None:

@@ -43,6 +43,76 @@ class TensorInfo:
         return d
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _tensor_problem(where: str, d: Any) -> str | None:
+    if not isinstance(d, dict):
+        return f"{where} is {type(d).__name__}, not an object"
+    if not isinstance(d.get("name"), str) or not isinstance(d.get("dtype"), str):
+        return f"{where} needs a string 'name' and 'dtype'"
+    shape = d.get("shape")
+    if not isinstance(shape, list) or not all(_is_int(x) for x in shape):
+        return f"{where}.shape must be a list of integers (-1 for the batch), got {shape!r}"
+    if d.get("layout") is not None and not isinstance(d["layout"], str):
+        return f"{where}.layout must be a string"
+    return None
+
+
+def manifest_problem(m: Any) -> str | None:
+    """What makes `m` not a manifest this version reads (None: it is one).
+
+    Checked once, when a bundle is opened, so every later `manifest[...]` can trust its shape.
+    """
+    if not isinstance(m, dict):
+        return f"the manifest is a JSON {type(m).__name__}, not an object"
+    missing = [k for k in ("format", "model", "inputs", "outputs", "preprocessing") if k not in m]
+    if missing:
+        return f"no {', '.join(repr(k) for k in missing)}"
+    if not _is_int(m["format"]):
+        return f"'format' must be an integer, got {m['format']!r}"
+    if m["format"] != FORMAT_VERSION:
+        return (f"manifest format {m['format']}, but this trtdeploy reads format {FORMAT_VERSION} "
+                "(open it with the trtdeploy that wrote it)")
+    model = m["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not _is_int(model.get("num_classes")):
+        return "'model' must be an object with a string 'name' and an integer 'num_classes'"
+    for key in ("inputs", "outputs"):
+        if not isinstance(m[key], list) or not m[key]:
+            return f"{key!r} must be a non-empty list of tensors"
+        for i, d in enumerate(m[key]):
+            problem = _tensor_problem(f"{key}[{i}]", d)
+            if problem:
+                return problem
+    for key in ("preprocessing", "files", "end_points"):
+        if key in m and not isinstance(m[key], dict):
+            return f"{key!r} must be an object"
+    if "label_offset" in m and not _is_int(m["label_offset"]):
+        return f"'label_offset' must be an integer, got {m['label_offset']!r}"
+    return None
+
+
+def check_manifest(m: Any, path: Path) -> None:
+    problem = manifest_problem(m)
+    if problem:
+        raise BundleError(f"{path}: not a valid bundle manifest: {problem}; re-run `trtdeploy export`")
+
+
+def model_warnings(model: dict[str, Any]) -> list[str]:
+    """What to know before trusting any result of this model, from the manifest's `model`:
+    shown by export, infer and parity (text, JSON and HTML) alike."""
+    out = []
+    if model.get("weights") == "random":
+        out.append("seeded random weights, not a trained model: its classes and scores mean nothing "
+                   "(export with --checkpoint)")
+    trained, size = model.get("trained_image_size"), model.get("image_size")
+    if trained and size and list(trained) != list(size):
+        out.append(f"exported at {size[0]}x{size[1]}, but the weights were trained at {trained[0]}x{trained[1]}: "
+                   f"expect poor accuracy (export at {trained[0]}x{trained[1]}, i.e. without --image-size)")
+    return out
+
+
 class Bundle:
     """A bundle directory and its manifest."""
 
@@ -58,6 +128,7 @@ class Bundle:
                 manifest = json.loads(path.read_text())
             except (OSError, ValueError) as e:
                 raise BundleError(f"{path}: unreadable manifest ({e}); re-run `trtdeploy export`") from None
+            check_manifest(manifest, path)
         self.manifest = manifest
 
     # --- paths -----------------------------------------------------------
@@ -112,6 +183,10 @@ class Bundle:
     @property
     def num_classes(self) -> int:
         return int(self.manifest["model"]["num_classes"])
+
+    @property
+    def warnings(self) -> list[str]:
+        return model_warnings(self.manifest["model"])
 
     # --- writing -----------------------------------------------------------
     def record_file(self, rel: str) -> str:

@@ -25,7 +25,7 @@ class InputError(DeployError):
 
 
 class DataError(DeployError):
-    """Unreadable images, empty calibration sets, arrays of the wrong shape."""
+    """Unreadable images, empty input sets (calibration, parity), arrays of the wrong shape."""
 
 
 class CheckpointError(DeployError):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .bundle import FORMAT_VERSION, Bundle, TensorInfo
+from .bundle import FORMAT_VERSION, Bundle, TensorInfo, model_warnings
 from .errors import UsageError
 from .fsutil import atomic_path
 
@@ -100,7 +100,10 @@ def build_model(config: ExportConfig):
         raise UsageError(f"--model {info.name}: {e}") from None
     if checkpoint is not None:
         load_slim_checkpoint(model.variables_by_name, checkpoint, info.name)
-        weights = {"weights": "checkpoint", "checkpoint": str(checkpoint)}
+        embedded = info.checkpoint is not None and Path(checkpoint).resolve() == info.checkpoint.resolve()
+        trained = info.trained_image_size if embedded else None  # unknown for a user's checkpoint
+        weights = {"weights": "checkpoint", "checkpoint": str(checkpoint),
+                   "trained_image_size": list(trained) if trained else None}
     else:
         log.warning("no checkpoint for %s: exporting SEEDED RANDOM weights (seed %d), not a trained model",
                     info.name, config.seed)
@@ -220,9 +223,11 @@ def _write_bundle(config: ExportConfig, tmp: Path) -> None:
 
     layout = config.layout.upper()
     in_shape = (-1, 3, *size) if nchw else (-1, *size, 3)
+    model_json = {**rc.to_json(), "image_size": list(size), "spec": blocks_to_json(model.blocks), **weights}
+    model_json["warnings"] = model_warnings(model_json)  # the CLI prints them; the manifest keeps them
     manifest: dict[str, Any] = {
         "format": FORMAT_VERSION,
-        "model": {**rc.to_json(), "image_size": list(size), "spec": blocks_to_json(model.blocks), **weights},
+        "model": model_json,
         "inputs": [TensorInfo(INPUT_NAME, in_shape, "float32", layout).to_json()],
         "outputs": [TensorInfo(k, (-1, *tf_out[k].shape[1:]), "float32").to_json() for k in OUTPUT_NAMES],
         "preprocessing": {"preset": info.preprocessing, "height": size[0], "width": size[1], "layout": layout},

@@ -491,6 +491,9 @@ def engines_by_precision(engines: Sequence[str | Path] | Mapping[str, str | Path
         return {k: Path(v) for k, v in engines.items()}
     out: dict[str, Path] = {}
     for e in engines:
+        if not Path(e).is_file():  # a typo is the user's to fix, not a backend to list as skipped
+            raise UsageError(f"--engine {e}: no such engine file; build one with `trtdeploy build BUNDLE "
+                             "--precision PRECISION` or check the path")
         prec = engine_precision(e)
         if prec in out:
             raise UsageError(f"two engines for {prec}: {out[prec]} and {e}; pass one per precision")
@@ -602,18 +605,21 @@ def npz_batches(bundle: Bundle, arrays: Mapping[str, np.ndarray], batch_size: in
 
 
 def folder_batches(bundle: Bundle, data: str | Path, batch_size: int, num_images: int | None,
-                   seed: int) -> Iterator[Batch]:
-    """Batches of an image folder (class folders give labels), a .txt list or a .npy/.npz, through
-    the calibration-set loader."""
+                   seed: int, skip_bad: bool = False) -> tuple[list[str], Iterator[Batch]]:
+    """The unreadable images skipped (with `skip_bad`), and the batches of an image folder (class
+    folders give labels), a .txt list or a .npy/.npz, through the calibration-set loader."""
     from calibration.datasets import CalibrationSet
     from calibration.preprocess import Preprocess
 
     # num/seed pick the subset before images are decoded (the same choice as .subset(num, seed)).
     dataset = CalibrationSet.from_path(data, input=bundle.inputs[0],
                                        preprocess=Preprocess.from_json(bundle.preprocessing),
-                                       num=num_images, seed=seed)
-    for feed, labels in dataset.batches_with_labels(batch_size, desc="parity"):
-        yield Batch(dict(feed), None if labels is None else np.asarray(labels), None)
+                                       skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
+
+    def gen() -> Iterator[Batch]:
+        for feed, labels in dataset.batches_with_labels(batch_size, desc="parity"):
+            yield Batch(dict(feed), None if labels is None else np.asarray(labels), None)
+    return dataset.skipped, gen()
 
 
 # --- per-layer analysis ----------------------------------------------------------------
@@ -781,8 +787,10 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
                num_images: int | None = None, engines: Sequence[str | Path] | Mapping[str, Path] | None = None,
                thresholds: Sequence[ThresholdOverride] | None = None, batch_size: int = 16, seed: int = 0,
                per_layer: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
-               onnx_nodes: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+               onnx_nodes: Sequence[tuple[str, str]] | None = None, skip_bad: bool = False) -> dict[str, Any]:
     """Run every backend on the same inputs and judge it against the FP32 reference.
+
+    `skip_bad`: leave unreadable images of `data` out (listed in the result's data section).
 
     `per_layer`: {backend or precision: compare_intermediates(...)} to rank layers by;
     `onnx_nodes`: (name, op_type) of the FP32 ONNX's nodes for the calibrate command (read
@@ -823,8 +831,8 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
                                                    unit="batch")
             data_info: dict[str, Any] = {"source": REFERENCE_NPZ}
         else:
-            batch_iter = folder_batches(bundle, data, batch_size, num_images, seed)
-            data_info = {"source": str(data), "seed": seed}
+            skipped, batch_iter = folder_batches(bundle, data, batch_size, num_images, seed, skip_bad)
+            data_info = {"source": str(data), "seed": seed, "skipped": skipped}
 
         comps = {b: {o: OutputComparison(o) for o in outputs} for b in runners}
         accs = {b: AccuracyCounter(bundle.label_offset) for b in runners}
@@ -886,7 +894,11 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
         "backends": ordered,
         "environment": machine_info(),
         "data": data_info,
-        "bundle": {"path": str(bundle.root), "model": bundle.model_name},
+        "bundle": {"path": str(bundle.root), "model": bundle.model_name,
+                   "weights": bundle.manifest["model"].get("weights"),
+                   "image_size": bundle.manifest["model"].get("image_size"),
+                   "trained_image_size": bundle.manifest["model"].get("trained_image_size"),
+                   "warnings": bundle.warnings},
         "created": created,
     }
     if per_layer:

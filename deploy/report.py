@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
+import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -44,11 +47,61 @@ td{white-space:nowrap} .scroll{overflow-x:auto}
 
 
 def write_report(result: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write `parity.json` and `parity.html` into `out_dir` (atomically); return both paths."""
+    """Write `parity.json` and `parity.html` into `out_dir` (atomically); return both paths.
+
+    A report that compared less than the one already there (a backend that ran before did not,
+    or fewer images) does not replace it: a run on a device where only TensorRT runs, or where
+    nothing ran, would otherwise silently erase the workstation's full report. Refusing would
+    lose this run's result instead, so it is written beside the old one, with a warning that
+    names both.
+    """
     out = Path(out_dir)
-    json_path = atomic_write_json(out / JSON_NAME, result)
-    html_path = atomic_write_text(out / HTML_NAME, render_html(result))
+    json_path, html_path = out / JSON_NAME, out / HTML_NAME
+    why = _compared_less(result, _previous_result(json_path))
+    if why:
+        json_path, html_path = _beside(out, str(result.get("created") or ""))
+        log.warning("%s: kept the previous report, which compared more (%s); this run's report is %s",
+                    out / HTML_NAME, why, html_path)
+    atomic_write_json(json_path, result)
+    atomic_write_text(html_path, render_html(result))
     return json_path, html_path
+
+
+def _previous_result(path: Path) -> Mapping[str, Any] | None:
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # none, or not ours to judge: replaced as before
+    return previous if isinstance(previous, Mapping) else None
+
+
+def _compared(result: Mapping[str, Any]) -> tuple[set[str], int]:
+    backends = result.get("backends")
+    ran = {b for b, e in backends.items() if isinstance(e, Mapping) and e.get("status") == "ran"} \
+        if isinstance(backends, Mapping) else set()
+    images = (result.get("data") or {}).get("num_images") if isinstance(result.get("data"), Mapping) else None
+    return ran, images if isinstance(images, int) else 0
+
+
+def _compared_less(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> str | None:
+    """Why `new` compared less than `old`, or None when it did not."""
+    if old is None:
+        return None
+    (new_ran, new_images), (old_ran, old_images) = _compared(new), _compared(old)
+    why = []
+    if old_ran - new_ran:
+        why.append(f"{', '.join(sorted(old_ran - new_ran))} ran there, not in this run"
+                   + ("" if new_ran else ", where no backend ran"))
+    if new_images < old_images:
+        why.append(f"{old_images} images there, {new_images} in this run")
+    return "; ".join(why) or None
+
+
+def _beside(out: Path, created: str) -> tuple[Path, Path]:
+    stamp = re.sub(r"[^0-9T]", "", created.split("+")[0]) or "new"
+    stems = (f"parity-{stamp}" + (f"-{n}" if n > 1 else "") for n in itertools.count(1))
+    stem = next(s for s in stems if not (out / f"{s}.json").exists() and not (out / f"{s}.html").exists())
+    return out / f"{stem}.json", out / f"{stem}.html"
 
 
 def _e(x: Any) -> str:
@@ -337,6 +390,18 @@ def _kv_table(d: Mapping[str, Any], table_id: str) -> str:
     return f'<table id="{_e(table_id)}"><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _size(x: Any) -> str:
+    return "x".join(str(v) for v in x) if isinstance(x, (list, tuple)) and x else "unknown"
+
+
+def _model_info(bundle: Mapping[str, Any]) -> str:
+    """Where the weights come from and the input size against the training size."""
+    weights = bundle.get("weights") or "unknown"
+    trained = "not trained" if weights == "random" else f'trained at {_size(bundle.get("trained_image_size"))}'
+    return (f'<p id="model">Model weights: <b>{_e(weights)}</b>; input {_e(_size(bundle.get("image_size")))}, '
+            f"{_e(trained)}</p>")
+
+
 def render_html(result: Mapping[str, Any]) -> str:
     """The report page as one string (no external resources)."""
     mpl = _matplotlib()
@@ -353,6 +418,8 @@ def render_html(result: Mapping[str, Any]) -> str:
     ra = ref.get("accuracy")
     body[-1] += (f"; top-1 {_pct(ra['top1'])}%, top-5 {_pct(ra['top5'])}% on {ra['count']} labelled images</p>"
                  if ra else "; no labels, so no accuracy (agreement with the reference only)</p>")
+    body.append(_model_info(bundle))
+    body += [f'<p class="note model-warning">WARNING: {_e(w)}</p>' for w in bundle.get("warnings") or []]
     if mpl is None:
         body.append('<p class="note" id="no-charts">matplotlib is not installed here, so this page has tables '
                     "only; <code>pip install matplotlib</code> and re-run for the charts.</p>")

@@ -294,12 +294,17 @@ def test_real_factory_skips_with_reasons(tmp_path):
     assert isinstance(r, Skip) and r.reason
 
 
-def test_engine_precision_from_name():
+def test_engine_precision_from_name(tmp_path):
     assert parity.engine_precision("e/resnet_v2_50.int8.plan") == "int8"
     with pytest.raises(UsageError, match="NAME.PRECISION.plan"):
         parity.engine_precision("e/model.plan")
+    plans = [tmp_path / "a.fp16.plan", tmp_path / "b.fp16.plan"]
+    for p in plans:
+        p.write_bytes(b"plan")
     with pytest.raises(UsageError, match="two engines"):
-        parity.engines_by_precision(["a.fp16.plan", "b.fp16.plan"])
+        parity.engines_by_precision(plans)
+    with pytest.raises(UsageError, match="no such engine file"):
+        parity.engines_by_precision([tmp_path / "missing.fp16.plan"])
 
 
 def test_parse_backends():
@@ -397,8 +402,10 @@ def test_run_parity_folder_data_without_tf(tmp_path, monkeypatch):
     calls = {}
 
     class FakeSet:
+        skipped = []
+
         @classmethod
-        def from_path(cls, path, *, input, preprocess, num=None, seed=0):
+        def from_path(cls, path, *, input, preprocess, num=None, seed=0, skip_bad=False, skip_option=None):
             calls["from_path"] = (Path(path), input.name, preprocess, num, seed)
             return cls()
 

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ..precision import convert_fp16
     from ..report import write_report
     from ..slim.registry import DEFAULT_MODEL
+    from .export import parity_numbers
     from .parity import summary_table
 
     out: Path = args.out
@@ -70,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"1/6 export {DEFAULT_MODEL} -> {out / 'bundle'}")
     bundle = export(ExportConfig(model=DEFAULT_MODEL, num_reference=16), out / "bundle", force=True)
-    p = bundle.manifest["export_parity"]["outputs"]["logits"]
-    print(f"    TF vs ONNX Runtime: max abs {p['max_abs']:.2e}, top-1 agreement {p['top1_agreement']:.1%}")
+    print(f"    TF vs ONNX Runtime: {parity_numbers(bundle.manifest['export_parity']['outputs']['logits'])}")
 
     print("2/6 held-out and training digits as image folders")
     data = {}

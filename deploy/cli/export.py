@@ -27,6 +27,15 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def parity_numbers(m: dict) -> str:
+    """One output's export parity; top-1 agreement exists only for [N, classes] outputs (a
+    --no-global-pool model's dense [N, H, W, classes] outputs have none)."""
+    text = f"max abs {m['max_abs']:.3g}, max rel {m['max_rel']:.3g}"
+    if m.get("top1_agreement") is not None:
+        text += f", top-1 agreement {m['top1_agreement']:.1%}"
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     from ..export import ExportConfig, check_out_dir, export
     from ..slim.registry import get_model_info
@@ -42,9 +51,8 @@ def run(args: argparse.Namespace) -> int:
     parity = bundle.manifest["export_parity"]
     print(f"exported {bundle.model_name} to {bundle.root}")
     for name, m in parity["outputs"].items():
-        print(f"  TF vs ONNX Runtime [{name}]: max abs {m['max_abs']:.3g}, max rel {m['max_rel']:.3g}, "
-              f"top-1 agreement {m['top1_agreement']:.1%}")
+        print(f"  TF vs ONNX Runtime [{name}]: {parity_numbers(m)}")
     print(f"  parity {'PASS' if parity['pass'] else 'FAIL'} (max abs logits <= {parity['tolerance_max_abs_logits']:.3g})")
-    if bundle.manifest["model"].get("weights") == "random":
-        print("  WARNING: seeded random weights, not a trained model (pass --checkpoint)")
+    for warning in bundle.warnings:
+        print(f"  WARNING: {warning}")
     return 0 if parity["pass"] else 1

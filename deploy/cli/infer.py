@@ -135,11 +135,16 @@ def run(args: argparse.Namespace) -> int:
     k = min(args.top_k, probs_all.shape[-1])
     results = [(path, top_k(p, k, bundle.label_offset, labels)) for path, p in zip(args.images, probs_all)]
 
+    # Results of random weights look like any others ("class 294, 1.0000"): say so with them.
+    weights = bundle.manifest["model"].get("weights")
     if args.json:
-        print(json.dumps([{"image": str(path), "backend": runner.name,
+        print(json.dumps([{"image": str(path), "backend": runner.name, "weights": weights,
+                           "warnings": bundle.warnings,
                            "top": [{"class": t.class_index, "label": t.label, "score": t.score} for t in top]}
                           for path, top in results], indent=2))
     else:
+        for warning in bundle.warnings:
+            print(f"WARNING: {warning}")
         for path, top in results:
             print(f"{path} ({runner.name})")
             for t in top:

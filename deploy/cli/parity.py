@@ -21,6 +21,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
     p.add_argument("--data", type=Path, metavar="PATH",
                    help="image folder with one folder per class (labels -> accuracy); default: reference.npz")
+    p.add_argument("--skip-bad", action="store_true", help="leave unreadable --data images out (listed in the report)")
     p.add_argument("--backends", metavar="LIST", help=f"comma-separated, from: {BACKEND_NAMES} (default: all)")
     p.add_argument("--engine", type=Path, nargs="+", action="extend", default=[], metavar="PLAN",
                    help="TensorRT plan(s) to use instead of BUNDLE/engines/NAME.PRECISION.plan")
@@ -74,15 +75,24 @@ def _per_layer(bundle, backends: str | None) -> dict | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bundle import open_bundle
-    from ..parity import parse_threshold_args, run_parity
+    from ..errors import UsageError
+    from ..parity import engines_by_precision, parse_threshold_args, run_parity
     from ..report import write_report
 
     bundle = open_bundle(args.bundle)
+    # Paths the user typed are checked before any work (the per-layer pass takes a while).
+    if args.data is not None and not args.data.exists():
+        raise UsageError(f"--data {args.data}: no such file or directory; give an image folder, a .txt list of "
+                         "images or a .npy/.npz array")
+    engines = engines_by_precision(args.engine)
     result = run_parity(bundle, backends=args.backends, data=args.data, num_images=args.num_images,
-                        engines=args.engine or None, thresholds=parse_threshold_args(args.threshold),
-                        batch_size=args.batch_size, seed=args.seed, per_layer=_per_layer(bundle, args.backends))
+                        engines=engines or None, thresholds=parse_threshold_args(args.threshold),
+                        batch_size=args.batch_size, seed=args.seed, per_layer=_per_layer(bundle, args.backends),
+                        skip_bad=args.skip_bad)
     json_path, html_path = write_report(result, args.out or bundle.reports_dir)
     ref = result["reference"]
+    for warning in result["bundle"]["warnings"]:
+        print(f"WARNING: {warning}")
     print(f"reference: {ref['name']} ({ref['note']}); {result['data']['num_images']} images")
     print(summary_table(result))
     print(f"{result['verdict']}; report: {html_path} (data: {json_path})")

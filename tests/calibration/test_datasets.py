@@ -1,4 +1,4 @@
-"""Calibration sets: folders, lists, arrays, validation, subsets, manifests."""
+"""Input sets (calibration, parity): folders, lists, arrays, validation, subsets, manifests."""
 from __future__ import annotations
 
 import logging
@@ -82,7 +82,36 @@ def test_bad_images_are_all_reported_before_any_work(classes):
         _open(classes)
     message = str(err.value)
     assert "2 unreadable" in message and "cat/broken.png" in message and "dog/cut.jpg" in message
-    assert "--skip-bad" in message and "notes.txt" not in message and "\n" not in message
+    assert "notes.txt" not in message and "\n" not in message
+    # Only an option the running command has is suggested: none by default (build --calib-data).
+    assert message.endswith("fix or remove them") and "--skip-bad" not in message
+    with pytest.raises(DataError) as err:
+        _open(classes, skip_option="--skip-bad")
+    assert str(err.value).endswith("fix or remove them, or pass --skip-bad to go on without them")
+
+
+def test_messages_speak_of_input_data_not_calibration(tmp_path, classes, caplog):
+    """parity --data and build --calib-data read through here too: one set of words for input data."""
+    (classes / "cat" / "broken.png").write_bytes(b"nope")
+    (tmp_path / "x.csv").write_text("a")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes(b"x")
+    np.save(tmp_path / "none.npy", np.zeros((0, 3, 16, 16), np.float32))
+    messages = []
+    for path, kw in [(tmp_path / "missing", {}), (tmp_path / "x.csv", {}), (tmp_path / "empty", {}),
+                     (classes, {}), (tmp_path / "bad", {"skip_bad": True}), (tmp_path / "none.npy", {})]:
+        with pytest.raises(DataError) as err:
+            _open(path, **kw)
+        messages.append(str(err.value))
+    with pytest.raises(UsageError) as err:
+        _open(classes, num=0)
+    messages.append(str(err.value))
+    with caplog.at_level(logging.WARNING):
+        _open(classes, num=99, skip_bad=True)
+    messages += [r.getMessage() for r in caplog.records]
+    assert all("calibrat" not in m.replace(str(tmp_path), "TMP") for m in messages), messages
+    assert "input data is an image folder" in messages[0]
 
 
 def test_skip_bad_records_and_continues(classes, caplog):

@@ -1,11 +1,14 @@
 """`trtdeploy build` / `trtdeploy infer`: argument handling and the label logic (CPU)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from deploy.cli import build_parser, main
 from deploy.cli.infer import label_for, probabilities, softmax, top_k
+from tests.test_bundle import VALID
 
 
 def test_build_arguments_reach_the_config(tmp_path, monkeypatch):
@@ -17,7 +20,7 @@ def test_build_arguments_reach_the_config(tmp_path, monkeypatch):
         seen["config"] = config
         return tmp_path / "engines" / "m.int8.plan"
 
-    (tmp_path / "manifest.json").write_text('{"model": {"name": "m", "num_classes": 10}}')
+    (tmp_path / "manifest.json").write_text(json.dumps({**VALID, "model": {"name": "m", "num_classes": 10}}))
     monkeypatch.setattr(build_module, "build_engine", fake_build)
     assert main(["build", str(tmp_path), "--precision", "int8", "--batch", "2", "4", "8", "--int8-mode",
                  "implicit", "--version-compatible", "--hardware-compat", "ampere+", "--workspace", "512"]) == 0
@@ -27,7 +30,7 @@ def test_build_arguments_reach_the_config(tmp_path, monkeypatch):
 
 
 def test_build_usage_errors_are_one_line(tmp_path, capsys):
-    (tmp_path / "manifest.json").write_text('{"model": {"name": "m", "num_classes": 10}}')
+    (tmp_path / "manifest.json").write_text(json.dumps({**VALID, "model": {"name": "m", "num_classes": 10}}))
     assert main(["build", str(tmp_path), "--precision", "fp16", "--batch", "8", "1", "2"]) == 2
     assert capsys.readouterr().err.strip() == "error: --batch 8 1 2: need 1 <= MIN <= OPT <= MAX"
 
