@@ -154,25 +154,33 @@ def _timing_series(timing: Any) -> dict[str, float]:
 
 def time_runner(runner: Runner, feed: Mapping[str, np.ndarray], config: TimingConfig = TimingConfig(),
                 clock: Callable[[], float] = time.perf_counter, desc: str = "timing") -> dict[str, Any]:
-    """Warm up, then time `config.iters` calls of `runner.infer(feed)`.
+    """Warm up, then time `config.iters` passes of `feed` through `runner.infer`.
 
-    Returns latency statistics in ms, images/s at the median latency, and the statistics of
-    each series in the runner's `last_timing` (if it has one) under `device_ms`.
+    A batch above the runner's `max_batch` (a TensorRT profile's maximum) is split, and one
+    pass is then that many calls back to back (`calls_per_pass`; `last_timing` series summed).
+    Returns latency statistics in ms per pass, images/s at the median latency, and the
+    statistics of each series in the runner's `last_timing` (if it has one) under `device_ms`.
     """
+    chunks = runner.split(feed)
     for _ in range(config.warmup):
-        runner.infer(feed)
+        for chunk in chunks:
+            runner.infer(chunk)
     wall: list[float] = []
     series: dict[str, list[float]] = {}
     for _ in progress(range(config.iters), desc=desc, total=config.iters):
+        summed: dict[str, float] = {}
         t0 = clock()
-        runner.infer(feed)
+        for chunk in chunks:
+            runner.infer(chunk)
+            for key, ms in _timing_series(getattr(runner, "last_timing", None)).items():
+                summed[key] = summed.get(key, 0.0) + ms
         wall.append((clock() - t0) * 1e3)
-        for key, ms in _timing_series(getattr(runner, "last_timing", None)).items():
+        for key, ms in summed.items():
             series.setdefault(key, []).append(ms)
     batch = int(len(next(iter(feed.values())))) if feed else 0
     latency = summarize_ms(wall)
     out: dict[str, Any] = {
-        "warmup": config.warmup, "iters": config.iters, "batch": batch,
+        "warmup": config.warmup, "iters": config.iters, "batch": batch, "calls_per_pass": len(chunks),
         "input_shapes": {k: list(v.shape) for k, v in feed.items()},
         "latency_ms": latency,
         "images_per_s": batch * 1e3 / latency["median"] if latency["median"] > 0 else None,

@@ -11,7 +11,7 @@ import pytest
 
 from deploy import bench, parity
 from deploy.bench import TimingConfig, random_feed, summarize_ms, time_runner
-from deploy.errors import ToolMissingError, UsageError
+from deploy.errors import InputError, ToolMissingError, UsageError
 from deploy.runners.base import Runner, TensorSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,3 +205,42 @@ def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main(["calibration", "--method", "max"])
     assert tool.main(["calibration", "--num-images", "0"]) == 2  # refused before any export
+
+
+class LimitedRunner(SteppingRunner):
+    """A runner whose calls take at most `max_batch` samples, as a TensorRT profile does."""
+
+    max_batch = 3
+
+    def validate(self, feed):
+        super().validate(feed)
+        if len(feed["x"]) > self.max_batch:
+            raise InputError(f"batch {len(feed['x'])} is outside the engine's profile [1, {self.max_batch}]")
+
+
+def test_batches_above_max_batch_are_timed_in_slices():
+    clock = Clock()
+    runner = LimitedRunner(clock, [0.001] * 30, timings=True)
+    res = time_runner(runner, random_feed(runner.input_specs(), 8), TimingConfig(warmup=1, iters=2), clock=clock)
+    assert runner.calls == 3 * 3  # 8 = 3 + 3 + 2, for the warm-up and both timed passes
+    assert res["calls_per_pass"] == 3 and res["batch"] == 8
+    assert res["latency_ms"]["median"] == pytest.approx(3.0)  # one pass is all three calls
+    assert res["device_ms"]["gpu"]["median"] == pytest.approx(1.5)  # 3 x 0.001 s x 500, summed over slices
+    assert res["images_per_s"] == pytest.approx(8 / 0.003)
+
+
+def test_benchmark_tool_splits_for_an_engine_profile(tmp_path, monkeypatch, capsys):
+    clock = Clock()
+    made = {}
+
+    def make_runner(backend, bundle, engines=None):
+        made[backend] = LimitedRunner(clock, [0.001] * 50, timings=True)
+        return made[backend]
+
+    monkeypatch.setattr(parity, "make_runner", make_runner)
+    tool = load_tool()
+    rc = tool.main(["forward", "--bundle", str(fake_bundle(tmp_path)), "--backends", "trt-fp16", "--batch", "7",
+                    "--warmup", "0", "--iters", "2"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)["results"]["trt-fp16"]
+    assert result["status"] == "ran" and result["calls_per_pass"] == 3 and made["trt-fp16"].calls == 6

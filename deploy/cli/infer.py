@@ -120,12 +120,11 @@ def run(args: argparse.Namespace) -> int:
         from ..trt.runtime import TrtRunner
 
         runner = TrtRunner(args.engine or pick_engine(bundle))
-        chunk = runner.sidecar.batch[2]
     else:
         from ..runners.ort import OrtRunner
 
         runner = OrtRunner(bundle.onnx_path("fp32"))
-        chunk = ORT_CHUNK
+    chunk = runner.max_batch or ORT_CHUNK
     probs = []
     with runner:
         for i in range(0, len(images), chunk):
