@@ -216,10 +216,9 @@ def tf_forward_runner(model_name: str, batch: int, image_size: int) -> Runner:
 
     Raises ToolMissingError when TensorFlow or `deploy.slim` cannot be imported here.
     """
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise ToolMissingError("TensorFlow is not installed; `pip install 'trtdeploy[export]'`") from None
+    from .runners.tf import import_tf
+
+    tf = import_tf()  # TF32 off, GPU memory on demand (TensorRT engines are timed in this process too)
     try:
         from .slim.resnet_v2 import ResNetConfig, ResNetV2
         from .slim.spec import LAYOUTS
