@@ -72,10 +72,11 @@ def test_import_tf_lets_tensorflow_grow_gpu_memory(fresh_import_tf):
     calls: list = []
     tf = fresh_import_tf(fake_tensorflow(calls, ["GPU:0", "GPU:1"]))
     assert tf_runner.import_tf() is tf
-    assert calls == [("tf32", False), ("list_physical_devices", "GPU"),
-                     ("set_memory_growth", "GPU:0", True), ("set_memory_growth", "GPU:1", True)]
+    # Before anything else touches TensorFlow's devices.
+    assert calls == [("list_physical_devices", "GPU"), ("set_memory_growth", "GPU:0", True),
+                     ("set_memory_growth", "GPU:1", True), ("tf32", False)]
     tf_runner.import_tf()
-    assert len(calls) == 4  # once per process: later calls change nothing
+    assert calls[4:] == [("tf32", False)]  # the devices are set up once per process
 
 
 def test_import_tf_after_tensorflow_initialised_its_gpus_goes_on(fresh_import_tf, caplog):
@@ -92,7 +93,7 @@ def test_import_tf_without_a_gpu_changes_nothing(fresh_import_tf):
     calls: list = []
     fresh_import_tf(fake_tensorflow(calls, []))
     tf_runner.import_tf()
-    assert calls == [("tf32", False), ("list_physical_devices", "GPU")]
+    assert calls == [("list_physical_devices", "GPU"), ("tf32", False)]
 
 
 # --- quiet start-up -------------------------------------------------------------------------

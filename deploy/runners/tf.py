@@ -103,13 +103,15 @@ _tf_configured = False
 
 
 def import_tf():
-    """TensorFlow, set up once for this process:
+    """TensorFlow, set up for this process:
 
-    - TF32 off: TensorFlow is the FP32 reference every other backend is judged against, and
-      TF32 (its default on Ampere and newer GPUs) rounds convolution inputs to 10-bit
-      mantissas, ~1e-3 relative error, ten times the FP32 parity threshold.
-    - GPU memory on demand: by default its first GPU use maps nearly all GPU memory, and
-      TensorRT in the same process (the demo, parity with tf and trt-*) has none left.
+    - TF32 off (on every call, whoever turned it on): TensorFlow is the FP32 reference every
+      other backend is judged against, and TF32 (its default on Ampere and newer GPUs) rounds
+      convolution inputs to 10-bit mantissas, ~1e-3 relative error, ten times the FP32 parity
+      threshold.
+    - GPU memory on demand (once, before TensorFlow touches a GPU): by default its first GPU
+      use maps nearly all GPU memory, and TensorRT in the same process (the demo, parity with
+      tf and trt-*) has none left.
 
     No effect on CPUs."""
     global _tf_configured
@@ -118,9 +120,9 @@ def import_tf():
     except ImportError:
         raise ToolMissingError("TensorFlow is not installed; `pip install 'trtdeploy[export]'`") from None
     if not _tf_configured:
-        tf.config.experimental.enable_tensor_float_32_execution(False)
         _grow_gpu_memory(tf)
         _tf_configured = True
+    tf.config.experimental.enable_tensor_float_32_execution(False)
     return tf
 
 
