@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if result.reused:
         print("  reused calibration/scales.json (same model, data and method): no statistics pass")
     print(f"  wrote {', '.join(result.files)}")
-    acc = evaluate_accuracy(bundle, args.data, batch_size=args.batch_size, num_images=args.num_images,
-                          seed=args.seed, skip_bad=args.skip_bad)
+    acc = evaluate_accuracy(bundle, result.dataset, batch_size=args.batch_size)
     if acc is not None:
         print(f"  top-1 on the calibration images ({acc.num_images}): FP32 {acc.top1['fp32']:.2%}, "
               f"INT8 {acc.top1['int8']:.2%}, agreement {acc.agreement['int8']:.2%} "
