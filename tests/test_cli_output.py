@@ -91,3 +91,73 @@ def test_plain_progress_is_periodic(monkeypatch, caplog):
     assert caplog.messages == ["stats: 3/10 batch", "stats: 6/10 batch", "stats: 9/10 batch",
                                "stats: 10/10 batch in 40.0 s"]
     assert progress_module.LOG_INTERVAL_S == 10.0
+
+
+# --- --version and help ---------------------------------------------------------------------
+
+
+def test_version(capsys):
+    import tomllib
+
+    from deploy import __version__
+    from deploy.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"trtdeploy {__version__}"
+    # The package's own version is the one pip installs.
+    assert __version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_version_through_the_console():
+    proc = cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("trtdeploy 0.")
+
+
+def _parsers(parser, path=()):
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, path + (name,))
+
+
+def _benchmark_parser():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_tool", ROOT / "tools" / "benchmark.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.build_parser()
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from deploy.cli import build_parser
+
+    missing = []
+    for prog, parser in (("trtdeploy", build_parser()), ("benchmark.py", _benchmark_parser())):
+        for path, p in _parsers(parser):
+            for action in p._actions:
+                if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                    continue
+                if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
+                    missing.append(" ".join((prog, *path, action.option_strings[0] if action.option_strings
+                                             else action.dest)))
+    assert not missing, f"no help text: {missing}"
+
+
+@pytest.mark.parametrize("command", ["calibrate", "parity", "build"])
+def test_data_help_names_every_source_calibration_datasets_reads(command, capsys):
+    from deploy.cli import DATA_HELP, main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert DATA_HELP in text
+    for source in ("image folder", ".txt list of image paths", ".npy/.npz"):
+        assert source in DATA_HELP

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--backends", metavar="LIST", help="comma-separated backend names (default: all)")
     common.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON here")
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and TensorFlow's own start-up messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in SUBCOMMANDS:
         register(sub, common)

@@ -21,13 +21,16 @@ def add_parser(subparsers) -> None:
         description="Apply the bundle's preprocessing, run TensorRT (--engine, or --backend tensorrt) or ONNX "
                     "Runtime (FP32 ONNX, the default), and print the top-k classes.",
     )
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    from . import BUNDLE_HELP
+
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+                   help="image files (JPEG/PNG), preprocessed as the bundle's manifest says")
     p.add_argument("--engine", type=Path, metavar="PLAN", help="TensorRT engine (implies --backend tensorrt)")
     p.add_argument("--backend", choices=BACKENDS,
                    help="default: tensorrt with --engine, else onnxruntime; tensorrt without --engine uses the "
                         "bundle's only engine")
-    p.add_argument("--top-k", type=int, default=5, metavar="K")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per image (default: %(default)s)")
     p.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
