@@ -126,6 +126,8 @@ def fakes(monkeypatch):
     def make_runner(backend, bundle, engines=None):
         if backend == "ort-int8":
             return parity.Skip("model.int8.onnx: missing")
+        if backend == "tf":
+            return parity.Skip("TensorFlow is not installed")
         made[backend] = SteppingRunner(clock, [0.001] * 50, timings=backend.startswith("trt"))
         return made[backend]
 
@@ -144,6 +146,9 @@ def test_forward_benchmark_json(tmp_path, fakes):
     json.dumps(out, allow_nan=False)
     assert set(out) == {"experiment", "model", "batch", "image_size", "timing", "bundle", "machine", "results"}
     assert out["timing"] == {"warmup": 1, "iters": 5}
+    # Every result is for the bundle's model at its input size, and the top of the JSON says so.
+    assert out["model"] == "tiny" and out["image_size"] == [4, 4]
+    assert {e["model"] for e in out["results"].values() if e["status"] == "ran"} == {"tiny"}
     r = out["results"]
     assert r["tf"] == {"status": "skipped", "reason": "TensorFlow is not installed"}
     assert r["ort-int8"]["status"] == "skipped"
@@ -244,3 +249,28 @@ def test_benchmark_tool_splits_for_an_engine_profile(tmp_path, monkeypatch, caps
     assert rc == 0
     result = json.loads(capsys.readouterr().out)["results"]["trt-fp16"]
     assert result["status"] == "ran" and result["calls_per_pass"] == 3 and made["trt-fp16"].calls == 6
+
+
+def test_top_level_model_without_a_bundle_is_the_tf_network(monkeypatch):
+    clock = Clock()
+    seen = []
+
+    def tf_runner(model, batch, size):
+        seen.append((model, batch, size))
+        return SteppingRunner(clock, [0.001] * 10)
+
+    monkeypatch.setattr(bench, "tf_forward_runner", tf_runner)
+    out = bench.forward_benchmark(batch=2, config=TimingConfig(warmup=0, iters=2), backends=["tf"])
+    assert seen == [("resnet_v2_152", 2, 224)]  # the seed experiment
+    assert (out["model"], out["image_size"], out["results"]["tf"]["model"]) == ("resnet_v2_152", [224, 224],
+                                                                                "resnet_v2_152")
+    out = bench.forward_benchmark(model="resnet_v2_50", image_size=160, batch=2,
+                                  config=TimingConfig(warmup=0, iters=2), backends=["tf"])
+    assert seen[-1] == ("resnet_v2_50", 2, 160) and (out["model"], out["image_size"]) == ("resnet_v2_50", [160, 160])
+
+
+def test_benchmark_tool_refuses_a_network_beside_a_bundle(tmp_path, fakes, capsys):
+    tool = load_tool()
+    assert tool.main(["forward", "--bundle", str(fake_bundle(tmp_path)), "--model", "resnet_v2_152"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --model and --image-size choose the network without --bundle") and "(tiny)" in err
