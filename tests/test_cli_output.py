@@ -97,8 +97,7 @@ def test_plain_progress_is_periodic(monkeypatch, caplog):
 
 
 def test_version(capsys):
-    import tomllib
-
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
     from deploy import __version__
     from deploy.cli import main
 
