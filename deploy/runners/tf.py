@@ -35,7 +35,8 @@ STARTUP_NOISE = re.compile(
 @contextlib.contextmanager
 def filtered_stderr(noise: re.Pattern[str] = STARTUP_NOISE) -> Iterator[None]:
     """Collect what is written to file descriptor 2 (C++ libraries write there directly), then
-    pass on every line `noise` does not match, in order, once the block ends."""
+    pass on every line `noise` does not match, in order, once the block ends. A process that
+    dies inside the block (a C++ abort) takes the collected lines with it: -v shows them."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
