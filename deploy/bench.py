@@ -161,7 +161,7 @@ def time_runner(runner: Runner, feed: Mapping[str, np.ndarray], config: TimingCo
     Returns latency statistics in ms per pass, images/s at the median latency, and the
     statistics of each series in the runner's `last_timing` (if it has one) under `device_ms`.
     """
-    chunks = runner.split(feed)
+    chunks = runner.split_batch(feed)
     for _ in range(config.warmup):
         for chunk in chunks:
             runner.infer(chunk)

@@ -56,7 +56,7 @@ class Runner:
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def split(self, feed: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    def split_batch(self, feed: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
         """`feed` as consecutive slices of at most `max_batch` samples (one slice when it fits)."""
         limit = self.max_batch
         arrays = list(feed.values())
@@ -69,7 +69,7 @@ class Runner:
 
     def infer_any_batch(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`infer` for a batch of any size: slices of at most `max_batch`, outputs concatenated."""
-        parts = [self.infer(chunk) for chunk in self.split(feed)]
+        parts = [self.infer(chunk) for chunk in self.split_batch(feed)]
         if len(parts) == 1:
             return parts[0]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
