@@ -55,11 +55,16 @@ class CalibrationResult:
     statistics_seconds: float
     files: dict[str, str] = field(default_factory=dict)  # bundle-relative path -> sha256
     int8_path: Path | None = None
+    # The images calibrated on, for `evaluate_accuracy` without reading and checking them again.
+    dataset: Any = field(default=None, repr=False, compare=False)
 
 
-def _load_set(bundle: Bundle, data_path: str | Path, num_images: int | None, seed: int, skip_bad: bool):
+def _load_set(bundle: Bundle, data_path: Any, num_images: int | None, seed: int, skip_bad: bool):
     from .datasets import CalibrationSet
     from .preprocess import Preprocess
+
+    if isinstance(data_path, CalibrationSet):
+        return data_path
 
     preprocess = Preprocess.from_json(bundle.preprocessing)
     # Choosing the subset inside from_path decodes only the chosen images, not the whole folder.
@@ -213,7 +218,7 @@ def calibrate(
         method=config.method, algorithm=algorithm, num_images=want["num_images"], num_observed=len(observed),
         num_qdq_tensors=plan.num_qdq_tensors, reused=reused,
         seconds=time.perf_counter() - start, statistics_seconds=stats_seconds, files=files,
-        int8_path=bundle.path(INT8_ONNX),
+        int8_path=bundle.path(INT8_ONNX), dataset=dataset,
     )
     log.info("calibrated %d tensors (%s, %d images) in %.1f s", result.num_observed, method,
              result.num_images, result.seconds)
@@ -263,7 +268,8 @@ def evaluate_accuracy(bundle: Bundle, data_path: str | Path, precisions: Sequenc
                       skip_bad: bool = False) -> Accuracy | None:
     """Top-1 of the bundle's ONNX files (ONNX Runtime) on a labelled set; None when it has no labels.
 
-    `num_images`/`seed` pick the same subset calibration picks. Agreement is with the first
+    `data_path` may be a loaded set (`CalibrationResult.dataset`: used as it is, so its
+    messages are not logged twice); `num_images`/`seed` pick the same subset calibration picks. Agreement is with the first
     precision.
     """
     dataset = _load_set(bundle, data_path, num_images, seed, skip_bad)

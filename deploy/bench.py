@@ -154,25 +154,33 @@ def _timing_series(timing: Any) -> dict[str, float]:
 
 def time_runner(runner: Runner, feed: Mapping[str, np.ndarray], config: TimingConfig = TimingConfig(),
                 clock: Callable[[], float] = time.perf_counter, desc: str = "timing") -> dict[str, Any]:
-    """Warm up, then time `config.iters` calls of `runner.infer(feed)`.
+    """Warm up, then time `config.iters` passes of `feed` through `runner.infer`.
 
-    Returns latency statistics in ms, images/s at the median latency, and the statistics of
-    each series in the runner's `last_timing` (if it has one) under `device_ms`.
+    A batch above the runner's `max_batch` (a TensorRT profile's maximum) is split, and one
+    pass is then that many calls back to back (`calls_per_pass`; `last_timing` series summed).
+    Returns latency statistics in ms per pass, images/s at the median latency, and the
+    statistics of each series in the runner's `last_timing` (if it has one) under `device_ms`.
     """
+    chunks = runner.split_batch(feed)
     for _ in range(config.warmup):
-        runner.infer(feed)
+        for chunk in chunks:
+            runner.infer(chunk)
     wall: list[float] = []
     series: dict[str, list[float]] = {}
     for _ in progress(range(config.iters), desc=desc, total=config.iters):
+        summed: dict[str, float] = {}
         t0 = clock()
-        runner.infer(feed)
+        for chunk in chunks:
+            runner.infer(chunk)
+            for key, ms in _timing_series(getattr(runner, "last_timing", None)).items():
+                summed[key] = summed.get(key, 0.0) + ms
         wall.append((clock() - t0) * 1e3)
-        for key, ms in _timing_series(getattr(runner, "last_timing", None)).items():
+        for key, ms in summed.items():
             series.setdefault(key, []).append(ms)
     batch = int(len(next(iter(feed.values())))) if feed else 0
     latency = summarize_ms(wall)
     out: dict[str, Any] = {
-        "warmup": config.warmup, "iters": config.iters, "batch": batch,
+        "warmup": config.warmup, "iters": config.iters, "batch": batch, "calls_per_pass": len(chunks),
         "input_shapes": {k: list(v.shape) for k, v in feed.items()},
         "latency_ms": latency,
         "images_per_s": batch * 1e3 / latency["median"] if latency["median"] > 0 else None,
@@ -208,10 +216,9 @@ def tf_forward_runner(model_name: str, batch: int, image_size: int) -> Runner:
 
     Raises ToolMissingError when TensorFlow or `deploy.slim` cannot be imported here.
     """
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise ToolMissingError("TensorFlow is not installed; `pip install 'trtdeploy[export]'`") from None
+    from .runners.tf import import_tf
+
+    tf = import_tf()  # TF32 off, GPU memory on demand (TensorRT engines are timed in this process too)
     try:
         from .slim.resnet_v2 import ResNetConfig, ResNetV2
         from .slim.spec import LAYOUTS
@@ -244,14 +251,42 @@ def _engine_info(plan: Path) -> dict[str, Any]:
     return {"path": str(plan), "build": build}
 
 
-def forward_benchmark(model: str = "resnet_v2_152", batch: int = 32, image_size: int = 224,
+SEED_MODEL = "resnet_v2_152"  # the seed experiment's network and input size, without a bundle
+SEED_IMAGE_SIZE = 224
+
+
+def _bundle_image_size(bundle: Any) -> list[int] | None:
+    i = bundle.inputs[0]
+    if i.layout not in ("NCHW", "NHWC") or len(i.shape) != 4:
+        return None
+    return list(i.shape[2:4] if i.layout == "NCHW" else i.shape[1:3])
+
+
+def _runner(name: str, bundle: Any, model: str, batch: int, image_size: int,
+            engine_map: Mapping[str, Path]) -> Runner | Any:
+    from . import parity
+
+    if bundle is not None:  # tf: the bundle's SavedModel, the network the engines were built from
+        return parity.make_runner(name, bundle, engine_map)
+    if name != "tf":
+        return parity.Skip("needs --bundle DIR")
+    try:
+        return tf_forward_runner(model, batch, image_size)
+    except ToolMissingError as e:
+        return parity.Skip(str(e))
+
+
+def forward_benchmark(model: str | None = None, batch: int = 32, image_size: int | None = None,
                       config: TimingConfig = TimingConfig(), bundle_dir: str | Path | None = None,
                       backends: Sequence[str] | None = None, engines: Sequence[str | Path] | None = None,
                       seed: int = 0) -> dict[str, Any]:
-    """Time forward passes on every requested backend; unavailable ones are listed as skipped.
+    """Time forward passes of one model on every requested backend; unavailable ones are
+    listed as skipped.
 
-    `tf` runs the `deploy.slim` model `model` at `image_size`; the ONNX Runtime and TensorRT
-    backends run the bundle's model at the bundle's input size (recorded per result).
+    With a bundle every backend runs the bundle's model at its input size (`tf` its
+    SavedModel); without one, `tf` runs the `deploy.slim` network `model` (random weights) at
+    `image_size` (default resnet_v2_152 at 224, the seed experiment). `model` and
+    `image_size` at the top of the result are the ones every result is for.
     """
     from . import parity  # parity imports this module for machine_info
 
@@ -263,18 +298,15 @@ def forward_benchmark(model: str = "resnet_v2_152", batch: int = 32, image_size:
     if bundle_dir is not None:
         from .bundle import open_bundle
         bundle = open_bundle(bundle_dir)
+        if model is not None or image_size is not None:
+            raise UsageError(f"--model and --image-size choose the network without --bundle; with --bundle every "
+                             f"backend times the bundle's model ({bundle.model_name}) at its input size")
+    model = bundle.model_name if bundle is not None else (model or SEED_MODEL)
+    size = _bundle_image_size(bundle) if bundle is not None else [image_size or SEED_IMAGE_SIZE] * 2
     engine_map = parity.engines_by_precision(engines)
     results: dict[str, Any] = {}
     for name in names:
-        if name == "tf":
-            try:
-                runner: Runner | parity.Skip = tf_forward_runner(model, batch, image_size)
-            except ToolMissingError as e:
-                runner = parity.Skip(str(e))
-        elif bundle is None:
-            runner = parity.Skip("needs --bundle DIR")
-        else:
-            runner = parity.make_runner(name, bundle, engine_map)
+        runner = _runner(name, bundle, model, batch, size[0] if size else 0, engine_map)
         if isinstance(runner, parity.Skip):
             results[name] = {"status": "skipped", "reason": runner.reason}
             log.info("benchmark: %s skipped: %s", name, runner.reason)
@@ -289,13 +321,10 @@ def forward_benchmark(model: str = "resnet_v2_152", batch: int = 32, image_size:
         res["status"] = "ran"
         if name.startswith("trt-") and bundle is not None:
             res["engine"] = _engine_info(parity.engine_path(bundle, parity.backend_precision(name), engine_map))
-        if name == "tf":
-            res["model"] = model
-        elif bundle is not None:
-            res["model"] = bundle.model_name
+        res["model"] = model
         results[name] = res
         log.info("benchmark: %s median %.2f ms, %.1f images/s", name, res["latency_ms"]["median"],
                  res["images_per_s"] or 0.0)
-    return {"experiment": "forward", "model": model, "batch": batch, "image_size": image_size,
+    return {"experiment": "forward", "model": model, "batch": batch, "image_size": size,
             "timing": asdict(config), "bundle": str(bundle_dir) if bundle_dir else None,
             "machine": machine_info(), "results": results}

@@ -5,8 +5,9 @@ outputs stored in `reference.npz` at export time (so a device with neither Tenso
 ONNX Runtime can still check its engines), or, for an image folder without TensorFlow, the
 first FP32 backend that runs (`ort-fp32`, then `trt-fp32`).
 
-All backends see the same batches, one batch at a time, and every statistic is streamed:
-memory does not grow with the number of images (only one float per image for cosines).
+All backends see the same batches, one batch at a time (split for an engine whose profile
+takes fewer), and every statistic is streamed: memory does not grow with the number of
+images (only one float per image for cosines).
 
 Definitions (per output; arrays are batch-first and flattened per sample):
 
@@ -843,13 +844,13 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
         for batch in batch_iter:
             done = seen
             seen += len(next(iter(batch.feed.values())))
-            ref_out = batch.reference if ref_runner is None else ref_runner.infer(batch.feed)
+            ref_out = batch.reference if ref_runner is None else ref_runner.infer_any_batch(batch.feed)
             have_labels = have_labels and batch.labels is not None
             if have_labels:
                 ref_acc.update(ref_out[main], batch.labels)
             for b, runner in list(runners.items()):
                 try:
-                    out = ref_out if runner is ref_runner else runner.infer(batch.feed)
+                    out = ref_out if runner is ref_runner else runner.infer_any_batch(batch.feed)
                     for o in outputs:
                         if o in out:
                             comps[b][o].update(ref_out[o], out[o])

@@ -294,5 +294,5 @@ def convert_fp16(bundle: Bundle, keep_fp32: Sequence[str] = ()) -> Path:
             1 for n in model.graph.node if n.op_type == "Cast"),
     }
     bundle.save()
-    log.info("wrote %s (%d nodes kept FP32)", out, len(plan.kept_fp32))
+    log.debug("wrote %s (%d nodes kept FP32)", out, len(plan.kept_fp32))  # callers say what they did
     return out

@@ -25,13 +25,13 @@ def scale_images(images_uint8: np.ndarray) -> np.ndarray:
 
 def train_default(out_dir: str | Path, epochs: int = 30, batch_size: int = 64, seed: int = 0,
                   lr: float = 0.1, weight_decay: float = 5e-4) -> dict:
-    import tensorflow as tf
-
     from .progress import progress
+    from .runners.tf import import_tf
     from .slim.checkpoint import save_slim_checkpoint
     from .slim.registry import DEFAULT_MODEL
     from .slim.resnet_v2 import ResNetConfig, ResNetV2
 
+    tf = import_tf()
     tf.keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     data = split(*load_digits_rgb())

@@ -11,7 +11,7 @@ import pytest
 
 from deploy import bench, parity
 from deploy.bench import TimingConfig, random_feed, summarize_ms, time_runner
-from deploy.errors import ToolMissingError, UsageError
+from deploy.errors import InputError, ToolMissingError, UsageError
 from deploy.runners.base import Runner, TensorSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +126,8 @@ def fakes(monkeypatch):
     def make_runner(backend, bundle, engines=None):
         if backend == "ort-int8":
             return parity.Skip("model.int8.onnx: missing")
+        if backend == "tf":
+            return parity.Skip("TensorFlow is not installed")
         made[backend] = SteppingRunner(clock, [0.001] * 50, timings=backend.startswith("trt"))
         return made[backend]
 
@@ -144,6 +146,9 @@ def test_forward_benchmark_json(tmp_path, fakes):
     json.dumps(out, allow_nan=False)
     assert set(out) == {"experiment", "model", "batch", "image_size", "timing", "bundle", "machine", "results"}
     assert out["timing"] == {"warmup": 1, "iters": 5}
+    # Every result is for the bundle's model at its input size, and the top of the JSON says so.
+    assert out["model"] == "tiny" and out["image_size"] == [4, 4]
+    assert {e["model"] for e in out["results"].values() if e["status"] == "ran"} == {"tiny"}
     r = out["results"]
     assert r["tf"] == {"status": "skipped", "reason": "TensorFlow is not installed"}
     assert r["ort-int8"]["status"] == "skipped"
@@ -205,3 +210,67 @@ def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main(["calibration", "--method", "max"])
     assert tool.main(["calibration", "--num-images", "0"]) == 2  # refused before any export
+
+
+class LimitedRunner(SteppingRunner):
+    """A runner whose calls take at most `max_batch` samples, as a TensorRT profile does."""
+
+    max_batch = 3
+
+    def validate(self, feed):
+        super().validate(feed)
+        if len(feed["x"]) > self.max_batch:
+            raise InputError(f"batch {len(feed['x'])} is outside the engine's profile [1, {self.max_batch}]")
+
+
+def test_batches_above_max_batch_are_timed_in_slices():
+    clock = Clock()
+    runner = LimitedRunner(clock, [0.001] * 30, timings=True)
+    res = time_runner(runner, random_feed(runner.input_specs(), 8), TimingConfig(warmup=1, iters=2), clock=clock)
+    assert runner.calls == 3 * 3  # 8 = 3 + 3 + 2, for the warm-up and both timed passes
+    assert res["calls_per_pass"] == 3 and res["batch"] == 8
+    assert res["latency_ms"]["median"] == pytest.approx(3.0)  # one pass is all three calls
+    assert res["device_ms"]["gpu"]["median"] == pytest.approx(1.5)  # 3 x 0.001 s x 500, summed over slices
+    assert res["images_per_s"] == pytest.approx(8 / 0.003)
+
+
+def test_benchmark_tool_splits_for_an_engine_profile(tmp_path, monkeypatch, capsys):
+    clock = Clock()
+    made = {}
+
+    def make_runner(backend, bundle, engines=None):
+        made[backend] = LimitedRunner(clock, [0.001] * 50, timings=True)
+        return made[backend]
+
+    monkeypatch.setattr(parity, "make_runner", make_runner)
+    tool = load_tool()
+    rc = tool.main(["forward", "--bundle", str(fake_bundle(tmp_path)), "--backends", "trt-fp16", "--batch", "7",
+                    "--warmup", "0", "--iters", "2"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)["results"]["trt-fp16"]
+    assert result["status"] == "ran" and result["calls_per_pass"] == 3 and made["trt-fp16"].calls == 6
+
+
+def test_top_level_model_without_a_bundle_is_the_tf_network(monkeypatch):
+    clock = Clock()
+    seen = []
+
+    def tf_runner(model, batch, size):
+        seen.append((model, batch, size))
+        return SteppingRunner(clock, [0.001] * 10)
+
+    monkeypatch.setattr(bench, "tf_forward_runner", tf_runner)
+    out = bench.forward_benchmark(batch=2, config=TimingConfig(warmup=0, iters=2), backends=["tf"])
+    assert seen == [("resnet_v2_152", 2, 224)]  # the seed experiment
+    assert (out["model"], out["image_size"], out["results"]["tf"]["model"]) == ("resnet_v2_152", [224, 224],
+                                                                                "resnet_v2_152")
+    out = bench.forward_benchmark(model="resnet_v2_50", image_size=160, batch=2,
+                                  config=TimingConfig(warmup=0, iters=2), backends=["tf"])
+    assert seen[-1] == ("resnet_v2_50", 2, 160) and (out["model"], out["image_size"]) == ("resnet_v2_50", [160, 160])
+
+
+def test_benchmark_tool_refuses_a_network_beside_a_bundle(tmp_path, fakes, capsys):
+    tool = load_tool()
+    assert tool.main(["forward", "--bundle", str(fake_bundle(tmp_path)), "--model", "resnet_v2_152"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --model and --image-size choose the network without --bundle") and "(tiny)" in err

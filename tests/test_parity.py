@@ -13,7 +13,7 @@ import pytest
 from deploy import parity
 from deploy.bundle import Bundle
 from deploy.cli import build_parser, main
-from deploy.errors import DataError, UsageError
+from deploy.errors import DataError, InputError, UsageError
 from deploy.parity import (AccuracyCounter, Skip, Thresholds, accuracy, compare_intermediates, compare_outputs,
                            keep_in_high_precision, parse_threshold_args, parse_threshold_override, rank_layers,
                            resolve_thresholds, run_parity)
@@ -526,3 +526,32 @@ def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
     assert main(["parity", str(bundle.root), "--threshold", "int8:bogus=1"]) == 2
     assert main(["parity", str(tmp_path / "missing")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+class ProfileRunner(FakeRunner):
+    """Takes at most `max_batch` samples a call and refuses more, as a TensorRT engine does."""
+
+    max_batch = 8
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+
+    def validate(self, feed):
+        super().validate(feed)
+        if len(feed["input"]) > self.max_batch:
+            raise InputError(f"{self.name}: batch {len(feed['input'])} is outside the engine's profile "
+                                    f"[1, {self.max_batch}]")
+        self.batches.append(len(feed["input"]))
+
+
+def test_cli_splits_batches_above_an_engine_profile(tmp_path, monkeypatch, capsys):
+    """parity's default --batch-size 16 against an engine built with --batch 1 8 8."""
+    bundle = make_bundle(tmp_path / "b", n=40)
+    engine = ProfileRunner(bundle.w, "trt-fp32")
+    install_runners(monkeypatch, bundle, {"ort-fp32": None, "trt-fp32": engine})
+    assert main(["parity", str(bundle.root), "--backends", "ort-fp32,trt-fp32", "--out", str(tmp_path / "r")]) == 0
+    assert "PASS: all 2 backend(s)" in capsys.readouterr().out
+    assert engine.batches == [8, 8] * 2 + [8]  # 40 images in batches of 16 = 16 + 16 + 8
+    result = json.loads((tmp_path / "r" / "parity.json").read_text())
+    assert result["backends"]["trt-fp32"]["outputs"]["logits"]["samples"] == 40

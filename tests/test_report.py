@@ -224,3 +224,35 @@ def test_screenshot_is_not_blank(report, tmp_path):
     # The verdict badge is red on a FAIL page: some strongly red pixels must be there.
     red = (pixels[..., 0] > 150) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
     assert red.sum() > 100
+
+
+# A page probe: how far each table and scroll box reaches, at the window size Chromium is given.
+WIDTH_PROBE = """<script>window.addEventListener('load', () => {
+  const d = document.createElement('pre'); d.id = 'probe';
+  d.textContent = JSON.stringify({
+    viewport: window.innerWidth, page: document.documentElement.scrollWidth,
+    tables: [...document.querySelectorAll('table')].map(t => [t.id || t.className,
+              Math.ceil(t.getBoundingClientRect().right)]),
+    scrolls: [...document.querySelectorAll('.scroll')].map(s => [s.firstElementChild.id, s.scrollWidth,
+              s.clientWidth])});
+  document.body.appendChild(d);});</script>"""
+
+
+@needs_chromium
+def test_tables_fit_a_1400px_window(report, tmp_path):
+    """Every table, the per-output one included, fits the page at 1400 px: nothing sticks out of
+    the page and no table needs its scroll box."""
+    result, _, _ = report
+    for e in result["backends"].values():  # a second output, as exported models have
+        if e["outputs"]:
+            e["outputs"]["predictions"] = dict(e["outputs"]["logits"])
+    page = tmp_path / "wide.html"
+    page.write_text(render_html(result).replace("</body>", WIDTH_PROBE + "</body>"))
+    proc = chromium("--window-size=1400,1000", "--virtual-time-budget=10000", "--dump-dom", page.as_uri(),
+                    tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    probe = json.loads(parse(proc.stdout).text["probe"])
+    assert probe["viewport"] == 1400 and probe["page"] <= 1400, probe
+    assert all(right <= 1400 for _, right in probe["tables"]), probe["tables"]
+    assert "details" in [name for name, _, _ in probe["scrolls"]]
+    assert all(scroll <= client for _, scroll, client in probe["scrolls"]), probe["scrolls"]

@@ -3,10 +3,11 @@
     python tools/benchmark.py forward [--model resnet_v2_152] [--batch 32] [--image-size 224]
                                       [--warmup 1] [--iters 5] [--bundle DIR] [--backends tf,ort-fp32,...]
 
-`forward` is the seed experiment: forward passes of a slim ResNet v2 after a warm-up, on
-TensorFlow (deploy.slim, random weights), ONNX Runtime FP32/INT8 on the CPU and every TensorRT
-engine of the bundle (GPU compute and host latency from CUDA events, plus the engine's build
-options from its sidecar). The defaults (1 warm-up, 5 timed runs) keep CI runs short
+`forward` is the seed experiment: forward passes of one slim ResNet v2 after a warm-up. Without
+--bundle, on TensorFlow (deploy.slim's --model, random weights, at --image-size); with --bundle,
+the bundle's model on TensorFlow (its SavedModel), ONNX Runtime FP32/INT8 on the CPU and every
+TensorRT engine of the bundle (GPU compute and host latency from CUDA events, plus the engine's
+build options from its sidecar). The defaults (1 warm-up, 5 timed runs) keep CI runs short
 (resnet_v2_152, batch 32 on a 2-core CPU: ~24 s a pass); use --warmup 10 --iters 100 for
 numbers you publish.
 
@@ -30,11 +31,12 @@ from deploy.runners.tf import quiet_tensorflow_startup
 
 def add_forward(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("forward", parents=[common], help="forward-pass latency and throughput per backend")
-    p.add_argument("--model", default="resnet_v2_152",
-                   help="deploy.slim model for the tf backend (default: %(default)s)")
+    p.add_argument("--model", help="deploy.slim network the tf backend times without --bundle "
+                                    "(default: resnet_v2_152)")
     p.add_argument("--batch", type=int, default=32, help="default: %(default)s")
-    p.add_argument("--image-size", type=int, default=224, help="tf backend input size (default: %(default)s)")
-    p.add_argument("--bundle", type=Path, metavar="DIR", help="bundle for the ort-* and trt-* backends")
+    p.add_argument("--image-size", type=int, help="input height and width without --bundle (default: 224)")
+    p.add_argument("--bundle", type=Path, metavar="DIR",
+                   help="time this bundle's model: tf (its SavedModel), ort-* and trt-* backends")
     p.add_argument("--engine", type=Path, nargs="+", action="extend", default=[], metavar="PLAN",
                    help="TensorRT plans instead of BUNDLE/engines/NAME.PRECISION.plan")
     p.set_defaults(func=run_forward)
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--backends", metavar="LIST", help="comma-separated backend names (default: all)")
     common.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON here")
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and TensorFlow's own start-up messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in SUBCOMMANDS:
         register(sub, common)

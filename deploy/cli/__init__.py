@@ -8,8 +8,16 @@ import importlib
 import logging
 import sys
 
+from .. import __version__
 from ..errors import DeployError
 from ..runners.tf import quiet_tensorflow_startup
+
+# Help shared by the subcommands. DATA_HELP: every source calibration.datasets reads, which is
+# what calibrate --data, parity --data and build --calib-data take.
+BUNDLE_HELP = "bundle directory written by `trtdeploy export`"
+DATA_HELP = ("an image folder (JPEG/PNG, searched recursively; class subfolders DIR/<class>/ give labels), "
+             "a .txt list of image paths (one per line, relative to the list or absolute, optionally followed "
+             "by an integer label), or a .npy/.npz array of preprocessed inputs")
 
 # Subcommand name -> module under deploy.cli (kept in pipeline order for --help).
 COMMANDS = {
@@ -28,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trtdeploy",
         description="TF-slim style ResNet v2 -> ONNX -> FP16/INT8 -> TensorRT, with parity reports.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and TensorFlow's own start-up messages")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in COMMANDS.items():
         try:

@@ -15,8 +15,12 @@ def add_parser(subparsers) -> None:
                     "--int8-mode implicit (TensorRT <= 10) uses the FP32 ONNX, BuilderFlag.INT8 and the "
                     "bundle's calibration cache.",
     )
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
-    p.add_argument("--precision", choices=PRECISIONS, required=True)
+    from . import BUNDLE_HELP, DATA_HELP
+
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
+    p.add_argument("--precision", choices=PRECISIONS, required=True,
+                   help="fp32 (model.onnx), fp16 (model.fp16.onnx) or int8 (model.int8.onnx; with --int8-mode "
+                        "implicit, model.onnx and calibration/trt.cache)")
     p.add_argument("--batch", type=int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=list(DEFAULT_BATCH),
                    help="batch range of the optimization profile (default: %(default)s)")
     p.add_argument("--workspace", type=int, default=4096, metavar="MiB",
@@ -36,7 +40,7 @@ def add_parser(subparsers) -> None:
                    help="where to write the engine (sidecar FILE.json beside it); default "
                         "BUNDLE/engines/NAME.PRECISION.plan")
     p.add_argument("--calib-data", type=Path, metavar="PATH",
-                   help="implicit INT8: calibrate live on these images/arrays instead of calibration/trt.cache")
+                   help=f"implicit INT8: calibrate live instead of using calibration/trt.cache, on {DATA_HELP}")
     p.set_defaults(func=run)
 
 

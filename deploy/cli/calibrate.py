@@ -14,15 +14,17 @@ def add_parser(sub) -> None:
                                    "calibration/scales.json, calibration/trt.cache (TensorRT <= 10) and "
                                    "calibration/dataset.json. Re-running with the same model, data and method "
                                    "reuses the ranges.")
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
-    p.add_argument("--data", type=Path, required=True, metavar="PATH",
-                   help="image folder (DIR/<class>/*.png|jpg or flat) or .npy/.npz array file")
+    from . import BUNDLE_HELP, DATA_HELP
+
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
+    p.add_argument("--data", type=Path, required=True, metavar="PATH", help=f"calibration data: {DATA_HELP}")
     p.add_argument("--method", choices=METHODS, default="entropy", help="range selection (default entropy, "
                    "as TensorRT's EntropyCalibration2)")
     p.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     p.add_argument("--num-images", type=int, metavar="N", help="use a seeded random subset of N images")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset (default 0)")
-    p.add_argument("--batch-size", type=int, default=16, metavar="B")
+    p.add_argument("--batch-size", type=int, default=16, metavar="B",
+                   help="inputs per ONNX Runtime call (default: %(default)s)")
     p.add_argument("--exclude", nargs="+", default=[], metavar="NODE",
                    help="ONNX node names to keep in high precision (no Q/DQ on their inputs/weights)")
     p.add_argument("--recalibrate", action="store_true",
@@ -52,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if result.reused:
         print("  reused calibration/scales.json (same model, data and method): no statistics pass")
     print(f"  wrote {', '.join(result.files)}")
-    acc = evaluate_accuracy(bundle, args.data, batch_size=args.batch_size, num_images=args.num_images,
-                          seed=args.seed, skip_bad=args.skip_bad)
+    acc = evaluate_accuracy(bundle, result.dataset, batch_size=args.batch_size)
     if acc is not None:
         print(f"  top-1 on the calibration images ({acc.num_images}): FP32 {acc.top1['fp32']:.2%}, "
               f"INT8 {acc.top1['int8']:.2%}, agreement {acc.agreement['int8']:.2%} "

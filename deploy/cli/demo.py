@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     calibrate(bundle, data["train"], method=args.method, recalibrate=True)
     bundle = open_bundle(bundle.root)
     print("4/6 FP16 conversion")
-    convert_fp16(bundle)
+    print(f"    {convert_fp16(bundle)}")
     bundle = open_bundle(bundle.root)
 
     print("5/6 TensorRT engines")

@@ -15,11 +15,12 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", type=Path, help="tf-slim checkpoint prefix (model.ckpt); default: the "
                    "model's embedded weights, else seeded random weights (recorded in the manifest)")
     p.add_argument("--num-classes", type=int, help="logits width (default: from the checkpoint, else the registry)")
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="input height and width (default: the model's registry size)")
     p.add_argument("--output-stride", type=int, help="atrous output stride (e.g. 16)")
     p.add_argument("--no-global-pool", action="store_true", help="dense prediction: no global average pool")
     p.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw", help="ONNX input layout (default nchw)")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset for tf2onnx (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for random weights and reference inputs")
     p.add_argument("--num-reference", type=int, default=8, help="samples stored in reference.npz")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to create")

@@ -21,13 +21,16 @@ def add_parser(subparsers) -> None:
         description="Apply the bundle's preprocessing, run TensorRT (--engine, or --backend tensorrt) or ONNX "
                     "Runtime (FP32 ONNX, the default), and print the top-k classes.",
     )
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    from . import BUNDLE_HELP
+
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+                   help="image files (JPEG/PNG), preprocessed as the bundle's manifest says")
     p.add_argument("--engine", type=Path, metavar="PLAN", help="TensorRT engine (implies --backend tensorrt)")
     p.add_argument("--backend", choices=BACKENDS,
                    help="default: tensorrt with --engine, else onnxruntime; tensorrt without --engine uses the "
                         "bundle's only engine")
-    p.add_argument("--top-k", type=int, default=5, metavar="K")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per image (default: %(default)s)")
     p.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -59,11 +62,24 @@ def probabilities(outputs: dict[str, np.ndarray]) -> np.ndarray:
                      "or 'logits'")
 
 
-def read_labels(path: Path) -> list[str]:
+def read_labels(path: Path, num_outputs: int, offset: int) -> list[str]:
+    """Class names, one a line (trailing blank lines ignored): one per class, or, for a model
+    with `offset` background outputs first, one per model output (see `label_for`). Any other
+    count is a labels file for another model, and would name every class wrongly."""
     try:
-        return [line.strip() for line in path.read_text().splitlines()]
+        lines = [line.strip() for line in path.read_text().splitlines()]
     except OSError as e:
         raise UsageError(f"{path}: cannot read labels ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file; --labels takes class names, one per line") from None
+    while lines and not lines[-1]:
+        lines.pop()
+    classes = num_outputs - offset
+    if len(lines) != classes and not (offset and len(lines) == num_outputs):
+        both = f" or {num_outputs} (one per model output, background first)" if offset else ""
+        raise UsageError(f"{path}: {len(lines)} class names, but the model has {classes} classes; expected "
+                         f"{classes} lines (one per class){both}")
+    return lines
 
 
 def label_for(raw: int, offset: int, labels: Sequence[str] | None, num_classes: int) -> Prediction:
@@ -111,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.engine and backend != "tensorrt":
         raise UsageError("--engine runs TensorRT; drop --backend onnxruntime or --engine")
     bundle = open_bundle(args.bundle)
-    labels = read_labels(args.labels) if args.labels else None
+    labels = read_labels(args.labels, bundle.num_classes, bundle.label_offset) if args.labels else None
     (tensor,) = bundle.inputs  # image classifiers have one input
     preprocess = Preprocess.from_json(bundle.preprocessing)
     images = np.stack([preprocess.load(p) for p in args.images]).astype(tensor.dtype, copy=False)
@@ -120,12 +136,11 @@ def run(args: argparse.Namespace) -> int:
         from ..trt.runtime import TrtRunner
 
         runner = TrtRunner(args.engine or pick_engine(bundle))
-        chunk = runner.sidecar.batch[2]
     else:
         from ..runners.ort import OrtRunner
 
         runner = OrtRunner(bundle.onnx_path("fp32"))
-        chunk = ORT_CHUNK
+    chunk = runner.max_batch or ORT_CHUNK
     probs = []
     with runner:
         for i in range(0, len(images), chunk):

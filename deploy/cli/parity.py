@@ -18,9 +18,12 @@ def add_parser(subparsers) -> None:
                     "each against the FP32 reference (TF when it runs here, else reference.npz) with "
                     "per-precision thresholds. Backends that cannot run here are listed as skipped.",
     )
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    from . import BUNDLE_HELP, DATA_HELP
+
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
     p.add_argument("--data", type=Path, metavar="PATH",
-                   help="image folder with one folder per class (labels -> accuracy); default: reference.npz")
+                   help=f"inputs to compare on: {DATA_HELP}; labels give accuracy (default: the bundle's "
+                        "reference.npz)")
     p.add_argument("--skip-bad", action="store_true", help="leave unreadable --data images out (listed in the report)")
     p.add_argument("--backends", metavar="LIST", help=f"comma-separated, from: {BACKEND_NAMES} (default: all)")
     p.add_argument("--engine", type=Path, nargs="+", action="extend", default=[], metavar="PLAN",

@@ -1,7 +1,9 @@
 """One runner interface for every backend (TensorFlow, ONNX Runtime, TensorRT).
 
 `Runner.infer(feed)` validates the feed against the runner's input specs, then calls
-`_infer`. Runners are context managers; parity and benchmarks loop over them.
+`_infer`. Runners are context managers; parity and benchmarks loop over them. A runner
+whose calls take at most `max_batch` samples (a TensorRT engine's profile) still takes
+any batch through `infer_any_batch`, which splits it.
 Needs only numpy.
 """
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Runner:
     optionally `activate` / `close`."""
 
     name = "runner"
+    # The most samples one `infer` call takes (dimension 0 of every input); None: no limit.
+    max_batch: int | None = None
 
     def __enter__(self) -> "Runner":
         self.activate()
@@ -51,6 +55,24 @@ class Runner:
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def split_batch(self, feed: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """`feed` as consecutive slices of at most `max_batch` samples (one slice when it fits)."""
+        limit = self.max_batch
+        arrays = list(feed.values())
+        if limit is None or not arrays or not all(isinstance(a, np.ndarray) and a.ndim for a in arrays):
+            return [dict(feed)]  # nothing to split, or a feed `validate` will refuse with the reason
+        n = max(a.shape[0] for a in arrays)
+        if n <= limit:
+            return [dict(feed)]
+        return [{k: v[i:i + limit] for k, v in feed.items()} for i in range(0, n, limit)]
+
+    def infer_any_batch(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`infer` for a batch of any size: slices of at most `max_batch`, outputs concatenated."""
+        parts = [self.infer(chunk) for chunk in self.split_batch(feed)]
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def validate(self, feed: Mapping[str, np.ndarray]) -> None:
         """Check names, dtypes, ranks, static dimensions and contiguity before running."""

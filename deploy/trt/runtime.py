@@ -133,6 +133,12 @@ class TrtRunner(Runner):
     def output_names(self) -> list[str]:
         return [t.name for t in self._outputs]
 
+    @property
+    def max_batch(self) -> int:  # type: ignore[override]
+        """The optimization profile's largest batch: `infer` refuses more, `infer_any_batch` splits."""
+        highs = [t.profile[2][0] for t in self._inputs if t.profile is not None]
+        return min(highs) if highs else self.sidecar.batch[2]
+
     def validate(self, feed: Mapping[str, np.ndarray]) -> None:
         super().validate(feed)
         check_profile(self._inputs, feed, self.name)
