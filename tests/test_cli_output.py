@@ -43,7 +43,7 @@ def test_fp16_and_calibrate_say_each_thing_once_without_escape_codes(default_bun
                 "--num-images", "1000", "--recalibrate")
     out = calib.stdout
     assert calib.returncode == 0, out
-    for line in ("skipping 1 unreadable image(s)", "asked for 1000 calibration inputs", "holds 361",
+    for line in ("skipping 1 unreadable image(s)", "asked for 1000 inputs", "holds 361",
                  "labels from 10 class folders"):
         assert out.count(line) == 1, f"{line!r} {out.count(line)} times in:\n{out}"
     assert "top-1 on the calibration images (360)" in out  # the accuracy pass ran, on the same images
