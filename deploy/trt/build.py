@@ -22,17 +22,13 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..bundle import Bundle, ONNX_FILES, TensorInfo
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
 from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from .choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
 from .logger import make_logger, make_progress_monitor
 from .sidecar import Sidecar, sidecar_path
-from .versions import (import_tensorrt, parse_version, supports_hardware_compat, supports_implicit_int8,
-                       supports_version_compatible)
+from .versions import check_supported, import_tensorrt, supports_implicit_int8
 
 log = logging.getLogger("trtdeploy.trt")
 
-PRECISIONS = ("fp32", "fp16", "int8")
-INT8_MODES = ("explicit", "implicit")
-HARDWARE_COMPAT_LEVELS = ("ampere+",)
-DEFAULT_BATCH = (1, 8, 32)
 CALIBRATION_CACHE = "calibration/trt.cache"
 
 
@@ -42,7 +38,7 @@ class BuildConfig:
 
     precision: str = "fp32"
     batch: tuple[int, int, int] = DEFAULT_BATCH  # (min, opt, max) of the batch dimension
-    workspace_mib: int = 4096
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB
     timing_cache: Path | None = None
     int8_mode: str = "explicit"  # explicit: Q/DQ ONNX; implicit (TensorRT <= 10): flags + calibrator
     version_compatible: bool = False
@@ -123,17 +119,13 @@ class NetworkPlan:
 
 def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
     """Decide the ONNX file and builder settings, refusing what this TensorRT lacks."""
-    version = parse_version(trt_version)
+    version = check_supported(trt_version)  # every supported release has version/hardware compatibility
     implicit = config.mode == "implicit"
     if implicit and not supports_implicit_int8(version):
         raise UsageError(
             f"--int8-mode implicit needs TensorRT <= 10 (this is {version}): TensorRT 11 removed the INT8 "
             "calibrators and BuilderFlag.INT8; use --int8-mode explicit (the Q/DQ model.int8.onnx)"
         )
-    if config.version_compatible and not supports_version_compatible(version):
-        raise UsageError(f"--version-compatible needs TensorRT >= 8.6 (this is {version})")
-    if config.hardware_compat and not supports_hardware_compat(version):
-        raise UsageError(f"--hardware-compat needs TensorRT >= 8.6 (this is {version})")
     onnx = "fp32" if implicit else config.precision
     return NetworkPlan(onnx_precision=onnx, strongly_typed=not implicit, implicit_int8=implicit,
                        version_compatible=config.version_compatible, hardware_compat=config.hardware_compat,
