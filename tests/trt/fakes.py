@@ -18,7 +18,22 @@ class FakeCudaError(Exception):
 
 
 class FakeCuda(types.SimpleNamespace):
-    """`pycuda.driver`: memory is a dict pointer -> bytearray; contexts a per-thread stack."""
+    """`pycuda.driver` 2026.1 over a stand-in driver: memory is a dict pointer -> bytearray.
+
+    Two per-thread stacks, as in reality: the driver's context stack (`driver_stack()`,
+    handles; what CUDA calls run in) and pycuda's own (`stack()`, Context objects), kept in
+    step by pycuda the way src/cpp/cuda.hpp does it:
+    - `ctx.push()` (context_push): if pycuda's stack is not empty, pop the driver's top
+      (prepare_context_switch), then push on both;
+    - `Context.pop()`: the same driver pop, pop pycuda's stack, push pycuda's new top (if
+      any) back on the driver's;
+    - `ctx.detach()` of a primary context: if it is pycuda's current context, release it
+      (cuDevicePrimaryCtxRelease, which never pops), drop it from pycuda's stack and push
+      pycuda's next context on the driver's; else, on the thread that retained it, push it on
+      the driver's stack (cuCtxPushCurrent) and release it, never popping; from another
+      thread, nothing (the reference leaks). It is invalid afterwards either way.
+    A primary context whose last reference is released is reset: CUDA calls fail in it.
+    """
 
     def __init__(self, name="Fake GPU", capability=(8, 7), devices=1):
         super().__init__()
@@ -27,6 +42,7 @@ class FakeCuda(types.SimpleNamespace):
         self.host_freed = 0
         self.retained = 0
         self.detached = 0
+        self.primary_refs: dict[int, int] = {}  # device -> the driver's reference count
         self._next = itertools.count(0x1000, 0x1000)
         self._local = threading.local()
         fake = self
@@ -47,18 +63,50 @@ class FakeCuda(types.SimpleNamespace):
 
             def retain_primary_context(self):
                 fake.retained += 1
-                return Context()
+                fake.primary_refs[self.ordinal] = fake.primary_refs.get(self.ordinal, 0) + 1
+                return Context(self.ordinal)
 
         class Context:
+            def __init__(self, device):
+                self.handle = 0xC0000 + device  # the primary context's CUcontext
+                self.device = device
+                self.valid = True
+                self.thread = threading.get_ident()
+
             def push(self):
+                fake.prepare_context_switch()
+                fake.driver_stack().append(self.handle)
                 fake.stack().append(self)
 
             @staticmethod
             def pop():
+                fake.prepare_context_switch()
+                if not fake.stack():
+                    raise FakeCudaError("context::pop: cannot pop non-current context")
                 fake.stack().pop()
+                current = fake.current_context()
+                if current is not None:
+                    fake.driver_stack().append(current.handle)
+
+            @staticmethod
+            def get_current():
+                return fake.current_context()
 
             def detach(self):
+                if not self.valid:
+                    raise FakeCudaError("context::detach: cannot detach from invalid context")
                 fake.detached += 1
+                active = fake.current_context() is self
+                if active:
+                    fake.release_primary(self.device)
+                elif self.thread == threading.get_ident():
+                    fake.driver_stack().append(self.handle)  # cuCtxPushCurrent; the release never pops it
+                    fake.release_primary(self.device)
+                self.valid = False
+                if active:
+                    new_active = fake.current_context(except_=self)
+                    if new_active is not None:
+                        fake.driver_stack().append(new_active.handle)
 
         class Stream:
             handle = 0xCAFE
@@ -81,13 +129,43 @@ class FakeCuda(types.SimpleNamespace):
         self.Error = FakeCudaError
 
     def stack(self) -> list:
+        """pycuda's context stack on this thread."""
         if not hasattr(self._local, "stack"):
             self._local.stack = []
         return self._local.stack
 
+    def driver_stack(self) -> list:
+        """The driver's context stack on this thread (CUcontext handles); its top is current."""
+        if not hasattr(self._local, "driver"):
+            self._local.driver = []
+        return self._local.driver
+
+    def current_context(self, except_=None):
+        """pycuda's `context::current_context`: its stack's top, dropping invalid entries."""
+        stack = self.stack()
+        while stack:
+            if stack[-1] is not except_ and stack[-1].valid:
+                return stack[-1]
+            stack.pop()
+        return None
+
+    def prepare_context_switch(self) -> None:
+        if self.stack():
+            if not self.driver_stack():
+                raise FakeCudaError("cuCtxPopCurrent: no current context")
+            self.driver_stack().pop()
+
+    def release_primary(self, device: int) -> None:
+        if self.primary_refs.get(device, 0) < 1:
+            raise FakeCudaError("cuDevicePrimaryCtxRelease: not retained")
+        self.primary_refs[device] -= 1
+
     def require_context(self) -> None:
-        if not self.stack():
+        driver = self.driver_stack()
+        if not driver:
             raise FakeCudaError("invalid device context (no context current on this thread)")
+        if self.primary_refs.get(driver[-1] - 0xC0000, 0) < 1:
+            raise FakeCudaError("invalid device context (the current primary context was released)")
 
     def init(self):
         pass
