@@ -113,9 +113,30 @@ class QdqPlan:
         return len(self.activations) + len(self.weights)
 
 
-def observed_tensors(plan: QdqPlan) -> list[str]:
-    """The activation tensors that carry Q/DQ: exactly what the statistics pass must observe."""
+def qdq_activations(plan: QdqPlan) -> list[str]:
+    """The activation tensors that carry Q/DQ (each needs a range in model.int8.onnx)."""
     return [a.tensor for a in plan.activations]
+
+
+def observed_tensors(model) -> list[str]:
+    """Every float activation of `model`, in graph order: the float graph inputs and every float
+    node output computed from them. This is what the statistics pass observes and what
+    calibration/trt.cache covers, not only the Q/DQ tensors: TensorRT's own calibrator gives
+    every network tensor a scale, and in an implicit-INT8 build a tensor without one (a Conv
+    output feeding an Add, say) keeps its producer and consumers out of INT8."""
+    from onnx import TensorProto, shape_inference
+
+    graph = model.graph
+    typed = shape_inference.infer_shapes(model).graph
+    elem_type = {v.name: v.type.tensor_type.elem_type for v in (*typed.value_info, *typed.output, *typed.input)}
+    initializers = {t.name for t in graph.initializer}
+    live = [i.name for i in graph.input if i.name not in initializers]
+    reached = set(live)
+    for node in graph.node:
+        if any(t in reached for t in node.input):
+            reached.update(t for t in node.output if t)
+            live.extend(t for t in node.output if t)
+    return [t for t in live if elem_type.get(t) == TensorProto.FLOAT]
 
 
 def _node_names(model) -> list[str]:

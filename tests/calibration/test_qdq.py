@@ -9,7 +9,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import numpy_helper  # noqa: E402
 
 from calibration.calibrators import CalibrationConfig, compute_amax  # noqa: E402
-from calibration.qdq import insert_qdq, observed_tensors, plan_qdq  # noqa: E402
+from calibration.qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations  # noqa: E402
 from calibration.stats import collect_statistics  # noqa: E402
 from deploy.cli import main  # noqa: E402
 from deploy.errors import UsageError  # noqa: E402
@@ -35,7 +35,7 @@ def reference(bundle_dir):
 @pytest.fixture(scope="module")
 def amax(fp32, reference):
     plan = plan_qdq(fp32)
-    collector = collect_statistics(fp32, observed_tensors(plan), [{"input": reference["input"]}])
+    collector = collect_statistics(fp32, qdq_activations(plan), [{"input": reference["input"]}])
     return compute_amax(collector, CalibrationConfig("max"))
 
 
@@ -150,12 +150,26 @@ def test_head_and_softmax_stay_float_but_logits_conv_input_is_quantized(g):
     assert g.through_qdq(logits.input[0])[1]
 
 
-def test_observed_tensors_are_exactly_the_quantized_activations(fp32, g):
+def test_qdq_activations_are_exactly_the_quantized_activations(fp32, g):
     plan = plan_qdq(fp32)
     quantized_activations = {q.input[0] for q in g.of_type("QuantizeLinear") if q.input[0] not in g.inits}
-    assert set(observed_tensors(plan)) == quantized_activations
-    assert len(observed_tensors(plan)) == len(set(observed_tensors(plan)))
+    assert set(qdq_activations(plan)) == quantized_activations
+    assert len(qdq_activations(plan)) == len(set(qdq_activations(plan)))
     assert plan.num_qdq_tensors == len(g.of_type("QuantizeLinear"))
+
+
+def test_observed_tensors_are_every_float_activation(fp32):
+    """What TensorRT's own calibrator would give a scale: the input and every node output,
+    Conv outputs feeding an Add included; no weights."""
+    observed = observed_tensors(fp32)
+    node_outputs = [t for n in fp32.graph.node for t in n.output]
+    assert observed == ["input", *node_outputs]
+    adds = [n for n in fp32.graph.node if n.op_type == "Add"]
+    producer = {t: n for n in fp32.graph.node for t in n.output}
+    conv_into_add = [t for a in adds for t in a.input if producer.get(t) is not None and producer[t].op_type == "Conv"]
+    assert len(conv_into_add) == 8 and set(conv_into_add) <= set(observed)  # 6 conv3 + 2 projection shortcuts
+    assert not set(observed) & {t.name for t in fp32.graph.initializer}
+    assert set(qdq_activations(plan_qdq(fp32))) < set(observed)
 
 
 def test_original_names_preserved(fp32, int8):
@@ -175,7 +189,7 @@ def test_exclude_keeps_a_node_unquantized(fp32, amax):
     by_name = {n.name: n for n in g.nodes}
     assert list(by_name[conv.name].input) == list(conv.input)  # activation and weight as in FP32
     assert list(by_name[bn.name].input) == list(bn.input)
-    assert conv.input[0] not in observed_tensors(plan)
+    assert conv.input[0] not in qdq_activations(plan)
     # Neighbours keep theirs; the excluded BN's input tensor still feeds no other quantized edge here.
     others = [n for n in g.of_type("Conv") if n.name != conv.name]
     assert all(g.through_qdq(n.input[0])[1] and g.through_qdq(n.input[1])[1] for n in others)
