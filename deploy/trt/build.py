@@ -203,14 +203,22 @@ def network_input_names(network: Any) -> list[str]:
     return names
 
 
-def network_tensor_names(network: Any) -> set[str]:
-    """Every tensor name of a parsed network: inputs and all layer outputs."""
-    names = set(network_input_names(network))
+def network_activation_names(trt: ModuleType, network: Any) -> set[str]:
+    """The float tensors of a parsed network but its constants (weights): the inputs and the
+    other layers' outputs. TensorRT's own calibrator gives each of them a scale."""
+    names = set()
+    for i in range(network.num_inputs):
+        network_input = network.get_input(i)
+        if network_input.dtype == trt.DataType.FLOAT:
+            names.add(network_input.name)
     for i in range(network.num_layers):
         layer = network.get_layer(i)
+        if layer.type == trt.LayerType.CONSTANT:
+            continue
         for j in range(layer.num_outputs):
             layer_output = layer.get_output(j)
-            names.add(layer_output.name)
+            if layer_output.dtype == trt.DataType.FLOAT:
+                names.add(layer_output.name)
     return names
 
 
@@ -224,21 +232,25 @@ def check_network_inputs(network: Any, inputs: Sequence[TensorInfo], onnx_path: 
 
 
 def _load_timing_cache(builder_config: Any, path: Path | None) -> tuple[Any, dict[str, Any]]:
-    """Start from the timing cache at `path` when it fits this TensorRT and GPU.
+    """Start from the timing cache at `path` when it is one and fits this TensorRT and GPU,
+    else from a fresh one (said so), which replaces the file only after a successful build.
 
     Stats are what the Python API can honestly tell: sizes before and after, and whether
     the old cache was accepted (TensorRT does not expose hit counts)."""
     if path is None:
         return None, {}
     previous = path.read_bytes() if path.is_file() else b""
-    timing_cache = builder_config.create_timing_cache(previous)
-    loaded = builder_config.set_timing_cache(timing_cache, ignore_mismatch=False)
+    # create_timing_cache answers None for bytes that are no timing cache at all.
+    timing_cache = builder_config.create_timing_cache(previous) if previous else None
+    loaded = timing_cache is not None and bool(builder_config.set_timing_cache(timing_cache, ignore_mismatch=False))
     if previous and not loaded:
-        # A cache from another TensorRT or GPU: start afresh rather than fail the build.
-        log.warning("%s: timing cache made by another TensorRT or GPU; starting a fresh one", path)
+        why = ("made by another TensorRT or GPU" if timing_cache is not None
+               else "not a TensorRT timing cache (corrupt, truncated or another file)")
+        log.warning("%s: %s; starting a fresh one, written over it once the build succeeds", path, why)
+    if not loaded:
         timing_cache = builder_config.create_timing_cache(b"")
         builder_config.set_timing_cache(timing_cache, ignore_mismatch=False)
-    return timing_cache, {"path": str(path), "bytes_before": len(previous), "loaded": bool(previous and loaded)}
+    return timing_cache, {"path": str(path), "bytes_before": len(previous), "loaded": loaded}
 
 
 def _save_timing_cache(builder_config: Any, path: Path | None, stats: dict[str, Any]) -> None:
@@ -388,7 +400,7 @@ def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, ne
             )
         calibrator = make_calibrator(trt, cache_path, batch_size=config.calib_batch,
                                      expected_sha256=bundle.file_hash(CALIBRATION_CACHE),
-                                     known_tensors=network_tensor_names(network))
+                                     known_tensors=network_activation_names(trt, network))
     builder_config.set_flag(trt.BuilderFlag.INT8)
     builder_config.set_flag(trt.BuilderFlag.FP16)
     builder_config.int8_calibrator = calibrator
