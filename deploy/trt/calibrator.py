@@ -98,6 +98,16 @@ def load_cache(cache_path: str | Path, expected_sha256: str | None,
     return data
 
 
+def _refused(cache_path: Path, trt_version: str) -> CalibrationError:
+    """What to say when TensorRT asks for batches while a cache is served: it asks only when
+    it did not take the cache."""
+    return CalibrationError(
+        f"{cache_path}: TensorRT {trt_version} did not accept the served cache and asked for calibration batches "
+        "(its log above says why); re-run `trtdeploy calibrate` for this model, or calibrate on this device "
+        "with --calib-data DIR"
+    )
+
+
 def full_batches(batches: Iterable[Any], batch_size: int) -> Iterator[Any]:
     """Batches of exactly `batch_size` (the calibration profile is fixed at that size);
     a short last batch is dropped and said so."""
@@ -153,12 +163,7 @@ def make_calibrator(trt: ModuleType, cache_path: str | Path, batches: Iterable[A
 
         def get_batch(self, names):
             if not live and self._error is None:
-                # TensorRT asks for data only when it did not take the cache served to it.
-                self._error = CalibrationError(
-                    f"{cache_path}: TensorRT {trt.__version__} did not accept the served cache and asked for "
-                    "calibration batches (its log above says why); re-run `trtdeploy calibrate` for this model, "
-                    "or calibrate on this device with --calib-data DIR"
-                )
+                self._error = _refused(cache_path, trt.__version__)
             if self._batches is None or self._error is not None:
                 return None
             try:

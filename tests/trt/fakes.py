@@ -17,6 +17,55 @@ class FakeCudaError(Exception):
     pass
 
 
+class FakeContextBase:
+    """pycuda's `Context` for a retained primary context; `_fake` is the FakeCuda it lives in."""
+
+    _fake: "FakeCuda"
+
+    def __init__(self, device):
+        self.handle = 0xC0000 + device  # the primary context's CUcontext
+        self.device = device
+        self.valid = True
+        self.thread = threading.get_ident()
+
+    def push(self):
+        self._fake.prepare_context_switch()
+        self._fake.driver_stack().append(self.handle)
+        self._fake.stack().append(self)
+
+    @classmethod
+    def pop(cls):
+        fake = cls._fake
+        fake.prepare_context_switch()
+        if not fake.stack():
+            raise FakeCudaError("context::pop: cannot pop non-current context")
+        fake.stack().pop()
+        current = fake.current_context()
+        if current is not None:
+            fake.driver_stack().append(current.handle)
+
+    @classmethod
+    def get_current(cls):
+        return cls._fake.current_context()
+
+    def detach(self):
+        fake = self._fake
+        if not self.valid:
+            raise FakeCudaError("context::detach: cannot detach from invalid context")
+        fake.detached += 1
+        active = fake.current_context() is self
+        if active:
+            fake.release_primary(self.device)
+        elif self.thread == threading.get_ident():
+            fake.driver_stack().append(self.handle)  # cuCtxPushCurrent; the release never pops it
+            fake.release_primary(self.device)
+        self.valid = False
+        if active:
+            new_active = fake.current_context(except_=self)
+            if new_active is not None:
+                fake.driver_stack().append(new_active.handle)
+
+
 class FakeCuda(types.SimpleNamespace):
     """`pycuda.driver` 2026.1 over a stand-in driver: memory is a dict pointer -> bytearray.
 
@@ -66,47 +115,8 @@ class FakeCuda(types.SimpleNamespace):
                 fake.primary_refs[self.ordinal] = fake.primary_refs.get(self.ordinal, 0) + 1
                 return Context(self.ordinal)
 
-        class Context:
-            def __init__(self, device):
-                self.handle = 0xC0000 + device  # the primary context's CUcontext
-                self.device = device
-                self.valid = True
-                self.thread = threading.get_ident()
-
-            def push(self):
-                fake.prepare_context_switch()
-                fake.driver_stack().append(self.handle)
-                fake.stack().append(self)
-
-            @staticmethod
-            def pop():
-                fake.prepare_context_switch()
-                if not fake.stack():
-                    raise FakeCudaError("context::pop: cannot pop non-current context")
-                fake.stack().pop()
-                current = fake.current_context()
-                if current is not None:
-                    fake.driver_stack().append(current.handle)
-
-            @staticmethod
-            def get_current():
-                return fake.current_context()
-
-            def detach(self):
-                if not self.valid:
-                    raise FakeCudaError("context::detach: cannot detach from invalid context")
-                fake.detached += 1
-                active = fake.current_context() is self
-                if active:
-                    fake.release_primary(self.device)
-                elif self.thread == threading.get_ident():
-                    fake.driver_stack().append(self.handle)  # cuCtxPushCurrent; the release never pops it
-                    fake.release_primary(self.device)
-                self.valid = False
-                if active:
-                    new_active = fake.current_context(except_=self)
-                    if new_active is not None:
-                        fake.driver_stack().append(new_active.handle)
+        class Context(FakeContextBase):
+            _fake = fake
 
         class Stream:
             handle = 0xCAFE
@@ -474,6 +484,59 @@ def _cache_header(version: str) -> str:
     return f"TRT-{trt_version_code(version)}-EntropyCalibration2"
 
 
+class FakeBuilder:
+    """`trt.Builder`; `trt` is the fake module it belongs to (see make_fake_trt)."""
+
+    trt: types.SimpleNamespace
+
+    def __init__(self, logger):
+        self.logger = logger
+
+    def create_network(self, flags):
+        return FakeNetwork(flags)
+
+    def create_builder_config(self):
+        return FakeBuilderConfig(self.trt)
+
+    def create_optimization_profile(self):
+        return FakeProfile()
+
+    def build_serialized_network(self, network, config):
+        if self.trt.fail_build:
+            self.logger.log(Severity.ERROR, "out of memory")
+            return None
+        if BuilderFlag.INT8 in config.flags and config.int8_calibrator is not None:
+            if not self._calibrate(network, config.int8_calibrator):
+                return None
+        if config.timing_cache is not None:
+            config.timing_cache.data = self.trt.timing_key
+        return memoryview(b"fake plan")
+
+    def _calibrate(self, network, calibrator) -> bool:
+        import struct
+
+        trt = self.trt
+        cache = calibrator.read_calibration_cache()
+        lines = bytes(cache).decode().splitlines() if cache is not None else []
+        if lines and lines[0] == _cache_header(trt.__version__) and trt.accept_cache:
+            for line in lines[1:]:
+                name, _, value = line.rpartition(": ")
+                trt.scales[name] = struct.unpack("!f", bytes.fromhex(value))[0]
+            return True
+        names = [t.name for t in network.inputs]
+        served = 0
+        while True:
+            trt.batches_asked += 1
+            if calibrator.get_batch(names) is None:
+                break
+            served += 1
+        if not served:
+            self.logger.log(Severity.ERROR, "Calibration failure occurred with no scaling factors detected.")
+            return False
+        calibrator.write_calibration_cache(f"{_cache_header(trt.__version__)}\n{names[0]}: 3c010a14\n".encode())
+        return True
+
+
 def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNamespace:
     """A `tensorrt` module object: ILogger, IInt8EntropyCalibrator2, IProgressMonitor, the
     enums, nptype, a Builder and a Runtime that deserializes to FakeEngine.
@@ -499,53 +562,6 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNam
     trt.scales: dict[str, float] = {}
     trt.batches_asked = 0
 
-    def calibrate(network, calibrator, logger) -> bool:
-        import struct
-
-        cache = calibrator.read_calibration_cache()
-        lines = bytes(cache).decode().splitlines() if cache is not None else []
-        if lines and lines[0] == _cache_header(version) and trt.accept_cache:
-            for line in lines[1:]:
-                name, _, value = line.rpartition(": ")
-                trt.scales[name] = struct.unpack("!f", bytes.fromhex(value))[0]
-            return True
-        names = [t.name for t in network.inputs]
-        served = 0
-        while True:
-            trt.batches_asked += 1
-            if calibrator.get_batch(names) is None:
-                break
-            served += 1
-        if not served:
-            logger.log(Severity.ERROR, "Calibration failure occurred with no scaling factors detected.")
-            return False
-        calibrator.write_calibration_cache(f"{_cache_header(version)}\n{names[0]}: 3c010a14\n".encode())
-        return True
-
-    class Builder:
-        def __init__(self, logger):
-            self.logger = logger
-
-        def create_network(self, flags):
-            return FakeNetwork(flags)
-
-        def create_builder_config(self):
-            return FakeBuilderConfig(trt)
-
-        def create_optimization_profile(self):
-            return FakeProfile()
-
-        def build_serialized_network(self, network, config):
-            if trt.fail_build:
-                self.logger.log(Severity.ERROR, "out of memory")
-                return None
-            if BuilderFlag.INT8 in config.flags and config.int8_calibrator is not None:
-                if not calibrate(network, config.int8_calibrator, self.logger):
-                    return None
-            if config.timing_cache is not None:
-                config.timing_cache.data = trt.timing_key
-            return memoryview(b"fake plan")
-
     class Runtime:
         engine_host_code_allowed = False
 
@@ -556,5 +572,6 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNam
             trt.deserialized.append(bytes(data))
             return FakeEngine(cuda)
 
-    trt.Builder, trt.Runtime = Builder, Runtime
+    trt.Builder = type("Builder", (FakeBuilder,), {"trt": trt})
+    trt.Runtime = Runtime
     return trt
