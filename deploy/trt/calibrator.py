@@ -43,8 +43,8 @@ def load_cache(cache_path: str | Path, expected_sha256: str | None,
     this bundle's model, with the header of TensorRT `trt_version` (when given). Raises
     CalibrationError otherwise.
 
-    `known_tensors`: the network's activation tensors; cached names outside it are reported
-    (all of them: another model's cache), and so is how many of it have no scale."""
+    `known_tensors`: the network's activation tensors. Cached names outside it are reported
+    (all of them: another model's cache), and so is how many of them have no scale."""
     from calibration.cache import parse_cache, trt_version_code
 
     path = Path(cache_path)
@@ -93,8 +93,8 @@ def load_cache(cache_path: str | Path, expected_sha256: str | None,
         header = f"TRT-{trt_version_code(trt_version)}-{ALGORITHM}".encode()
         _, _, body = data.partition(b"\n")
         data = header + b"\n" + body
-    log.info("%s: serving %d %s scales (written as TensorRT %s, served as %s)", path, len(cache.scales), ALGORITHM,
-             cache.version, trt_version or cache.version)
+    log.info("%s: serving %d %s scales (header TRT-%d as written%s)", path, len(cache.scales), ALGORITHM,
+             cache.version, f", served as TensorRT {trt_version}'s" if trt_version else "")
     return data
 
 
