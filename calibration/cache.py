@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from deploy.errors import CalibrationError, UsageError
 from deploy.fsutil import atomic_write_bytes
+from deploy.trt.versions import parse_release
 
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
 INT8_MAX = 127.0
@@ -44,15 +45,8 @@ def trt_version_code(version: str) -> int:
 
 def _release(version: str) -> tuple[int, ...]:
     try:
-        from packaging.version import InvalidVersion, Version
-    except ImportError:
-        parts = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", version)
-        if not parts:
-            raise UsageError(f"cannot parse TensorRT version {version!r}; expected MAJOR.MINOR.PATCH") from None
-        return tuple(int(p) for p in parts.groups() if p is not None)
-    try:
-        return Version(version).release
-    except InvalidVersion:
+        return parse_release(version).release
+    except ValueError:
         raise UsageError(f"cannot parse TensorRT version {version!r}; expected MAJOR.MINOR.PATCH") from None
 
 

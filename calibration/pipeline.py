@@ -2,10 +2,11 @@
 
 Stages (each a small function of the previous artifact)::
 
-    CalibrationSet ──► collect_statistics (ORT, FP32 model, planned tensors only)
+    CalibrationSet ──► collect_statistics (ORT, FP32 model, every float activation, one pass)
                    ──► compute_amax (entropy | percentile | max | mse)
-                   ──► insert_qdq ─► model.int8.onnx
-                   ──► calibration/scales.json, calibration/trt.cache, calibration/dataset.json
+                   ──► insert_qdq (the planned tensors) ─► model.int8.onnx
+                   ──► calibration/scales.json, calibration/trt.cache (every activation),
+                       calibration/dataset.json
 
 `calibration/scales.json` remembers what the ranges were computed from (model hash,
 calibration-set hash, method). Running again with the same inputs reuses the ranges (no
@@ -39,6 +40,9 @@ TRT_CACHE = "calibration/trt.cache"
 DATASET = "calibration/dataset.json"
 INT8_ONNX = "model.int8.onnx"
 DEFAULT_BATCH_SIZE = 16
+# The header version written into trt.cache (JetPack 6's TensorRT). `trtdeploy build` does not
+# depend on it: it serves the cache under the running TensorRT's version.
+DEFAULT_CACHE_TRT_VERSION = "10.3.0"
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class CalibrationResult:
     method: str
     algorithm: str
     num_images: int
-    num_observed: int  # activation tensors with Q/DQ (and a range in trt.cache)
+    num_observed: int  # float activations observed, each with a range in trt.cache
+    num_qdq_activations: int  # the observed tensors that carry Q/DQ in model.int8.onnx
     num_qdq_tensors: int  # activations + Conv weights
     reused: bool  # ranges taken from an earlier scales.json: no statistics pass
     seconds: float
@@ -109,13 +114,15 @@ def calibrate(
     exclude: Sequence[str] = (),
     recalibrate: bool = False,
     skip_bad: bool = False,
-    trt_version: str = "10.3.0",
+    trt_version: str = DEFAULT_CACHE_TRT_VERSION,
     percentile: float = 99.99,
     num_bins: int | None = None,
 ) -> CalibrationResult:
     """Calibrate `bundle` on the images at `data_path` and write the INT8 artifacts.
 
-    `percentile` is recorded and used for method "percentile" only. Raises DataError for an
+    `percentile` is recorded and used for method "percentile" only. `trt_version` goes into
+    trt.cache's header for tools that read the file themselves (trtexec --calib); `trtdeploy
+    build` serves the cache under the header of the TensorRT it runs. Raises DataError for an
     empty or unreadable set, CalibrationError for a stale scales.json (unless
     `recalibrate`), UsageError for unknown --exclude names; the bundle is unchanged then.
     """
@@ -125,7 +132,7 @@ def calibrate(
 
     from .cache import calibration_algorithm_for, write_cache
     from .calibrators import TRT_NUM_BINS, CalibrationConfig, compute_amax
-    from .qdq import insert_qdq, observed_tensors, plan_qdq
+    from .qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations
     from .stats import collect_statistics
 
     start = time.perf_counter()
@@ -135,7 +142,9 @@ def calibrate(
     bundle.verify_file("model.onnx")
     model = onnx.load(str(fp32_path))
     plan = plan_qdq(model, exclude=exclude)  # unknown --exclude names fail before data is read
-    observed = observed_tensors(plan)
+    # One statistics pass serves both files: model.int8.onnx needs the Q/DQ tensors' ranges,
+    # trt.cache every activation's (the Q/DQ tensors are among them).
+    observed = list(dict.fromkeys([*observed_tensors(model), *qdq_activations(plan)]))
 
     dataset = _load_set(bundle, data_path, num_images, seed, skip_bad)
     want = {
@@ -160,8 +169,8 @@ def calibrate(
         missing = [t for t in observed if t not in prev["amax"]]
         if missing:
             raise CalibrationError(
-                f"{scales_path}: no range for {len(missing)} tensor(s) this --exclude list quantizes "
-                f"(was {prev.get('exclude', [])}, now {list(plan.exclude)}; e.g. {missing[0]!r}). "
+                f"{scales_path}: no range for {len(missing)} of the model's {len(observed)} activation tensors "
+                f"(e.g. {missing[0]!r}; an older trtdeploy measured only the Q/DQ tensors). "
                 "Pass --recalibrate to measure them"
             )
         amax = {k: float(v) for k, v in prev["amax"].items()}
@@ -211,11 +220,13 @@ def calibrate(
         "num_qdq_weights": len(plan.weights),
         "dataset_sha256": want["dataset_sha256"],
         "trt_cache_version": trt_version,
+        "num_cache_tensors": len(observed),
         "onnx": INT8_ONNX,
     }
     bundle.save()
     result = CalibrationResult(
         method=config.method, algorithm=algorithm, num_images=want["num_images"], num_observed=len(observed),
+        num_qdq_activations=len(plan.activations),
         num_qdq_tensors=plan.num_qdq_tensors, reused=reused,
         seconds=time.perf_counter() - start, statistics_seconds=stats_seconds, files=files,
         int8_path=bundle.path(INT8_ONNX), dataset=dataset,

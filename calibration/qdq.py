@@ -23,15 +23,23 @@ Which activation edges (tensor -> consumer input) carry Q/DQ, and why:
    and the logits Conv, whose input is the Reshape of the global average pool: TensorRT
    moves a Q backward over a Reshape (a shuffle commutes with quantization), so the 1x1
    logits convolution runs in INT8 on the pooled features.
-2. The residual Add's input that does not come from a Conv (identity shortcut: the
-   previous Add output or pool1; subsample shortcut: the MaxPool output). TensorRT fuses
-   Conv (+bias) + Add (+ReLU) into one kernel whose second operand is read in the
-   precision the Add gets it in: with Q/DQ on it, the fused kernel reads it as INT8.
-   NEVER on the Conv output that feeds the Add: a DQ there stops the Conv+Add fusion
+2. The residual Add's shortcut input: the one that does not come from the main branch's
+   last Conv (identity shortcut: the previous Add output or pool1; subsample shortcut: the
+   MaxPool output; projection shortcut: the `shortcut` Conv's output). TensorRT fuses Conv
+   (+bias) + Add (+ReLU) into one kernel whose second operand is read in the precision the
+   Add gets it in: with Q/DQ on it, the fused kernel reads it as INT8, and its output can
+   take the next Q (rule 3) and be written in INT8.
+   NEVER on the Conv output that fuses with the Add: a DQ there stops the Conv+Add fusion
    (TensorRT would have to write the conv output, requantize it, and run a separate
    elementwise layer). When both Add inputs are Conv outputs (the projection shortcut of a
-   block's first unit), neither gets Q/DQ; TensorRT fuses one Conv with the Add and reads
-   the other in float.
+   block's first unit), the shortcut Conv's output gets the pair, as in NVIDIA's ResNet Q/DQ
+   recipe (the downsample branch's output is quantized, the main branch's conv3 fuses with
+   the Add): it writes INT8 through the Q fused into it, and the fused conv3+Add reads it as
+   INT8. Left in float it would make the fused output float, so the next Q could not fuse
+   (four extra layers in resnet_v2_50). The shortcut Conv is told apart from the graph, not
+   from names: it reads a tensor upstream of the other Conv's input (slim's `shortcut`
+   reads the pre-activation that conv1 -> conv2 -> conv3 also start from). An Add of two
+   Convs neither of which is upstream of the other gets no pair (there is no shortcut).
 3. The input of a pre-activation BatchNormalization that no Conv precedes (its input is a
    residual Add output or pool1; the final `postnorm` BN is the same case). Such a tensor
    also feeds the next unit's shortcut, which rule 2 quantizes. One Q/DQ pair on the tensor
@@ -113,9 +121,30 @@ class QdqPlan:
         return len(self.activations) + len(self.weights)
 
 
-def observed_tensors(plan: QdqPlan) -> list[str]:
-    """The activation tensors that carry Q/DQ: exactly what the statistics pass must observe."""
+def qdq_activations(plan: QdqPlan) -> list[str]:
+    """The activation tensors that carry Q/DQ (each needs a range in model.int8.onnx)."""
     return [a.tensor for a in plan.activations]
+
+
+def observed_tensors(model) -> list[str]:
+    """Every float activation of `model`, in graph order: the float graph inputs and every float
+    node output computed from them. This is what the statistics pass observes and what
+    calibration/trt.cache covers, not only the Q/DQ tensors: TensorRT's own calibrator gives
+    every network tensor a scale, and in an implicit-INT8 build a tensor without one (a Conv
+    output feeding an Add, say) keeps its producer and consumers out of INT8."""
+    from onnx import TensorProto, shape_inference
+
+    graph = model.graph
+    typed = shape_inference.infer_shapes(model).graph
+    elem_type = {v.name: v.type.tensor_type.elem_type for v in (*typed.value_info, *typed.output, *typed.input)}
+    initializers = {t.name for t in graph.initializer}
+    live = [i.name for i in graph.input if i.name not in initializers]
+    reached = set(live)
+    for node in graph.node:
+        if any(t in reached for t in node.input):
+            reached.update(t for t in node.output if t)
+            live.extend(t for t in node.output if t)
+    return [t for t in live if elem_type.get(t) == TensorProto.FLOAT]
 
 
 def _node_names(model) -> list[str]:
@@ -136,6 +165,31 @@ def _check_exclude(model, exclude: Sequence[str]) -> tuple[str, ...]:
             f"[print(n.name) for n in onnx.load('model.onnx').graph.node]\"`)"
         )
     return tuple(dict.fromkeys(exclude))
+
+
+def _upstream(tensor: str, producer: Mapping) -> set[str]:
+    """Every tensor `tensor` is computed from."""
+    seen: set[str] = set()
+    stack = [tensor]
+    while stack:
+        node = producer.get(stack.pop())
+        for t in node.input if node is not None else ():
+            if t not in seen:
+                seen.add(t)
+                stack.append(t)
+    return seen
+
+
+def _projection_shortcut(add, producer: Mapping) -> list[int]:
+    """[index] of the Add input that comes from the shortcut Conv of a projection shortcut:
+    the Conv whose input lies upstream of the other Conv's input (rule 2); [] if neither does."""
+    a, b = (producer[t].input[0] for t in add.input)
+    if a != b and a in _upstream(b, producer):
+        return [0]
+    if a != b and b in _upstream(a, producer):
+        return [1]
+    log.debug("%s: two Conv inputs, neither on a shortcut; no Q/DQ on either", add.name)
+    return []
 
 
 def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
@@ -185,9 +239,11 @@ def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
             add_edge(node.input[0], node, 0, CONV_INPUT)
             weights.setdefault(node.input[1], []).append((node.name, 1))
         elif op == "Add" and len(node.input) == 2 and all(is_activation(t) for t in node.input):
-            for i, t in enumerate(node.input):
-                if not from_conv(t):
-                    add_edge(t, node, i, RESIDUAL_INPUT)
+            shortcut = [i for i, t in enumerate(node.input) if not from_conv(t)]
+            if not shortcut:
+                shortcut = _projection_shortcut(node, producer)
+            for i in shortcut:
+                add_edge(node.input[i], node, i, RESIDUAL_INPUT)
         elif op == "BatchNormalization" and is_activation(node.input[0]) and not from_conv(node.input[0]):
             add_edge(node.input[0], node, 0, PREACT_BN_INPUT)
         elif op == "MaxPool" and node.output[0] in add_inputs and not from_conv(node.input[0]):

@@ -1,5 +1,6 @@
 """The package, `trtdeploy --help` and every subcommand's `--help` work with none of the heavy
-dependencies; the device side imports with neither TensorFlow nor ONNX (Runtime).
+dependencies; the device side imports with neither TensorFlow nor ONNX (Runtime), nor `packaging`
+(JetPack's Python lacks it, and the README's device recipe installs with `--no-deps`).
 
 Each check runs in a fresh interpreter whose import system refuses the heavy modules, so an
 accidental top-level import anywhere fails here."""
@@ -14,7 +15,7 @@ import pytest
 from deploy.cli import COMMANDS
 
 HEAVY = ["tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnx_graphsurgeon", "tensorrt", "pycuda",
-         "tf_keras", "keras", "sklearn", "matplotlib"]
+         "tf_keras", "keras", "sklearn", "matplotlib", "packaging"]
 
 BLOCKER = textwrap.dedent(f"""
     import sys
@@ -48,6 +49,20 @@ def test_help_without_heavy_dependencies(argv):
     assert "usage: trtdeploy" in r.stdout
     if len(argv) == 2:
         assert argv[0] in r.stdout
+
+
+# What building the parser must not import: the modules behind the commands, which a device
+# lacking one of their dependencies could not import; each runs only inside `run`.
+NOT_FOR_PARSING = ("deploy.trt.build", "deploy.trt.runtime", "deploy.trt.calibrator", "deploy.trt.sidecar",
+                   "deploy.parity", "deploy.report", "deploy.export", "deploy.precision", "deploy.per_layer",
+                   "deploy.slim", "calibration")
+
+
+def test_building_the_parser_imports_no_command_module():
+    r = _run("import sys\nfrom deploy.cli import build_parser\nbuild_parser()\n"
+             f"print(sorted(m for m in sys.modules if m.startswith({NOT_FOR_PARSING!r})))")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
 
 
 def test_blocker_really_blocks():

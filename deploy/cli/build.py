@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..trt.choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
+
 
 def add_parser(subparsers) -> None:
-    from ..trt.build import DEFAULT_BATCH, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
-
     p = subparsers.add_parser(
         "build", help="build a TensorRT engine (engines/NAME.PRECISION.plan + .json)",
         description="Build a TensorRT engine from the bundle's ONNX. FP16 and INT8 (explicit) come from "
@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
                         "implicit, model.onnx and calibration/trt.cache)")
     p.add_argument("--batch", type=int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=list(DEFAULT_BATCH),
                    help="batch range of the optimization profile (default: %(default)s)")
-    p.add_argument("--workspace", type=int, default=4096, metavar="MiB",
+    p.add_argument("--workspace", type=int, default=DEFAULT_WORKSPACE_MIB, metavar="MiB",
                    help="builder workspace limit in MiB (default: %(default)s)")
     p.add_argument("--timing-cache", type=Path, metavar="FILE",
                    help="load and update this timing cache (faster rebuilds on the same TensorRT and GPU)")

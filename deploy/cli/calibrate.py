@@ -30,7 +30,10 @@ def add_parser(sub) -> None:
     p.add_argument("--recalibrate", action="store_true",
                    help="replace calibration results made for another model, data set or method")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
-    p.add_argument("--trt-version", default="10.3.0", help="TensorRT version in the cache header (default 10.3.0)")
+    p.add_argument("--trt-version", default="10.3.0", metavar="VERSION",
+                   help="TensorRT version written into calibration/trt.cache's header, for tools that read the "
+                        "file themselves (trtexec --calib); `trtdeploy build` serves the cache to the TensorRT it "
+                        "runs whatever this says (default 10.3.0, JetPack 6)")
     p.set_defaults(func=run)
 
 
@@ -48,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     result = calibrate(bundle, args.data, method=args.method, num_images=args.num_images, seed=args.seed,
                        batch_size=args.batch_size, exclude=args.exclude, recalibrate=args.recalibrate,
                        skip_bad=args.skip_bad, trt_version=args.trt_version, percentile=args.percentile)
-    print(f"calibrated {bundle.model_name}: {result.num_observed} activation tensors, "
-          f"{result.num_qdq_tensors - result.num_observed} weights ({result.method}, {result.algorithm}), "
-          f"{result.num_images} images, {result.seconds:.1f} s")
+    print(f"calibrated {bundle.model_name}: Q/DQ on {result.num_qdq_activations} activation tensors and "
+          f"{result.num_qdq_tensors - result.num_qdq_activations} weights, ranges of {result.num_observed} "
+          f"activation tensors in trt.cache ({result.method}, {result.algorithm}), {result.num_images} images, "
+          f"{result.seconds:.1f} s")
     if result.reused:
         print("  reused calibration/scales.json (same model, data and method): no statistics pass")
     print(f"  wrote {', '.join(result.files)}")

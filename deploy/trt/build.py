@@ -22,17 +22,13 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..bundle import Bundle, ONNX_FILES, TensorInfo
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
 from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from .choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
 from .logger import make_logger, make_progress_monitor
 from .sidecar import Sidecar, sidecar_path
-from .versions import (import_tensorrt, parse_version, supports_hardware_compat, supports_implicit_int8,
-                       supports_version_compatible)
+from .versions import check_supported, import_tensorrt, supports_implicit_int8
 
 log = logging.getLogger("trtdeploy.trt")
 
-PRECISIONS = ("fp32", "fp16", "int8")
-INT8_MODES = ("explicit", "implicit")
-HARDWARE_COMPAT_LEVELS = ("ampere+",)
-DEFAULT_BATCH = (1, 8, 32)
 CALIBRATION_CACHE = "calibration/trt.cache"
 
 
@@ -42,7 +38,7 @@ class BuildConfig:
 
     precision: str = "fp32"
     batch: tuple[int, int, int] = DEFAULT_BATCH  # (min, opt, max) of the batch dimension
-    workspace_mib: int = 4096
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB
     timing_cache: Path | None = None
     int8_mode: str = "explicit"  # explicit: Q/DQ ONNX; implicit (TensorRT <= 10): flags + calibrator
     version_compatible: bool = False
@@ -123,17 +119,13 @@ class NetworkPlan:
 
 def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
     """Decide the ONNX file and builder settings, refusing what this TensorRT lacks."""
-    version = parse_version(trt_version)
+    version = check_supported(trt_version)  # every supported release has version/hardware compatibility
     implicit = config.mode == "implicit"
     if implicit and not supports_implicit_int8(version):
         raise UsageError(
             f"--int8-mode implicit needs TensorRT <= 10 (this is {version}): TensorRT 11 removed the INT8 "
             "calibrators and BuilderFlag.INT8; use --int8-mode explicit (the Q/DQ model.int8.onnx)"
         )
-    if config.version_compatible and not supports_version_compatible(version):
-        raise UsageError(f"--version-compatible needs TensorRT >= 8.6 (this is {version})")
-    if config.hardware_compat and not supports_hardware_compat(version):
-        raise UsageError(f"--hardware-compat needs TensorRT >= 8.6 (this is {version})")
     onnx = "fp32" if implicit else config.precision
     return NetworkPlan(onnx_precision=onnx, strongly_typed=not implicit, implicit_int8=implicit,
                        version_compatible=config.version_compatible, hardware_compat=config.hardware_compat,
@@ -211,14 +203,22 @@ def network_input_names(network: Any) -> list[str]:
     return names
 
 
-def network_tensor_names(network: Any) -> set[str]:
-    """Every tensor name of a parsed network: inputs and all layer outputs."""
-    names = set(network_input_names(network))
+def network_activation_names(trt: ModuleType, network: Any) -> set[str]:
+    """The float tensors of a parsed network but its constants (weights): the inputs and the
+    other layers' outputs. TensorRT's own calibrator gives each of them a scale."""
+    names = set()
+    for i in range(network.num_inputs):
+        network_input = network.get_input(i)
+        if network_input.dtype == trt.DataType.FLOAT:
+            names.add(network_input.name)
     for i in range(network.num_layers):
         layer = network.get_layer(i)
+        if layer.type == trt.LayerType.CONSTANT:
+            continue
         for j in range(layer.num_outputs):
             layer_output = layer.get_output(j)
-            names.add(layer_output.name)
+            if layer_output.dtype == trt.DataType.FLOAT:
+                names.add(layer_output.name)
     return names
 
 
@@ -232,21 +232,25 @@ def check_network_inputs(network: Any, inputs: Sequence[TensorInfo], onnx_path: 
 
 
 def _load_timing_cache(builder_config: Any, path: Path | None) -> tuple[Any, dict[str, Any]]:
-    """Start from the timing cache at `path` when it fits this TensorRT and GPU.
+    """Start from the timing cache at `path` when it is one and fits this TensorRT and GPU,
+    else from a fresh one (said so), which replaces the file only after a successful build.
 
     Stats are what the Python API can honestly tell: sizes before and after, and whether
     the old cache was accepted (TensorRT does not expose hit counts)."""
     if path is None:
         return None, {}
     previous = path.read_bytes() if path.is_file() else b""
-    timing_cache = builder_config.create_timing_cache(previous)
-    loaded = builder_config.set_timing_cache(timing_cache, ignore_mismatch=False)
+    # create_timing_cache answers None for bytes that are no timing cache at all.
+    timing_cache = builder_config.create_timing_cache(previous) if previous else None
+    loaded = timing_cache is not None and bool(builder_config.set_timing_cache(timing_cache, ignore_mismatch=False))
     if previous and not loaded:
-        # A cache from another TensorRT or GPU: start afresh rather than fail the build.
-        log.warning("%s: timing cache made by another TensorRT or GPU; starting a fresh one", path)
+        why = ("made by another TensorRT or GPU" if timing_cache is not None
+               else "not a TensorRT timing cache (corrupt, truncated or another file)")
+        log.warning("%s: %s; starting a fresh one, written over it once the build succeeds", path, why)
+    if not loaded:
         timing_cache = builder_config.create_timing_cache(b"")
         builder_config.set_timing_cache(timing_cache, ignore_mismatch=False)
-    return timing_cache, {"path": str(path), "bytes_before": len(previous), "loaded": bool(previous and loaded)}
+    return timing_cache, {"path": str(path), "bytes_before": len(previous), "loaded": loaded}
 
 
 def _save_timing_cache(builder_config: Any, path: Path | None, stats: dict[str, Any]) -> None:
@@ -396,7 +400,7 @@ def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, ne
             )
         calibrator = make_calibrator(trt, cache_path, batch_size=config.calib_batch,
                                      expected_sha256=bundle.file_hash(CALIBRATION_CACHE),
-                                     known_tensors=network_tensor_names(network))
+                                     known_tensors=network_activation_names(trt, network))
     builder_config.set_flag(trt.BuilderFlag.INT8)
     builder_config.set_flag(trt.BuilderFlag.FP16)
     builder_config.int8_calibrator = calibrator

@@ -2,7 +2,10 @@
 
 Two uses:
 - serve the bundle's calibration/trt.cache (made on the workstation by `trtdeploy
-  calibrate`): TensorRT then asks for no batches, so there is no GPU calibration pass;
+  calibrate`): TensorRT then asks for no batches, so there is no GPU calibration pass.
+  TensorRT ignores a cache whose header names another TensorRT version (and then asks for
+  batches), but the scales do not depend on the version: the cache is served under the
+  header of the TensorRT that runs, once it is shown to belong to this bundle;
 - live calibration (`--calib-data DIR`): feed preprocessed batches from device memory
   and let TensorRT write its own cache.
 
@@ -35,10 +38,14 @@ def _recalibrate(cache_path: Path) -> str:
 
 
 def load_cache(cache_path: str | Path, expected_sha256: str | None,
-               known_tensors: Iterable[str] | None = None) -> bytes:
+               known_tensors: Iterable[str] | None = None, trt_version: str | None = None) -> bytes:
     """The cache's bytes, once they are shown to be an EntropyCalibration2 cache made for
-    this bundle's model. Raises CalibrationError otherwise."""
-    from calibration.cache import parse_cache
+    this bundle's model, with the header of TensorRT `trt_version` (when given). Raises
+    CalibrationError otherwise.
+
+    `known_tensors`: the network's activation tensors. Cached names outside it are reported
+    (all of them: another model's cache), and so is how many of them have no scale."""
+    from calibration.cache import parse_cache, trt_version_code
 
     path = Path(cache_path)
     try:
@@ -79,9 +86,26 @@ def load_cache(cache_path: str | Path, expected_sha256: str | None,
         if unknown:
             log.warning("%s: %d of %d cached tensors are not in the network (e.g. %r); TensorRT ignores them",
                         path, len(unknown), len(cache.scales), unknown[0])
-    log.info("%s: serving %d %s scales (cache header version %s)", path, len(cache.scales), ALGORITHM,
-             cache.version)
+        unscaled = sorted(known - set(cache.scales))
+        log.info("%s: %d of the network's %d activation tensors have no scale%s; TensorRT keeps the layers around "
+                 "them out of INT8", path, len(unscaled), len(known), f" (e.g. {unscaled[0]!r})" if unscaled else "")
+    if trt_version is not None:
+        header = f"TRT-{trt_version_code(trt_version)}-{ALGORITHM}".encode()
+        _, _, body = data.partition(b"\n")
+        data = header + b"\n" + body
+    log.info("%s: serving %d %s scales (header TRT-%d as written%s)", path, len(cache.scales), ALGORITHM,
+             cache.version, f", served as TensorRT {trt_version}'s" if trt_version else "")
     return data
+
+
+def _refused(cache_path: Path, trt_version: str) -> CalibrationError:
+    """What to say when TensorRT asks for batches while a cache is served: it asks only when
+    it did not take the cache."""
+    return CalibrationError(
+        f"{cache_path}: TensorRT {trt_version} did not accept the served cache and asked for calibration batches "
+        "(its log above says why); re-run `trtdeploy calibrate` for this model, or calibrate on this device "
+        "with --calib-data DIR"
+    )
 
 
 def full_batches(batches: Iterable[Any], batch_size: int) -> Iterator[Any]:
@@ -119,7 +143,7 @@ def make_calibrator(trt: ModuleType, cache_path: str | Path, batches: Iterable[A
     """
     cache_path = Path(cache_path)
     live = batches is not None
-    served = None if live else load_cache(cache_path, expected_sha256, known_tensors)
+    served = None if live else load_cache(cache_path, expected_sha256, known_tensors, trt.__version__)
     if live and cuda is None:
         from .cuda import import_cuda
         cuda = import_cuda()
@@ -138,6 +162,8 @@ def make_calibrator(trt: ModuleType, cache_path: str | Path, batches: Iterable[A
             return batch_size
 
         def get_batch(self, names):
+            if not live and self._error is None:
+                self._error = _refused(cache_path, trt.__version__)
             if self._batches is None or self._error is not None:
                 return None
             try:

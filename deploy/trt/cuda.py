@@ -1,5 +1,6 @@
 """pycuda, used the way TensorRT expects: the device's primary context, shared with the
-CUDA runtime inside TensorRT, pushed around each use so any thread may call in.
+CUDA runtime inside TensorRT, pushed around each use so any thread may call in, and popped
+after it, so every thread's context stack is left as it was found.
 
 `import pycuda.autoinit` is avoided on purpose: it creates a non-primary context bound to
 the importing thread ("invalid device context" from other threads, "context stack was
@@ -8,9 +9,10 @@ not empty upon module cleanup" at exit).
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..errors import ToolMissingError
 
@@ -60,15 +62,35 @@ def gpu_info(cuda: ModuleType, device: int = 0) -> GpuInfo:
     return GpuInfo(dev.name(), sm_tag(dev.compute_capability()))
 
 
-def retain_primary(cuda: ModuleType, device: int = 0):
-    """The primary context of `device`, retained (release with `.detach()`)."""
-    dev = cuda.Device(device)
-    return dev.retain_primary_context()
+# (id of the pycuda module, device) -> (that module, its primary context). The module is kept
+# so its id cannot be reused by another module object (the tests' stand-ins) while cached.
+_PRIMARY: dict[tuple[int, int], tuple[ModuleType, Any]] = {}
+_PRIMARY_LOCK = threading.Lock()
+
+
+def retain_primary(cuda: ModuleType, device: int = 0) -> Any:
+    """The primary context of `device`: retained once per process, never released.
+
+    pycuda 2026.1 cannot release a primary context without leaving it on the calling
+    thread's context stack: `Context.detach()` of a context that is not pycuda's current one
+    pushes it (cuCtxPushCurrent), then calls cuDevicePrimaryCtxRelease, which never pops; of
+    the current one, it releases and drops it from pycuda's stack but not from the driver's;
+    and from any thread but the one that retained it, it releases nothing (src/cpp/cuda.hpp,
+    `context::detach`, `primary_context::detach_internal`). Keeping the one reference costs
+    nothing: the CUDA runtime inside TensorRT keeps the primary context active until the
+    process exits (or cudaDeviceReset) whatever we release.
+    """
+    key = (id(cuda), device)
+    with _PRIMARY_LOCK:
+        if key not in _PRIMARY:
+            dev = cuda.Device(device)
+            _PRIMARY[key] = (cuda, dev.retain_primary_context())
+        return _PRIMARY[key][1]
 
 
 @contextlib.contextmanager
 def pushed(cuda: ModuleType, ctx) -> Iterator[None]:
-    """Make `ctx` current on this thread for the block."""
+    """Make `ctx` current on this thread for the block; the stack is as before afterwards."""
     ctx.push()
     try:
         yield
@@ -78,10 +100,7 @@ def pushed(cuda: ModuleType, ctx) -> Iterator[None]:
 
 @contextlib.contextmanager
 def primary_context(cuda: ModuleType, device: int = 0) -> Iterator[object]:
-    """Retain, push, and on exit pop and release the primary context of `device`."""
+    """The primary context of `device`, current on this thread for the block."""
     ctx = retain_primary(cuda, device)
-    try:
-        with pushed(cuda, ctx):
-            yield ctx
-    finally:
-        ctx.detach()
+    with pushed(cuda, ctx):
+        yield ctx

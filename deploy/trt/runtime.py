@@ -3,8 +3,8 @@
 - Before TensorRT sees the plan, the sidecar is checked against this TensorRT and GPU and
   the plan's sha256 against the sidecar (TensorRT itself would answer `None` and a log line).
 - CUDA: the device's primary context (shared with TensorRT's CUDA runtime), retained once
-  and pushed/popped around every call, so the runner works from any thread and leaves the
-  context stack empty at exit.
+  per process (see `cuda.retain_primary`) and pushed/popped around every call, so the
+  runner works from any thread and leaves each thread's context stack as it found it.
 - Buffers: page-locked host and device buffers sized once for the profile's largest
   shapes, bound once with `set_tensor_address`; per call `set_input_shape`, async H2D,
   `execute_async_v3` on one stream, async D2H, and numpy copies the caller owns.
@@ -226,8 +226,7 @@ class TrtRunner(Runner):
                 self._engine = None
                 self._runtime = None
         finally:
-            self._ctx.detach()
-            self._ctx = None
+            self._ctx = None  # never detached: see cuda.retain_primary
 
     # --- running -----------------------------------------------------------------
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

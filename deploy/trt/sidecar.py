@@ -23,11 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
 from ..errors import EngineError
 from ..fsutil import sha256_bytes
 from .cuda import parse_sm
+from .versions import parse_release
 
 FORMAT_VERSION = 1
 HARDWARE_COMPAT_MIN_SM = {"ampere+": 80}
@@ -169,8 +168,8 @@ def read_sidecar(plan_path: str | Path) -> Sidecar:
 def version_accepts(sidecar: Sidecar, runtime_version: str) -> bool:
     """Whether a TensorRT runtime of `runtime_version` loads this engine (see module doc)."""
     try:
-        built, here = Version(sidecar.tensorrt), Version(runtime_version)
-    except InvalidVersion:
+        built, here = parse_release(sidecar.tensorrt), parse_release(runtime_version)
+    except ValueError:
         return False
     if sidecar.version_compatible:
         return here.major == built.major and here >= built
@@ -196,7 +195,7 @@ def check_compatible(sidecar: Sidecar, trt_version: str, gpu_cc: str, plan_path:
     reasons = []
     if not version_accepts(sidecar, trt_version):
         reasons.append(
-            f"a version-compatible engine needs TensorRT {Version(sidecar.tensorrt).major}.x >= {sidecar.tensorrt}"
+            f"a version-compatible engine needs TensorRT {sidecar.tensorrt.split('.')[0]}.x >= {sidecar.tensorrt}"
             if sidecar.version_compatible else "the engine needs the exact TensorRT version that built it"
         )
     if not gpu_accepts(sidecar, gpu_cc):

@@ -14,7 +14,7 @@ onnx = pytest.importorskip("onnx")
 import calibration.stats  # noqa: E402
 from calibration.cache import read_cache  # noqa: E402
 from calibration.pipeline import calibrate, evaluate_accuracy  # noqa: E402
-from calibration.qdq import observed_tensors, plan_qdq  # noqa: E402
+from calibration.qdq import observed_tensors, plan_qdq, qdq_activations  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
 from deploy.cli import main  # noqa: E402
 from deploy.digits import write_image_folder  # noqa: E402
@@ -67,17 +67,54 @@ def test_artifacts_hashes_and_manifest(calibrated):
     assert info["num_qdq_tensors"] == sum(n.op_type == "QuantizeLinear" for n in int8.graph.node)
 
 
-def test_trt_cache_covers_observed_tensors(calibrated):
-    b, _ = calibrated
+def test_trt_cache_covers_every_activation(calibrated):
+    """TensorRT's own calibrator scales every network tensor; a Conv output feeding an Add
+    without a scale would keep that Conv and Add out of INT8 in an implicit build."""
+    b, result = calibrated
     cache = read_cache(b.root / "calibration/trt.cache")
     scales = json.loads((b.root / "calibration/scales.json").read_text())
-    observed = observed_tensors(plan_qdq(onnx.load(str(b.root / "model.onnx"))))
+    model = onnx.load(str(b.root / "model.onnx"))
+    observed = observed_tensors(model)
     assert cache.algorithm == "EntropyCalibration2" and cache.version == 100300
     assert list(cache.scales) == observed  # ONNX tensor names = TensorRT's parser names
+    assert result.num_observed == len(observed) == 62
+    assert result.num_qdq_activations == len(qdq_activations(plan_qdq(model)))
+    conv3 = [n.output[0] for n in model.graph.node if n.name.endswith("conv3/BiasAdd")]
+    assert len(conv3) == 6 and set(conv3) <= set(cache.scales)
     for name in observed:
         assert cache.amax(name) == pytest.approx(scales["amax"][name], rel=1e-6)
         assert 0 < scales["amax"][name] <= scales["max"][name] * (1 + 1e-6)
     assert scales["model_sha256"] == sha256_file(b.root / "model.onnx")
+    info = json.loads((b.root / "manifest.json").read_text())["precision"]["int8"]
+    assert info["num_cache_tensors"] == 62
+
+
+def test_statistics_are_one_pass_over_every_activation(exported, digits, tmp_path, monkeypatch):
+    b = open_bundle(shutil.copytree(exported, tmp_path / "bundle"))
+    calls = []
+    real = calibration.stats.collect_statistics
+
+    def spy(model, tensors, *args, **kwargs):
+        calls.append(list(tensors))
+        return real(model, tensors, *args, **kwargs)
+
+    monkeypatch.setattr(calibration.stats, "collect_statistics", spy)
+    calibrate(b, digits[0], num_images=32, batch_size=32)
+    assert len(calls) == 1 and calls[0] == observed_tensors(onnx.load(str(b.root / "model.onnx")))
+
+
+def test_scales_of_the_qdq_tensors_only_are_not_reused(calibrated, digits, tmp_path):
+    """A scales.json from before every activation was observed cannot make the full cache."""
+    b = open_bundle(shutil.copytree(calibrated[0].root, tmp_path / "bundle"))
+    path = b.root / "calibration/scales.json"
+    scales = json.loads(path.read_text())
+    qdq = set(qdq_activations(plan_qdq(onnx.load(str(b.root / "model.onnx")))))
+    scales["amax"] = {k: v for k, v in scales["amax"].items() if k in qdq}
+    path.write_text(json.dumps(scales))
+    with pytest.raises(CalibrationError, match=r"no range for \d+ of the model's 62 activation tensors .*--recalibrate"):
+        calibrate(b, digits[0], num_images=NUM_CALIB, batch_size=32)
+    result = calibrate(b, digits[0], num_images=NUM_CALIB, batch_size=32, recalibrate=True)
+    assert not result.reused and len(read_cache(b.root / "calibration/trt.cache").scales) == 62
 
 
 def test_dataset_manifest(calibrated, digits):

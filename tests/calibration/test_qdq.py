@@ -9,7 +9,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import numpy_helper  # noqa: E402
 
 from calibration.calibrators import CalibrationConfig, compute_amax  # noqa: E402
-from calibration.qdq import insert_qdq, observed_tensors, plan_qdq  # noqa: E402
+from calibration.qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations  # noqa: E402
 from calibration.stats import collect_statistics  # noqa: E402
 from deploy.cli import main  # noqa: E402
 from deploy.errors import UsageError  # noqa: E402
@@ -35,7 +35,7 @@ def reference(bundle_dir):
 @pytest.fixture(scope="module")
 def amax(fp32, reference):
     plan = plan_qdq(fp32)
-    collector = collect_statistics(fp32, observed_tensors(plan), [{"input": reference["input"]}])
+    collector = collect_statistics(fp32, qdq_activations(plan), [{"input": reference["input"]}])
     return compute_amax(collector, CalibrationConfig("max"))
 
 
@@ -111,17 +111,56 @@ def test_biases_stay_float(g):
             assert conv.input[2] in g.inits and g.inits[conv.input[2]].dtype == np.float32, conv.name
 
 
-def test_no_qdq_between_conv_and_add_and_the_other_input_is_quantized(g):
+def test_no_qdq_between_conv3_and_add_and_the_shortcut_input_is_quantized(g):
+    """The main branch's conv3 fuses with the Add; the other input (identity, subsample
+    MaxPool or projection `shortcut` Conv) is read as INT8."""
     adds = g.of_type("Add")
     assert len(adds) == 6
     for add in adds:
         origins = [g.through_qdq(t) for t in add.input]
         for (orig, quantized) in origins:
-            if g.op(orig) == "Conv":
-                assert not quantized, f"{add.name}: DequantizeLinear between Conv and Add"
+            if g.producer.get(orig) is not None and g.producer[orig].name.endswith("conv3/BiasAdd"):
+                assert not quantized, f"{add.name}: DequantizeLinear between conv3 and Add"
             else:
                 assert quantized, f"{add.name}: residual input {orig} without Q/DQ"
-        assert any(g.op(orig) == "Conv" for orig, _ in origins), add.name
+        assert sum(quantized for _, quantized in origins) == 1, add.name
+
+
+def test_projection_shortcut_conv_output_is_quantized(fp32, g):
+    projections = [a for a in g.of_type("Add") if all(g.op(g.through_qdq(t)[0]) == "Conv" for t in a.input)]
+    assert [a.name.split("/")[1:3] for a in projections] == [["block2", "unit_1"], ["block3", "unit_1"]]
+    for add in projections:
+        quantized = [g.producer[orig].name for orig, q in map(g.through_qdq, add.input) if q]
+        assert quantized == [add.name.replace("/add", "/shortcut/BiasAdd")]
+    reasons = {a.tensor: a.reasons for a in plan_qdq(fp32).activations}
+    shortcut_outputs = [n.output[0] for n in fp32.graph.node if n.name.endswith("shortcut/BiasAdd")]
+    assert len(shortcut_outputs) == 2 and all(reasons[t] == ("residual add input",) for t in shortcut_outputs)
+
+
+def test_projection_shortcut_found_by_structure_not_names():
+    """Renamed nodes and swapped Add inputs: the Conv that reads upstream of the other is the
+    shortcut; two Convs side by side on one tensor have no shortcut."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def conv(name, x, y):
+        w = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), f"{name}_w")
+        return helper.make_node("Conv", [x, w.name], [y], name=name), w
+
+    def model(nodes_and_weights, add_inputs):
+        nodes = [n for n, _ in nodes_and_weights] + [helper.make_node("Add", add_inputs, ["y"], name="add")]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+                                  [w for _, w in nodes_and_weights])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    chain = [conv("a", "x", "a_out"), conv("b", "a_out", "b_out"), conv("skip", "x", "skip_out")]
+    for add_inputs in (["b_out", "skip_out"], ["skip_out", "b_out"]):
+        plan = plan_qdq(model(chain, add_inputs))
+        residual = [(a.tensor, a.consumers) for a in plan.activations if "residual add input" in a.reasons]
+        assert residual == [("skip_out", (("add", add_inputs.index("skip_out")),))]
+    side_by_side = [conv("a", "x", "a_out"), conv("b", "x", "b_out")]
+    plan = plan_qdq(model(side_by_side, ["a_out", "b_out"]))
+    assert not [a for a in plan.activations if "residual add input" in a.reasons]
 
 
 def test_preact_batchnorm_inputs_not_after_conv_are_quantized(g):
@@ -150,12 +189,26 @@ def test_head_and_softmax_stay_float_but_logits_conv_input_is_quantized(g):
     assert g.through_qdq(logits.input[0])[1]
 
 
-def test_observed_tensors_are_exactly_the_quantized_activations(fp32, g):
+def test_qdq_activations_are_exactly_the_quantized_activations(fp32, g):
     plan = plan_qdq(fp32)
     quantized_activations = {q.input[0] for q in g.of_type("QuantizeLinear") if q.input[0] not in g.inits}
-    assert set(observed_tensors(plan)) == quantized_activations
-    assert len(observed_tensors(plan)) == len(set(observed_tensors(plan)))
+    assert set(qdq_activations(plan)) == quantized_activations
+    assert len(qdq_activations(plan)) == len(set(qdq_activations(plan)))
     assert plan.num_qdq_tensors == len(g.of_type("QuantizeLinear"))
+
+
+def test_observed_tensors_are_every_float_activation(fp32):
+    """What TensorRT's own calibrator would give a scale: the input and every node output,
+    Conv outputs feeding an Add included; no weights."""
+    observed = observed_tensors(fp32)
+    node_outputs = [t for n in fp32.graph.node for t in n.output]
+    assert observed == ["input", *node_outputs]
+    adds = [n for n in fp32.graph.node if n.op_type == "Add"]
+    producer = {t: n for n in fp32.graph.node for t in n.output}
+    conv_into_add = [t for a in adds for t in a.input if producer.get(t) is not None and producer[t].op_type == "Conv"]
+    assert len(conv_into_add) == 8 and set(conv_into_add) <= set(observed)  # 6 conv3 + 2 projection shortcuts
+    assert not set(observed) & {t.name for t in fp32.graph.initializer}
+    assert set(qdq_activations(plan_qdq(fp32))) < set(observed)
 
 
 def test_original_names_preserved(fp32, int8):
@@ -175,7 +228,7 @@ def test_exclude_keeps_a_node_unquantized(fp32, amax):
     by_name = {n.name: n for n in g.nodes}
     assert list(by_name[conv.name].input) == list(conv.input)  # activation and weight as in FP32
     assert list(by_name[bn.name].input) == list(bn.input)
-    assert conv.input[0] not in observed_tensors(plan)
+    assert conv.input[0] not in qdq_activations(plan)
     # Neighbours keep theirs; the excluded BN's input tensor still feeds no other quantized edge here.
     others = [n for n in g.of_type("Conv") if n.name != conv.name]
     assert all(g.through_qdq(n.input[0])[1] and g.through_qdq(n.input[1])[1] for n in others)

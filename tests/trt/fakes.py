@@ -17,8 +17,72 @@ class FakeCudaError(Exception):
     pass
 
 
+class FakeContextBase:
+    """pycuda's `Context` for a retained primary context; `_fake` is the FakeCuda it lives in."""
+
+    _fake: "FakeCuda"
+
+    def __init__(self, device):
+        self.handle = 0xC0000 + device  # the primary context's CUcontext
+        self.device = device
+        self.valid = True
+        self.thread = threading.get_ident()
+
+    def push(self):
+        self._fake.prepare_context_switch()
+        self._fake.driver_stack().append(self.handle)
+        self._fake.stack().append(self)
+
+    @classmethod
+    def pop(cls):
+        fake = cls._fake
+        fake.prepare_context_switch()
+        if not fake.stack():
+            raise FakeCudaError("context::pop: cannot pop non-current context")
+        fake.stack().pop()
+        current = fake.current_context()
+        if current is not None:
+            fake.driver_stack().append(current.handle)
+
+    @classmethod
+    def get_current(cls):
+        return cls._fake.current_context()
+
+    def detach(self):
+        fake = self._fake
+        if not self.valid:
+            raise FakeCudaError("context::detach: cannot detach from invalid context")
+        fake.detached += 1
+        active = fake.current_context() is self
+        if active:
+            fake.release_primary(self.device)
+        elif self.thread == threading.get_ident():
+            fake.driver_stack().append(self.handle)  # cuCtxPushCurrent; the release never pops it
+            fake.release_primary(self.device)
+        self.valid = False
+        if active:
+            new_active = fake.current_context(except_=self)
+            if new_active is not None:
+                fake.driver_stack().append(new_active.handle)
+
+
 class FakeCuda(types.SimpleNamespace):
-    """`pycuda.driver`: memory is a dict pointer -> bytearray; contexts a per-thread stack."""
+    """`pycuda.driver` 2026.1 over a stand-in driver: memory is a dict pointer -> bytearray.
+
+    Two per-thread stacks, as in reality: the driver's context stack (`driver_stack()`,
+    handles; what CUDA calls run in) and pycuda's own (`stack()`, Context objects), kept in
+    step by pycuda the way src/cpp/cuda.hpp does it:
+    - `ctx.push()` (context_push): if pycuda's stack is not empty, pop the driver's top
+      (prepare_context_switch), then push on both;
+    - `Context.pop()`: the same driver pop, pop pycuda's stack, push pycuda's new top (if
+      any) back on the driver's;
+    - `ctx.detach()` of a primary context: if it is pycuda's current context, release it
+      (cuDevicePrimaryCtxRelease, which never pops), drop it from pycuda's stack and push
+      pycuda's next context on the driver's; else, on the thread that retained it, push it on
+      the driver's stack (cuCtxPushCurrent) and release it, never popping; from another
+      thread, nothing (the reference leaks). It is invalid afterwards either way.
+    A primary context whose last reference is released is reset: CUDA calls fail in it.
+    """
 
     def __init__(self, name="Fake GPU", capability=(8, 7), devices=1):
         super().__init__()
@@ -27,6 +91,7 @@ class FakeCuda(types.SimpleNamespace):
         self.host_freed = 0
         self.retained = 0
         self.detached = 0
+        self.primary_refs: dict[int, int] = {}  # device -> the driver's reference count
         self._next = itertools.count(0x1000, 0x1000)
         self._local = threading.local()
         fake = self
@@ -47,18 +112,11 @@ class FakeCuda(types.SimpleNamespace):
 
             def retain_primary_context(self):
                 fake.retained += 1
-                return Context()
+                fake.primary_refs[self.ordinal] = fake.primary_refs.get(self.ordinal, 0) + 1
+                return Context(self.ordinal)
 
-        class Context:
-            def push(self):
-                fake.stack().append(self)
-
-            @staticmethod
-            def pop():
-                fake.stack().pop()
-
-            def detach(self):
-                fake.detached += 1
+        class Context(FakeContextBase):
+            _fake = fake
 
         class Stream:
             handle = 0xCAFE
@@ -81,13 +139,43 @@ class FakeCuda(types.SimpleNamespace):
         self.Error = FakeCudaError
 
     def stack(self) -> list:
+        """pycuda's context stack on this thread."""
         if not hasattr(self._local, "stack"):
             self._local.stack = []
         return self._local.stack
 
+    def driver_stack(self) -> list:
+        """The driver's context stack on this thread (CUcontext handles); its top is current."""
+        if not hasattr(self._local, "driver"):
+            self._local.driver = []
+        return self._local.driver
+
+    def current_context(self, except_=None):
+        """pycuda's `context::current_context`: its stack's top, dropping invalid entries."""
+        stack = self.stack()
+        while stack:
+            if stack[-1] is not except_ and stack[-1].valid:
+                return stack[-1]
+            stack.pop()
+        return None
+
+    def prepare_context_switch(self) -> None:
+        if self.stack():
+            if not self.driver_stack():
+                raise FakeCudaError("cuCtxPopCurrent: no current context")
+            self.driver_stack().pop()
+
+    def release_primary(self, device: int) -> None:
+        if self.primary_refs.get(device, 0) < 1:
+            raise FakeCudaError("cuDevicePrimaryCtxRelease: not retained")
+        self.primary_refs[device] -= 1
+
     def require_context(self) -> None:
-        if not self.stack():
+        driver = self.driver_stack()
+        if not driver:
             raise FakeCudaError("invalid device context (no context current on this thread)")
+        if self.primary_refs.get(driver[-1] - 0xC0000, 0) < 1:
+            raise FakeCudaError("invalid device context (the current primary context was released)")
 
     def init(self):
         pass
@@ -157,6 +245,8 @@ class TensorIOMode(enum.Enum):
 class DataType(enum.Enum):
     FLOAT = 0
     HALF = 1
+    INT32 = 3
+    INT64 = 10
 
 
 def nptype(dtype):
@@ -166,6 +256,38 @@ def nptype(dtype):
 class IInt8EntropyCalibrator2:
     def __init__(self):
         pass
+
+
+class IProgressMonitor:
+    def __init__(self):
+        pass
+
+
+class LayerType(enum.Enum):
+    CONVOLUTION = 0
+    CONSTANT = 1
+    ELEMENTWISE = 2
+    OTHER = 3
+
+
+class BuilderFlag(enum.Enum):
+    FP16 = 0
+    INT8 = 1
+    TF32 = 2
+    VERSION_COMPATIBLE = 3
+
+
+class NetworkDefinitionCreationFlag(enum.IntEnum):
+    STRONGLY_TYPED = 5
+
+
+class MemoryPoolType(enum.Enum):
+    WORKSPACE = 0
+
+
+class HardwareCompatibilityLevel(enum.Enum):
+    NONE = 0
+    AMPERE_PLUS = 1
 
 
 class FakeEngine:
@@ -231,13 +353,214 @@ class FakeContext:
         return True
 
 
+# ---------------------------------------------------------------- tensorrt: the builder
+class FakeTensor:
+    def __init__(self, name, dtype=DataType.FLOAT):
+        self.name, self.dtype = name, dtype
+
+
+class FakeLayer:
+    def __init__(self, type, outputs):
+        self.type, self._outputs = type, outputs
+        self.num_outputs = len(outputs)
+
+    def get_output(self, index):
+        return self._outputs[index]
+
+
+class FakeNetwork:
+    """What the ONNX parser makes of a model: one layer per ONNX node (outputs named as in the
+    ONNX), one constant layer per initializer, the graph inputs as network inputs."""
+
+    def __init__(self, flags):
+        self.flags = flags
+        self.inputs: list[FakeTensor] = []
+        self.layers: list[FakeLayer] = []
+
+    @property
+    def num_inputs(self):
+        return len(self.inputs)
+
+    def get_input(self, index):
+        return self.inputs[index]
+
+    @property
+    def num_layers(self):
+        return len(self.layers)
+
+    def get_layer(self, index):
+        return self.layers[index]
+
+
+class FakeOnnxParser:
+    num_errors = 0
+
+    def __init__(self, network, logger):
+        self.network = network
+
+    def parse_from_file(self, path):
+        import onnx
+        from onnx import TensorProto
+
+        model = onnx.load(path)
+        dtypes = {TensorProto.FLOAT: DataType.FLOAT, TensorProto.INT64: DataType.INT64}
+        inits = {t.name for t in model.graph.initializer}
+        self.network.inputs = [FakeTensor(i.name, dtypes[i.type.tensor_type.elem_type])
+                               for i in model.graph.input if i.name not in inits]
+        self.network.layers = [FakeLayer(LayerType.CONSTANT, [FakeTensor(t.name)]) for t in model.graph.initializer]
+        kinds = {"Conv": LayerType.CONVOLUTION, "Add": LayerType.ELEMENTWISE}
+        self.network.layers += [FakeLayer(kinds.get(n.op_type, LayerType.OTHER), [FakeTensor(o) for o in n.output])
+                                for n in model.graph.node]
+        return True
+
+
+class FakeTimingCache:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def serialize(self):
+        return memoryview(self.data)
+
+
+class FakeBuilderConfig:
+    def __init__(self, trt):
+        self._trt = trt
+        self.flags: set = set()
+        self.profiles: list = []
+        self.calibration_profile = None
+        self.int8_calibrator = None
+        self.progress_monitor = None
+        self.hardware_compatibility_level = HardwareCompatibilityLevel.NONE
+        self.timing_cache: FakeTimingCache | None = None
+
+    def set_memory_pool_limit(self, pool, size):
+        self.workspace = size
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def clear_flag(self, flag):
+        self.flags.discard(flag)
+
+    def add_optimization_profile(self, profile):
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
+
+    def set_calibration_profile(self, profile):
+        self.calibration_profile = profile
+        return True
+
+    def create_timing_cache(self, blob):
+        """As TensorRT: a new cache from b"", the cache from a serialized one, None (and an
+        error in the log) for bytes that are not a timing cache."""
+        blob = bytes(blob)
+        if blob and not blob.startswith(b"TIMING:"):
+            return None
+        return FakeTimingCache(blob)
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        if not isinstance(cache, FakeTimingCache):  # pybind11 refuses None for an ITimingCache
+            raise TypeError("set_timing_cache(): incompatible function arguments")
+        if cache.data and cache.data != self._trt.timing_key and not ignore_mismatch:
+            return False  # made by another TensorRT or GPU
+        self.timing_cache = cache
+        return True
+
+    def get_timing_cache(self):
+        return self.timing_cache
+
+
+class FakeProfile:
+    def __init__(self):
+        self.shapes = {}
+
+    def set_shape(self, name, lo, opt, hi):
+        self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+
+def _cache_header(version: str) -> str:
+    from calibration.cache import trt_version_code
+
+    return f"TRT-{trt_version_code(version)}-EntropyCalibration2"
+
+
+class FakeBuilder:
+    """`trt.Builder`; `trt` is the fake module it belongs to (see make_fake_trt)."""
+
+    trt: types.SimpleNamespace
+
+    def __init__(self, logger):
+        self.logger = logger
+
+    def create_network(self, flags):
+        return FakeNetwork(flags)
+
+    def create_builder_config(self):
+        return FakeBuilderConfig(self.trt)
+
+    def create_optimization_profile(self):
+        return FakeProfile()
+
+    def build_serialized_network(self, network, config):
+        if self.trt.fail_build:
+            self.logger.log(Severity.ERROR, "out of memory")
+            return None
+        if BuilderFlag.INT8 in config.flags and config.int8_calibrator is not None:
+            if not self._calibrate(network, config.int8_calibrator):
+                return None
+        if config.timing_cache is not None:
+            config.timing_cache.data = self.trt.timing_key
+        return memoryview(b"fake plan")
+
+    def _calibrate(self, network, calibrator) -> bool:
+        import struct
+
+        trt = self.trt
+        cache = calibrator.read_calibration_cache()
+        lines = bytes(cache).decode().splitlines() if cache is not None else []
+        if lines and lines[0] == _cache_header(trt.__version__) and trt.accept_cache:
+            for line in lines[1:]:
+                name, _, value = line.rpartition(": ")
+                trt.scales[name] = struct.unpack("!f", bytes.fromhex(value))[0]
+            return True
+        names = [t.name for t in network.inputs]
+        served = 0
+        while True:
+            trt.batches_asked += 1
+            if calibrator.get_batch(names) is None:
+                break
+            served += 1
+        if not served:
+            self.logger.log(Severity.ERROR, "Calibration failure occurred with no scaling factors detected.")
+            return False
+        calibrator.write_calibration_cache(f"{_cache_header(trt.__version__)}\n{names[0]}: 3c010a14\n".encode())
+        return True
+
+
 def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNamespace:
-    """A `tensorrt` module object: ILogger, IInt8EntropyCalibrator2, TensorIOMode,
-    nptype and a Runtime that deserializes to FakeEngine."""
+    """A `tensorrt` module object: ILogger, IInt8EntropyCalibrator2, IProgressMonitor, the
+    enums, nptype, a Builder and a Runtime that deserializes to FakeEngine.
+
+    The builder does what build_engine relies on: it parses the ONNX into a FakeNetwork,
+    returns plan bytes (None, with an error in the log, when `trt.fail_build` is set), keeps a
+    timing cache keyed by its version (`trt.timing_key`), and for implicit INT8 reads the
+    calibrator's cache as TensorRT does: only under a header naming its own version and
+    EntropyCalibration2 (and only while `trt.accept_cache`); otherwise it asks `get_batch`
+    for data and fails with no scaling factors when none comes. `trt.scales` keeps the
+    scales it accepted, `trt.batches_asked` the get_batch calls.
+    """
     trt = types.SimpleNamespace(__version__=version, ILogger=ILogger, TensorIOMode=TensorIOMode,
-                                DataType=DataType, nptype=nptype)
+                                DataType=DataType, nptype=nptype, LayerType=LayerType, BuilderFlag=BuilderFlag,
+                                NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
+                                MemoryPoolType=MemoryPoolType, HardwareCompatibilityLevel=HardwareCompatibilityLevel,
+                                IProgressMonitor=IProgressMonitor, OnnxParser=FakeOnnxParser)
     trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     trt.deserialized: list[bytes] = []
+    trt.timing_key = f"TIMING:{version}".encode()
+    trt.fail_build = False
+    trt.accept_cache = True
+    trt.scales: dict[str, float] = {}
+    trt.batches_asked = 0
 
     class Runtime:
         engine_host_code_allowed = False
@@ -249,5 +572,6 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNam
             trt.deserialized.append(bytes(data))
             return FakeEngine(cuda)
 
+    trt.Builder = type("Builder", (FakeBuilder,), {"trt": trt})
     trt.Runtime = Runtime
     return trt

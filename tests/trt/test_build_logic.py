@@ -197,10 +197,40 @@ def test_valid_cache_is_served_and_never_overwritten(cache_file):
     calibrator = make_calibrator(make_fake_trt("10.3.0"), cache_file, expected_sha256=sha256_bytes(data),
                                  known_tensors={"input", "conv1", "logits"})
     assert calibrator.read_calibration_cache() == data
-    assert calibrator.get_batch(["input"]) is None  # no data: TensorRT must use the cache
     calibrator.write_calibration_cache(b"TRT-100300-EntropyCalibration2\n")
     assert cache_file.read_bytes() == data
     calibrator.raise_pending()
+
+
+@pytest.mark.parametrize("version, header", [("10.16.1.11", b"TRT-101601-"), ("10.13.3.9", b"TRT-101303-"),
+                                             ("10.3.0.30", b"TRT-100300-")])
+def test_cache_is_served_under_the_running_tensorrts_header(cache_file, version, header):
+    """The scales do not depend on the version; TensorRT skips a table whose header names another."""
+    from deploy.trt.calibrator import make_calibrator
+
+    data = cache_file.read_bytes()
+    calibrator = make_calibrator(make_fake_trt(version), cache_file, expected_sha256=sha256_bytes(data))
+    served = calibrator.read_calibration_cache()
+    assert served == header + b"EntropyCalibration2\n" + data.split(b"\n", 1)[1]
+    assert cache_file.read_bytes() == data
+
+
+def test_served_cache_still_refused_when_stale(cache_file):
+    """The header is rewritten only after the sha256 check: a stale file is not served."""
+    from deploy.trt.calibrator import make_calibrator
+
+    with pytest.raises(CalibrationError, match="stale cache"):
+        make_calibrator(make_fake_trt("10.16.1.11"), cache_file, expected_sha256="0" * 64)
+
+
+def test_batches_asked_while_serving_are_an_error_after_the_build(cache_file):
+    from deploy.trt.calibrator import make_calibrator
+
+    calibrator = make_calibrator(make_fake_trt("10.16.1.11"), cache_file,
+                                 expected_sha256=sha256_bytes(cache_file.read_bytes()))
+    assert calibrator.get_batch(["input"]) is None  # no data to give: TensorRT must use the cache
+    with pytest.raises(CalibrationError, match="TensorRT 10.16.1.11 did not accept the served cache"):
+        calibrator.raise_pending()
 
 
 def test_cache_of_another_algorithm_refused(cache_file):

@@ -22,7 +22,9 @@ LINKED = ("manifest.json", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "
 
 
 def _default_bundle(work: Path) -> Path:
-    """Export the embedded default model, calibrate INT8 on its training digits, convert FP16."""
+    """Export the embedded default model, calibrate INT8 on its training digits with the CLI's
+    defaults (the cache header says TensorRT 10.3.0 whatever TensorRT builds from it), convert
+    FP16."""
     pytest.importorskip("tensorflow", reason="set TRTDEPLOY_TEST_BUNDLE or install the export extra")
     from calibration.pipeline import calibrate
     from deploy.bundle import open_bundle
@@ -53,6 +55,16 @@ def bundle(tmp_path_factory):
     return open_bundle(root)
 
 
+def driver_current_context() -> int | None:
+    """The CUcontext current on this thread, as the driver sees it (pycuda only knows its own stack)."""
+    import ctypes
+
+    libcuda = ctypes.CDLL("libcuda.so.1")
+    ctx = ctypes.c_void_p()
+    assert libcuda.cuCtxGetCurrent(ctypes.byref(ctx)) == 0
+    return ctx.value
+
+
 def scores(outputs: dict[str, np.ndarray]) -> np.ndarray:
     from deploy.cli.infer import probabilities
 
@@ -73,11 +85,19 @@ def test_engine_matches_tensorflow(bundle, precision, mode, tmp_path):
             pytest.skip(f"TensorRT {trt.__version__} has no calibrators (implicit INT8 is TensorRT <= 10)")
         if not bundle.path("calibration/trt.cache").is_file():
             pytest.skip("bundle has no calibration/trt.cache")
+        if not os.environ.get("TRTDEPLOY_TEST_BUNDLE"):
+            from calibration.cache import read_cache, trt_version_code
+            from calibration.pipeline import DEFAULT_CACHE_TRT_VERSION
+
+            header = read_cache(bundle.path("calibration/trt.cache")).version
+            assert header == trt_version_code(DEFAULT_CACHE_TRT_VERSION)  # served as trt.__version__'s
     reference = np.load(bundle.path("reference.npz"))
     inputs = reference["input"]
     tf = {k.split(":", 1)[1]: reference[k] for k in reference.files if k.startswith("output:")}
     batch_max = max(2, len(inputs))
 
+    cuda.init()
+    before = driver_current_context()
     plan = build_engine(bundle, BuildConfig(precision=precision, int8_mode=mode, batch=(1, batch_max, batch_max),
                                             timing_cache=tmp_path / "timing.cache"))
     (tensor,) = bundle.inputs
@@ -85,8 +105,8 @@ def test_engine_matches_tensorflow(bundle, precision, mode, tmp_path):
         got = runner.infer({tensor.name: np.ascontiguousarray(inputs.astype(np.float32))})
         one = runner.infer({tensor.name: np.ascontiguousarray(inputs[:1].astype(np.float32))})
         assert runner.timings()["calls"] == 2 and runner.last_timing.gpu_ms > 0
-    cuda.init()
     assert cuda.Context.get_current() is None  # nothing left pushed after close()
+    assert driver_current_context() == before  # nor on the driver's stack (pycuda's detach() would leave it)
 
     max_abs_tol, agreement_tol = TOLERANCES[(precision, mode)]
     p_trt, p_tf = scores(got), scores(tf)

@@ -83,8 +83,57 @@ def test_close_frees_everything_and_leaves_no_context(tmp_path, fakes):
     runner.close()
     runner.close()  # idempotent
     assert not cuda.memory and cuda.host_freed == 2
-    assert cuda.retained == cuda.detached == 1
-    assert cuda.stack() == []
+    # pycuda's detach() would leave the primary context pushed on the driver's stack
+    # (fakes.FakeCuda models it); the one reference is kept for the process instead.
+    assert cuda.driver_stack() == [] and cuda.stack() == []
+    assert cuda.retained == 1 and cuda.detached == 0
+    with TrtRunner(write_engine(tmp_path)) as again:  # the same reference serves every runner
+        again.infer({"x": np.ones((1, 3), np.float32)})
+    assert cuda.retained == 1 and cuda.driver_stack() == [] and cuda.stack() == []
+
+
+def test_close_leaves_a_context_the_caller_had_current(tmp_path, fakes):
+    """A caller with its own context current (pycuda.autoprimaryctx, say) finds both stacks as
+    they were after the runner is done."""
+    _, cuda = fakes
+    own = cuda.Device(0).retain_primary_context()
+    own.push()
+    before = (list(cuda.driver_stack()), list(cuda.stack()))
+    with TrtRunner(write_engine(tmp_path)) as runner:
+        runner.infer({"x": np.ones((2, 3), np.float32)})
+    assert (cuda.driver_stack(), cuda.stack()) == before
+    cuda.Context.pop()
+    assert cuda.driver_stack() == [] and cuda.stack() == []
+
+
+def test_close_from_another_thread_leaves_both_threads_clean(tmp_path, fakes):
+    _, cuda = fakes
+    runner = TrtRunner(write_engine(tmp_path))
+    seen = {}
+
+    def first_use():
+        runner.infer({"x": np.ones((1, 3), np.float32)})
+        seen["worker"] = (list(cuda.driver_stack()), list(cuda.stack()))
+
+    t = threading.Thread(target=first_use)
+    t.start()
+    t.join()
+    runner.close()
+    assert seen["worker"] == ([], [])
+    assert cuda.driver_stack() == [] and cuda.stack() == [] and not cuda.memory
+
+
+def test_build_context_leaves_the_thread_as_it_was():
+    from deploy.trt.cuda import primary_context
+
+    cuda = FakeCuda()
+    with primary_context(cuda) as ctx:
+        assert cuda.driver_stack() == [ctx.handle] and cuda.stack() == [ctx]
+        cuda.mem_alloc(4).free()
+    assert cuda.driver_stack() == [] and cuda.stack() == []
+    with primary_context(cuda):
+        pass
+    assert cuda.driver_stack() == [] and cuda.retained == 1
 
 
 def test_other_threads_push_the_context(tmp_path, fakes):
@@ -136,7 +185,7 @@ def test_engine_disagreeing_with_its_sidecar_refused_and_released(tmp_path, fake
                                       IOTensor("y", "output", "float32", (-1, 2))))
     with pytest.raises(EngineError, match="differs from its sidecar"):
         TrtRunner(plan).activate()
-    assert cuda.retained == cuda.detached == 1 and cuda.stack() == []
+    assert cuda.stack() == [] and cuda.driver_stack() == []
 
 
 def test_input_specs_come_from_the_sidecar_without_a_gpu(tmp_path):
