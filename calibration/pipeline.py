@@ -65,8 +65,8 @@ class CalibrationResult:
 
 
 def _load_set(bundle: Bundle, data_path: Any, num_images: int | None, seed: int, skip_bad: bool):
-    from .datasets import CalibrationSet
-    from .preprocess import Preprocess
+    from deploy.data.inputs import CalibrationSet
+    from deploy.data.preprocess import Preprocess
 
     if isinstance(data_path, CalibrationSet):
         return data_path

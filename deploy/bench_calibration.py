@@ -61,9 +61,9 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    from calibration.datasets import CalibrationSet
+    from deploy.data.inputs import CalibrationSet
     from calibration.pipeline import calibrate
-    from calibration.preprocess import Preprocess
+    from deploy.data.preprocess import Preprocess
 
     from .bundle import Bundle, open_bundle
     from .export import ExportConfig, export

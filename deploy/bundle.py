@@ -20,7 +20,13 @@ from .fsutil import atomic_write_json, sha256_file, sha256_tree
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
+# The bundle's layout and precisions, named once: every stage finds its files through these.
+PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+REFERENCE_NPZ = "reference.npz"
+SCALES_JSON = "calibration/scales.json"
+TRT_CACHE = "calibration/trt.cache"
+DATASET_JSON = "calibration/dataset.json"
 
 
 @dataclass(frozen=True)

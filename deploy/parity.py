@@ -609,8 +609,8 @@ def folder_batches(bundle: Bundle, data: str | Path, batch_size: int, num_images
                    seed: int, skip_bad: bool = False) -> tuple[list[str], Iterator[Batch]]:
     """The unreadable images skipped (with `skip_bad`), and the batches of an image folder (class
     folders give labels), a .txt list or a .npy/.npz, through the calibration-set loader."""
-    from calibration.datasets import CalibrationSet
-    from calibration.preprocess import Preprocess
+    from deploy.data.inputs import CalibrationSet
+    from deploy.data.preprocess import Preprocess
 
     # num/seed pick the subset before images are decoded (the same choice as .subset(num, seed)).
     dataset = CalibrationSet.from_path(data, input=bundle.inputs[0],

@@ -12,7 +12,7 @@ from .. import __version__
 from ..errors import DeployError
 from ..runners.tf import quiet_tensorflow_startup
 
-# Help shared by the subcommands. DATA_HELP: every source calibration.datasets reads, which is
+# Help shared by the subcommands. DATA_HELP: every source deploy.data.inputs reads, which is
 # what calibrate --data, parity --data and build --calib-data take.
 BUNDLE_HELP = "bundle directory written by `trtdeploy export`"
 DATA_HELP = ("an image folder (JPEG/PNG, searched recursively; class subfolders DIR/<class>/ give labels), "

@@ -117,7 +117,7 @@ def pick_engine(bundle) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calibration.preprocess import Preprocess
+    from deploy.data.preprocess import Preprocess
 
     from ..bundle import open_bundle
 

@@ -264,8 +264,8 @@ def _save_timing_cache(builder_config: Any, path: Path | None, stats: dict[str, 
 
 def _calibration_batches(bundle: Bundle, config: BuildConfig) -> Iterable[Any]:
     """Preprocessed calibration batches for live implicit calibration."""
-    from calibration.datasets import CalibrationSet
-    from calibration.preprocess import Preprocess
+    from deploy.data.inputs import CalibrationSet
+    from deploy.data.preprocess import Preprocess
 
     (tensor,) = bundle.inputs  # the calibrator feeds one image input
     data = CalibrationSet.from_path(config.calib_data, input=tensor,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calibration.preprocess import PRESETS, Preprocess, load_image, resize_bilinear
+from deploy.data.preprocess import PRESETS, Preprocess, load_image, resize_bilinear
 from deploy.errors import DataError, UsageError
 
 

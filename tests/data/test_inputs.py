@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calibration.datasets import CalibrationSet
-from calibration.preprocess import Preprocess
+from deploy.data.inputs import CalibrationSet
+from deploy.data.preprocess import Preprocess
 from deploy.bundle import TensorInfo
 from deploy.errors import DataError, UsageError
 
@@ -307,7 +307,7 @@ def test_progress_bar_description(classes, monkeypatch):
         seen.append((desc, total, unit))
         return iter(items)
 
-    monkeypatch.setattr("calibration.datasets.progress", fake_progress)
+    monkeypatch.setattr("deploy.data.inputs.progress", fake_progress)
     ds = _open(classes)
     list(ds.batches(2))
     list(ds.batches(2, desc=None))
