@@ -127,6 +127,18 @@ def test_startup_noise_is_filtered_and_real_errors_shown(noisy_tensorflow):
         assert line in loud.stderr  # the fake does print them
 
 
+def test_noise_is_filtered_after_a_module_probe(noisy_tensorflow):
+    """Parity asks `importlib.util.find_spec("tensorflow")` before it imports TensorFlow (to
+    list a backend as skipped): the probe must not use up the filter."""
+    code = ("import importlib.util\nfrom deploy.runners.tf import quiet_tensorflow_startup\n"
+            "quiet_tensorflow_startup()\nassert importlib.util.find_spec('tensorflow') is not None\n"
+            "try:\n    import tensorflow\nexcept ImportError as e:\n    print(e)\n")
+    quiet = run(["-c", code], noisy_tensorflow)
+    assert quiet.stdout == "fake tensorflow\n", quiet.stderr
+    assert not [m for m in MARKERS if m in quiet.stderr], quiet.stderr
+    assert "real trouble" in quiet.stderr
+
+
 def test_benchmark_tool_starts_tensorflow_quietly(noisy_tensorflow):
     argv = [str(ROOT / "tools" / "benchmark.py"), "forward", "--backends", "tf", "--model", "resnet_v2_digits",
             "--image-size", "32", "--batch", "1", "--warmup", "0", "--iters", "1"]

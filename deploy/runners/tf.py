@@ -75,15 +75,15 @@ class _QuietLoader(importlib.abc.Loader):
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Catches the first `import tensorflow`, wherever it happens (ours, tf2onnx's, tf-slim's)."""
+    """Wraps the loader of `tensorflow` wherever it is imported (ours, tf2onnx's, tf-slim's).
 
-    def __init__(self) -> None:
-        self.armed = True
+    Every lookup gets the wrapped loader, not only the first: `importlib.util.find_spec`
+    probes (parity lists TensorFlow as skipped or not with one) look the module up without
+    loading it. Once it is loaded, the import system finds it in sys.modules and never asks."""
 
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow" or not self.armed:
+        if name != "tensorflow":
             return None
-        self.armed = False
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
