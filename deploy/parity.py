@@ -48,17 +48,15 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .bench import machine_info
-from .bundle import Bundle
+from .bundle import PRECISIONS, REFERENCE_NPZ, Bundle
+from .env import machine_info
 from .errors import BundleError, DataError, DeployError, UsageError
 from .progress import progress
+from .runners import BACKENDS, backend_precision
 from .runners.base import Runner
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("tf", "ort-fp32", "ort-fp16", "ort-int8", "trt-fp32", "trt-fp16", "trt-int8")
-PRECISIONS = ("fp32", "fp16", "int8")
-REFERENCE_NPZ = "reference.npz"
 
 # max_rel denominator floor: a fraction of the sample's largest |reference| value (see module doc).
 REL_EPS_FRACTION = 1e-3
@@ -67,10 +65,6 @@ TOPK = 5
 # |diff| histogram: log-spaced, 4 bins per decade from 1e-8 to 1e2; values outside are counted
 # as underflow/overflow, exact zeros apart. Fixed edges let the counts stream batch by batch.
 HIST_EDGES = tuple(float(10.0 ** (e / 4)) for e in range(-32, 9))
-
-
-def backend_precision(backend: str) -> str:
-    return "fp32" if backend == "tf" else backend.split("-", 1)[1]
 
 
 def parse_backends(spec: str | Sequence[str] | None) -> list[str]:
@@ -893,7 +887,7 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
         "pass": bool(ran) and not failed,
         "verdict": verdict,
         "backends": ordered,
-        "environment": machine_info(),
+        "environment": machine_info().to_json(),
         "data": data_info,
         "bundle": {"path": str(bundle.root), "model": bundle.model_name,
                    "weights": bundle.manifest["model"].get("weights"),
