@@ -96,6 +96,8 @@ class MachineInfo:
 
 
 def machine_info() -> MachineInfo:
+    # Python and numpy are fields of their own here; `tools` holds the rest of `tool_versions()`.
+    tools = {k: v for k, v in tool_versions().items() if k not in ("python", "numpy")}
     return MachineInfo(python=platform.python_version(), numpy=np.__version__, platform=platform.platform(),
                        machine=platform.machine(), cpu=_cpu_model(), cpu_count=os.cpu_count(),
-                       cpu_usable=_usable_cpus(), tools=tool_versions())
+                       cpu_usable=_usable_cpus(), tools=tools)

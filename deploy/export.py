@@ -131,7 +131,7 @@ def _set_batch_dim(model_proto, name: str = "batch") -> None:
 def export_parity(tf_out: dict[str, np.ndarray], ort_out: dict[str, np.ndarray]) -> dict[str, Any]:
     from .parity import compare_outputs
 
-    outputs = {name: compare_outputs(ref, ort_out[name], name) for name, ref in tf_out.items()}
+    outputs = {name: compare_outputs(ref, ort_out[name], name).to_json() for name, ref in tf_out.items()}
     logits = tf_out["logits"]
     tol = 1e-4 * float(np.abs(logits).max())
     return {"reference": "tf", "candidate": "onnxruntime-fp32", "outputs": outputs,

@@ -27,3 +27,9 @@ def test_tool_versions_name_trtdeploy_and_installed_tools_without_importing_them
     assert imported == []  # looked up by metadata: importing TensorFlow alone takes seconds
     assert versions["trtdeploy"] == __version__ and versions["numpy"] == np.__version__
     assert set(versions) <= {"trtdeploy", "python", "numpy", *TOOLS}
+
+
+def test_machine_info_names_each_version_once():
+    info = machine_info()
+    assert info.tools["trtdeploy"] == __version__
+    assert "python" not in info.tools and "numpy" not in info.tools  # fields of their own

@@ -17,9 +17,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .. import parity
 from ..env import machine_info
 from ..errors import DeployError, ToolMissingError, UsageError
+from ..parity import backends as parity_backends
+from ..parity.backends import Skip
 from ..runners import BACKENDS, backend_precision
 from ..runners.base import Runner, TensorSpec
 from .timing import TimingConfig, random_feed, time_runner
@@ -92,15 +93,15 @@ def _bundle_image_size(bundle: Any) -> list[int] | None:
 
 
 def _runner(name: str, bundle: Any, model: str, batch: int, image_size: int,
-            engine_map: Mapping[str, Path]) -> Runner | parity.Skip:
+            engine_map: Mapping[str, Path]) -> Runner | Skip:
     if bundle is not None:  # tf: the bundle's SavedModel, the network the engines were built from
-        return parity.make_runner(name, bundle, engine_map)
+        return parity_backends.make_runner(name, bundle, engine_map)
     if name != "tf":
-        return parity.Skip("needs --bundle DIR")
+        return Skip("needs --bundle DIR")
     try:
         return tf_forward_runner(model, batch, image_size)
     except ToolMissingError as e:
-        return parity.Skip(str(e))
+        return Skip(str(e))
 
 
 def _open(bundle_dir: str | Path | None, model: str | None, image_size: int | None) -> Any:
@@ -146,11 +147,11 @@ def forward_benchmark(model: str | None = None, batch: int = 32, image_size: int
     bundle = _open(bundle_dir, model, image_size)
     model = bundle.model_name if bundle is not None else (model or SEED_MODEL)
     size = _bundle_image_size(bundle) if bundle is not None else [image_size or SEED_IMAGE_SIZE] * 2
-    engine_map = parity.engines_by_precision(engines)
+    engine_map = parity_backends.engines_by_precision(engines)
     results: dict[str, Any] = {}
     for name in names:
         runner = _runner(name, bundle, model, batch, size[0] if size else 0, engine_map)
-        if isinstance(runner, parity.Skip):
+        if isinstance(runner, Skip):
             results[name] = {"status": "skipped", "reason": runner.reason}
             log.info("benchmark: %s skipped: %s", name, runner.reason)
             continue
@@ -158,7 +159,7 @@ def forward_benchmark(model: str | None = None, batch: int = 32, image_size: int
         if res["status"] != "ran":
             continue
         if name.startswith("trt-") and bundle is not None:
-            res["engine"] = _engine_info(parity.engine_path(bundle, backend_precision(name), engine_map))
+            res["engine"] = _engine_info(parity_backends.engine_path(bundle, backend_precision(name), engine_map))
         res["model"] = model
         log.info("benchmark: %s median %.2f ms, %.1f images/s", name, res["latency_ms"]["median"],
                  res["images_per_s"] or 0.0)

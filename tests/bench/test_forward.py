@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from deploy import parity
+from deploy.parity import backends
 from deploy.bench import forward
 from deploy.bench.timing import TimingConfig
 from deploy.errors import ToolMissingError, UsageError
@@ -20,16 +20,16 @@ def fakes(monkeypatch):
 
     def make_runner(backend, bundle, engines=None):
         if backend == "ort-int8":
-            return parity.Skip("model.int8.onnx: missing")
+            return backends.Skip("model.int8.onnx: missing")
         if backend == "tf":
-            return parity.Skip("TensorFlow is not installed")
+            return backends.Skip("TensorFlow is not installed")
         made[backend] = SteppingRunner(clock, [0.001] * 50, timings=backend.startswith("trt"))
         return made[backend]
 
     def no_tf(model, batch, size):
         raise ToolMissingError("TensorFlow is not installed")
 
-    monkeypatch.setattr(parity, "make_runner", make_runner)
+    monkeypatch.setattr(backends, "make_runner", make_runner)
     monkeypatch.setattr(forward, "tf_forward_runner", no_tf)
     return made
 
@@ -81,7 +81,7 @@ def test_benchmark_tool_splits_for_an_engine_profile(tmp_path, monkeypatch, caps
         made[backend] = LimitedRunner(clock, [0.001] * 50, timings=True)
         return made[backend]
 
-    monkeypatch.setattr(parity, "make_runner", make_runner)
+    monkeypatch.setattr(backends, "make_runner", make_runner)
     tool = load_tool()
     rc = tool.main(["forward", "--bundle", str(fake_bundle(tmp_path)), "--backends", "trt-fp16", "--batch", "7",
                     "--warmup", "0", "--iters", "2"])
