@@ -147,10 +147,10 @@ def layer_nodes(layer: str, onnx_nodes: Sequence[tuple[str, str]]) -> list[str]:
     return [name for name, op in onnx_nodes if name.startswith(prefix) and op in QUANTIZED_OPS]
 
 
-def exclude_command(bundle_root: str | Path, nodes: Sequence[str], data: str | Path | None = None) -> str:
-    """`trtdeploy calibrate BUNDLE --data DATA --exclude NODE ...` (one --exclude, its nargs="+")."""
+def keep_fp32_command(bundle_root: str | Path, nodes: Sequence[str], data: str | Path | None = None) -> str:
+    """`trtdeploy calibrate BUNDLE --data DATA --keep-fp32 NODE ...` (one --keep-fp32, its nargs="+")."""
     parts = ["trtdeploy", "calibrate", str(bundle_root), "--data", str(data) if data else "DATA",
-             "--exclude", *nodes]
+             "--keep-fp32", *nodes]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -166,7 +166,7 @@ def _section(precision: str, layers: Mapping[str, LayerError], bundle_root: str 
     nodes = [n for layer in kept for n in mapped[layer]]
     return LayerSection(precision, dict(layers), tuple(ranked), tuple(kept), exclude_nodes=mapped,
                         unmapped=tuple(layer for layer in kept if not mapped[layer]),
-                        command=exclude_command(bundle_root, nodes, calibration_data) if nodes else None)
+                        command=keep_fp32_command(bundle_root, nodes, calibration_data) if nodes else None)
 
 
 def per_layer_section(per_layer: Mapping[str, Mapping[str, LayerError]], bundle_root: str | Path,

@@ -365,10 +365,10 @@ def _per_layer_text(section: Mapping[str, LayerSection]) -> str:
                          f'<pre><code class="command">{_e(s.command)}</code></pre>')
         if s.unmapped:
             parts.append("<p>No ONNX node is named under " + ", ".join(f"<code>{_e(n)}</code>" for n in s.unmapped)
-                         + " (tf2onnx renamed it): add its node to <code>--exclude</code> by hand.</p>")
+                         + " (tf2onnx renamed it): add its node to <code>--keep-fp32</code> by hand.</p>")
         elif s.precision == "int8" and kept and s.exclude_nodes is None:
             parts.append("<p>ONNX node names were not available here (no onnx or model.onnx), so no "
-                         "<code>trtdeploy calibrate --exclude</code> line: exclude these layers' Conv/Add nodes.</p>")
+                         "<code>trtdeploy calibrate --keep-fp32</code> line: keep these layers' Conv/Add nodes in FP32.</p>")
         rows = "".join(
             f'<tr><td>{r.index}</td><td class="l">{_e(r.name)}</td><td>{_num(r.rel_error)}</td>'
             f'<td>{_num(r.growth)}</td><td>{_num(r.cosine, 6)}</td></tr>'

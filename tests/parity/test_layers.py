@@ -54,15 +54,28 @@ def test_per_layer_section_names_layers_and_command(tmp_path):
     assert e.keep_high_precision == ("m/block1/unit_2/bottleneck_v2", "m/block1/unit_1/bottleneck_v2")
     assert e.exclude_nodes["m/block1/unit_2/bottleneck_v2"] == ["m/block1/unit_2/bottleneck_v2/conv1/Conv2D",
                                                                 "m/block1/unit_2/bottleneck_v2/add"]
-    assert e.command == (f"trtdeploy calibrate '{root}' --data /data/calib --exclude "
+    assert e.command == (f"trtdeploy calibrate '{root}' --data /data/calib --keep-fp32 "
                          "m/block1/unit_2/bottleneck_v2/conv1/Conv2D m/block1/unit_2/bottleneck_v2/add "
                          "m/block1/unit_1/bottleneck_v2/conv1/Conv2D")
+    assert shlex.split(e.command)[:6] == ["trtdeploy", "calibrate", str(root), "--data", "/data/calib", "--keep-fp32"]
+    assert shlex.split(e.command)[6:] == [n for layer in e.keep_high_precision for n in e.exclude_nodes[layer]]
     assert e.unmapped == ()
     assert s["fp16"].command is None
-    # The command parses with the real `calibrate` CLI into exactly those node names.
-    args = build_parser().parse_args(shlex.split(e.command)[1:])
-    assert args.exclude == [n for layer in e.keep_high_precision for n in e.exclude_nodes[layer]]
     # Without node names there is no command; a layer without nodes is reported.
     assert per_layer_section({"int8": layers}, root)["int8"].command is None
     only_root = per_layer_section({"int8": {"m/conv1": LayerError(rel_error=0.3)}}, root, onnx_nodes=nodes)
     assert only_root["int8"].unmapped == ("m/conv1",) and only_root["int8"].command is None
+
+
+@pytest.mark.xfail(strict=True, raises=SystemExit,
+                   reason="calibrate's --keep-fp32 comes with issue 9's CLI half (branch i9-data): drop this mark "
+                          "when both are merged (strict: it fails once the option exists)")
+def test_keep_fp32_command_parses_with_the_real_calibrate_cli(tmp_path):
+    """The command parses with the real `calibrate` CLI into exactly the kept layers' node names."""
+    layers = {"m/block1/unit_1/bottleneck_v2": LayerError(rel_error=0.01), "m/block1/unit_2/bottleneck_v2":
+              LayerError(rel_error=0.2)}
+    nodes = [("m/block1/unit_2/bottleneck_v2/conv1/Conv2D", "Conv"), ("m/block1/unit_2/bottleneck_v2/add", "Add")]
+    e = per_layer_section({"int8": layers}, tmp_path / "my bundle", onnx_nodes=nodes, calibration_data="d")["int8"]
+    args = build_parser().parse_args(shlex.split(e.command)[1:])
+    assert args.command == "calibrate" and args.bundle == tmp_path / "my bundle"
+    assert args.keep_fp32 == [n for layer in e.keep_high_precision for n in e.exclude_nodes[layer]]

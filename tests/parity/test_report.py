@@ -147,7 +147,7 @@ def test_page_content(report):
     assert "ort-int8 missed its thresholds; bundle" in html_path.read_text()
     cmd = result.per_layer["ort-int8"].command
     unit = "tiny_v2/block2/unit_1/bottleneck_v2"
-    assert cmd.startswith("trtdeploy calibrate ") and f"--exclude {unit}/conv1/Conv2D {unit}/conv2/Conv2D" in cmd
+    assert cmd.startswith("trtdeploy calibrate ") and f"--keep-fp32 {unit}/conv1/Conv2D {unit}/conv2/Conv2D" in cmd
     assert result.per_layer["ort-int8"].keep_high_precision[0] == "tiny_v2/block2/unit_1/bottleneck_v2"
     page = html_path.read_text()
     assert html.escape(cmd) in page
