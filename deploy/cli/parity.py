@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..runners import BACKENDS
+
+if TYPE_CHECKING:  # building the parser must not import deploy.parity
+    from ..parity import ParityResult
 
 BACKEND_NAMES = ", ".join(BACKENDS)
 
@@ -41,8 +45,8 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def summary_table(result) -> str:
-    """The result (a `deploy.parity.ParityResult`) as a text table, then skips and failures."""
+def summary_table(result: ParityResult) -> str:
+    """The result as a text table, then why backends were skipped and what failed."""
     main = result.data.main_output
     rows = [("backend", "status", "result", "max|diff|/max|ref|", "cos min", "top1 agr", "top1 %", "Δ pts")]
 

@@ -157,6 +157,25 @@ def test_page_content(report):
     assert "top1_agreement ≥ 0.98" in page  # thresholds shown with their direction
 
 
+def test_an_older_parity_json_is_read_before_it_is_replaced(tmp_path, monkeypatch, caplog):
+    """The "never replace a report with one that compared less" check reads whatever parity.json
+    is there as plain JSON: one from an earlier version, with keys this one does not know, counts."""
+    result = synthetic_result(tmp_path, monkeypatch)  # ort-fp32, ort-fp16 and ort-int8 ran on 60 images
+    out = tmp_path / "reports"
+    out.mkdir()
+    older = {"schema": "older", "backends": {"trt-int8": {"status": "ran", "pass": True},
+                                             "ort-fp32": {"status": "ran"}}, "data": {"num_images": 60}}
+    (out / "parity.json").write_text(json.dumps(older))
+    json_path, _ = write_report(result, out)
+    assert json_path != out / "parity.json" and json.loads((out / "parity.json").read_text()) == older
+    assert "trt-int8 ran there, not in this run" in caplog.text
+    assert {r.name for r in caplog.records if r.levelname == "WARNING"} == {"trtdeploy.parity"}
+    # One this version cannot make sense of is replaced, as before.
+    (out / "parity.json").write_text(json.dumps({"backends": ["not", "a", "mapping"], "data": None}))
+    assert write_report(result, out)[0] == out / "parity.json"
+    assert json.loads((out / "parity.json").read_text()) == result.to_json()
+
+
 def test_without_matplotlib_tables_only(tmp_path, monkeypatch):
     result = synthetic_result(tmp_path, monkeypatch)
     for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
