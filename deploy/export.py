@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
 from .bundle import FORMAT_VERSION, Bundle, TensorInfo, model_warnings
+from .env import tool_versions
 from .errors import UsageError
 from .fsutil import atomic_path
 
@@ -63,18 +62,6 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise UsageError(f"{probe}: is a file, so {out} cannot be created; choose another --out")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"{probe}: not writable; choose an --out you can write to")
-
-
-def tool_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"trtdeploy": __version__, "python": platform.python_version()}
-    for dist in ("tensorflow", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "onnx-graphsurgeon", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def build_model(config: ExportConfig):
@@ -144,7 +131,7 @@ def _set_batch_dim(model_proto, name: str = "batch") -> None:
 def export_parity(tf_out: dict[str, np.ndarray], ort_out: dict[str, np.ndarray]) -> dict[str, Any]:
     from .parity import compare_outputs
 
-    outputs = {name: compare_outputs(ref, ort_out[name], name) for name, ref in tf_out.items()}
+    outputs = {name: compare_outputs(ref, ort_out[name], name).to_json() for name, ref in tf_out.items()}
     logits = tf_out["logits"]
     tol = 1e-4 * float(np.abs(logits).max())
     return {"reference": "tf", "candidate": "onnxruntime-fp32", "outputs": outputs,

@@ -28,8 +28,11 @@ BLOCKER = textwrap.dedent(f"""
 
 DEVICE_MODULES = ["deploy", "deploy.bundle", "deploy.errors", "deploy.fsutil", "deploy.runners.base",
                   "deploy.trt", "deploy.trt.build", "deploy.trt.runtime", "deploy.trt.sidecar",
-                  "deploy.trt.calibrator", "deploy.parity", "calibration.cache", "deploy.data.preprocess",
-                  "deploy.data.inputs", "deploy.cli"]
+                  "deploy.trt.calibrator", "calibration.cache", "deploy.data.preprocess",
+                  "deploy.data.inputs", "deploy.cli", "deploy.env", "deploy.bench", "deploy.bench.timing",
+                  "deploy.bench.forward", "deploy.parity", "deploy.parity.metrics", "deploy.parity.thresholds",
+                  "deploy.parity.backends", "deploy.parity.inputs", "deploy.parity.layers", "deploy.parity.run",
+                  "deploy.parity.result", "deploy.parity.report"]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -54,8 +57,7 @@ def test_help_without_heavy_dependencies(argv):
 # What building the parser must not import: the modules behind the commands, which a device
 # lacking one of their dependencies could not import; each runs only inside `run`.
 NOT_FOR_PARSING = ("deploy.trt.build", "deploy.trt.runtime", "deploy.trt.calibrator", "deploy.trt.sidecar",
-                   "deploy.parity", "deploy.report", "deploy.export", "deploy.precision", "deploy.per_layer",
-                   "deploy.slim", "calibration")
+                   "deploy.parity", "deploy.bench", "deploy.export", "deploy.precision", "deploy.slim", "calibration")
 
 
 def test_building_the_parser_imports_no_command_module():

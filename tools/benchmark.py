@@ -11,8 +11,8 @@ build options from its sidecar). The defaults (1 warm-up, 5 timed runs) keep CI 
 (resnet_v2_152, batch 32 on a 2-core CPU: ~24 s a pass); use --warmup 10 --iters 100 for
 numbers you publish.
 
-Subcommands register through SUBCOMMANDS: each entry adds its parser (with the shared
-timing options) and sets `func(args) -> dict`.
+Subcommands register through SUBCOMMANDS: each entry adds its parser (with the shared options
+it uses: `--out` for all, the timing options for `forward`) and sets `func(args) -> dict`.
 """
 from __future__ import annotations
 
@@ -23,14 +23,25 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from deploy.bench import TimingConfig, forward_benchmark
+from deploy.bench.forward import forward_benchmark
+from deploy.bench.timing import TimingConfig
 from deploy.errors import DeployError
 from deploy.fsutil import atomic_write_json
 from deploy.runners.tf import quiet_tensorflow_startup
 
 
+def timing_options() -> argparse.ArgumentParser:
+    timing = argparse.ArgumentParser(add_help=False)
+    timing.add_argument("--warmup", type=int, default=TimingConfig.warmup,
+                        help="untimed runs first (default: %(default)s)")
+    timing.add_argument("--iters", type=int, default=TimingConfig.iters, help="timed runs (default: %(default)s)")
+    timing.add_argument("--backends", metavar="LIST", help="comma-separated backend names (default: all)")
+    return timing
+
+
 def add_forward(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("forward", parents=[common], help="forward-pass latency and throughput per backend")
+    p = sub.add_parser("forward", parents=[common, timing_options()],
+                       help="forward-pass latency and throughput per backend")
     p.add_argument("--model", help="deploy.slim network the tf backend times without --bundle "
                                     "(default: resnet_v2_152)")
     p.add_argument("--batch", type=int, default=32, help="default: %(default)s")
@@ -63,24 +74,20 @@ def add_calibration(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run_calibration(args: argparse.Namespace) -> dict[str, Any]:
-    from deploy.bench_calibration import benchmark_calibration
+    from deploy.bench.calibration import benchmark_calibration
 
     return benchmark_calibration(num_images=args.num_images, model=args.model, image_size=args.image_size,
                                  method=args.method, workdir=args.workdir, batch_size=args.batch)
 
 
-# Registration point: each entry adds one subcommand (its parser takes `common` as a parent and
-# sets `func(args) -> dict`).
+# Registration point: each entry adds one subcommand (its parser takes `common`, the options
+# every subcommand has, as a parent and sets `func(args) -> dict`).
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
     add_forward, add_calibration]
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--warmup", type=int, default=TimingConfig.warmup,
-                        help="untimed runs first (default: %(default)s)")
-    common.add_argument("--iters", type=int, default=TimingConfig.iters, help="timed runs (default: %(default)s)")
-    common.add_argument("--backends", metavar="LIST", help="comma-separated backend names (default: all)")
     common.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON here")
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true",

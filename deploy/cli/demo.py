@@ -55,10 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from ..digits import write_image_folder
     from ..export import ExportConfig, export
     from ..fsutil import atomic_write_text
-    from ..parity import load_reference_npz, run_parity
-    from ..per_layer import per_layer_errors
+    from ..parity import load_reference_npz, per_layer_errors, run_parity, write_report
     from ..precision import convert_fp16
-    from ..report import write_report
     from ..slim.registry import DEFAULT_MODEL
     from .export import parity_numbers
     from .parity import summary_table
@@ -102,5 +100,5 @@ def run(args: argparse.Namespace) -> int:
     json_path, html_path = write_report(result, bundle.reports_dir)
     print(summary_table(result))
     print(f"\nreport: {html_path}\n        {json_path}")
-    print(f"demo finished in {time.time() - start:.0f} s: {'PASS' if result['pass'] else 'FAIL'}")
-    return 0 if result["pass"] else 1
+    print(f"demo finished in {time.time() - start:.0f} s: {'PASS' if result.passed else 'FAIL'}")
+    return 0 if result.passed else 1

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-BACKEND_NAMES = "tf, ort-fp32, ort-fp16, ort-int8, trt-fp32, trt-fp16, trt-int8"
+from ..runners import BACKENDS
+
+if TYPE_CHECKING:  # building the parser must not import deploy.parity
+    from ..parity import ParityResult
+
+BACKEND_NAMES = ", ".join(BACKENDS)
 
 
 def add_parser(subparsers) -> None:
@@ -39,38 +45,37 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def summary_table(result: dict) -> str:
-    main = result["data"]["main_output"]
+def summary_table(result: ParityResult) -> str:
+    """The result as a text table, then why backends were skipped and what failed."""
+    main = result.data.main_output
     rows = [("backend", "status", "result", "max|diff|/max|ref|", "cos min", "top1 agr", "top1 %", "Δ pts")]
 
     def f(x, spec):
         return "-" if x is None else format(x, spec)
 
-    for b, e in result["backends"].items():
-        m = e["outputs"].get(main, {})
-        a = e["accuracy"] or {}
-        verdict = {True: "PASS", False: "FAIL"}.get(e["pass"], "-")
-        rows.append((b, e["status"], verdict, f(m.get("max_abs_scaled"), ".2e"), f(m.get("cosine_min"), ".5f"),
-                     f(m.get("top1_agreement"), ".4f"), f(a.get("top1"), ".2f"),
-                     f(a.get("delta_top1_vs_fp32"), "+.2f")))
+    for b, e in result.backends.items():
+        m, a = e.outputs.get(main), e.accuracy
+        verdict = {True: "PASS", False: "FAIL"}.get(e.passed, "-")
+        rows.append((b, e.status, verdict, f(getattr(m, "max_abs_scaled", None), ".2e"),
+                     f(getattr(m, "cosine_min", None), ".5f"), f(getattr(m, "top1_agreement", None), ".4f"),
+                     f(getattr(a, "top1", None), ".2f"), f(getattr(a, "delta_top1_vs_fp32", None), "+.2f")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    for b, e in result["backends"].items():
-        if e["status"] == "skipped":
-            lines.append(f"skipped {b}: {e['reason']}")
-        for failure in e["failures"]:
+    for b, e in result.backends.items():
+        if e.status == "skipped":
+            lines.append(f"skipped {b}: {e.reason}")
+        for failure in e.failures:
             lines.append(f"FAIL {b}: {failure}")
     return "\n".join(lines)
 
 
 def _per_layer(bundle, backends: str | None) -> dict | None:
     """Per-layer FP32-vs-FP16/INT8 errors on reference.npz's inputs, where ONNX Runtime runs."""
-    from ..parity import installed, load_reference_npz, parse_backends
+    from ..parity import installed, load_reference_npz, parse_backends, per_layer_errors
 
     wanted = [p for p in ("fp16", "int8") if f"ort-{p}" in parse_backends(backends)]
     if not wanted or not installed("onnxruntime") or not installed("onnx"):
         return None
-    from ..per_layer import per_layer_errors
 
     feed = {bundle.inputs[0].name: load_reference_npz(bundle)["input"]}
     return per_layer_errors(bundle, [feed], wanted) or None
@@ -79,8 +84,7 @@ def _per_layer(bundle, backends: str | None) -> dict | None:
 def run(args: argparse.Namespace) -> int:
     from ..bundle import open_bundle
     from ..errors import UsageError
-    from ..parity import engines_by_precision, parse_threshold_args, run_parity
-    from ..report import write_report
+    from ..parity import engines_by_precision, parse_threshold_args, run_parity, write_report
 
     bundle = open_bundle(args.bundle)
     # Paths the user typed are checked before any work (the per-layer pass takes a while).
@@ -93,10 +97,9 @@ def run(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, seed=args.seed, per_layer=_per_layer(bundle, args.backends),
                         skip_bad=args.skip_bad)
     json_path, html_path = write_report(result, args.out or bundle.reports_dir)
-    ref = result["reference"]
-    for warning in result["bundle"]["warnings"]:
+    for warning in result.bundle.warnings:
         print(f"WARNING: {warning}")
-    print(f"reference: {ref['name']} ({ref['note']}); {result['data']['num_images']} images")
+    print(f"reference: {result.reference.name} ({result.reference.note}); {result.data.num_images} images")
     print(summary_table(result))
-    print(f"{result['verdict']}; report: {html_path} (data: {json_path})")
-    return 0 if result["pass"] else 1
+    print(f"{result.verdict}; report: {html_path} (data: {json_path})")
+    return 0 if result.passed else 1

@@ -1,5 +1,6 @@
-"""`trtdeploy parity` as a user meets it: input data errors and --skip-bad, paths that do not
-exist, a report that compared less than the one it would replace, random-weight warnings."""
+"""`trtdeploy parity` as a user meets it: exit codes, engine profiles, input data errors and
+--skip-bad, paths that do not exist, a report that compared less than the one it would replace,
+random-weight warnings."""
 from __future__ import annotations
 
 import json
@@ -9,11 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy import parity
 from deploy.bundle import Bundle
 from deploy.cli import main
-from deploy.parity import Skip
+from deploy.errors import InputError
+from deploy.parity import Skip, backends
 from deploy.runners.base import Runner, TensorSpec
+
+from . import fakes
 
 C = 3
 SIDE = 8
@@ -65,7 +68,7 @@ def bundle(tmp_path, monkeypatch) -> Bundle:
     """ort-fp32 and ort-int8 run (as the linear model), everything else is skipped."""
     b = image_bundle(tmp_path / "bundle")
     runners = {n: ImageRunner(b.w, n) for n in ("ort-fp32", "ort-int8")}
-    monkeypatch.setattr(parity, "make_runner",
+    monkeypatch.setattr(backends, "make_runner",
                         lambda name, bundle, engines=None: runners.get(name, Skip(f"{name}: not in this test")))
     return b
 
@@ -89,6 +92,61 @@ def one_error_line(capsys) -> str:
            if line.strip() and "|" not in line]
     assert len(err) == 1 and err[0].startswith("error: "), err
     return err[0]
+
+
+# --- exit codes and engine profiles, on the tiny linear model --------------------------------
+
+
+def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
+    bundle = fakes.make_bundle(tmp_path / "b")
+    fakes.install_runners(monkeypatch, bundle, {"ort-fp32": None, "ort-int8": fakes.swap_top2(every=2)})
+    out = tmp_path / "reports"
+    assert main(["parity", str(bundle.root), "--backends", "ort-fp32,trt-fp16", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "PASS: all 1 backend(s) that ran met their thresholds" in text
+    assert str(out / "parity.html") in text and "skipped trt-fp16" in text
+    assert (out / "parity.html").is_file() and json.loads((out / "parity.json").read_text())["pass"] is True
+
+    assert main(["parity", str(bundle.root), "--backends", "ort-fp32,ort-int8"]) == 1
+    assert "FAIL ort-int8" in capsys.readouterr().out
+    assert (bundle.root / "reports" / "parity.html").is_file()  # default --out
+    # The same failure passes once its threshold is relaxed.
+    assert main(["parity", str(bundle.root), "--backends", "ort-int8", "--threshold", "int8:top1_agreement=0.4",
+                 "--threshold", "int8:accuracy_drop=none", "--threshold", "int8:cosine_mean=none"]) == 0
+
+    assert main(["parity", str(bundle.root), "--backends", "trt"]) == 2
+    assert main(["parity", str(bundle.root), "--threshold", "int8:bogus=1"]) == 2
+    assert main(["parity", str(tmp_path / "missing")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+class ProfileRunner(fakes.FakeRunner):
+    """Takes at most `max_batch` samples a call and refuses more, as a TensorRT engine does."""
+
+    max_batch = 8
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+
+    def validate(self, feed):
+        super().validate(feed)
+        if len(feed["input"]) > self.max_batch:
+            raise InputError(f"{self.name}: batch {len(feed['input'])} is outside the engine's profile "
+                             f"[1, {self.max_batch}]")
+        self.batches.append(len(feed["input"]))
+
+
+def test_cli_splits_batches_above_an_engine_profile(tmp_path, monkeypatch, capsys):
+    """parity's default --batch-size 16 against an engine built with --batch 1 8 8."""
+    bundle = fakes.make_bundle(tmp_path / "b", n=40)
+    engine = ProfileRunner(bundle.w, "trt-fp32")
+    fakes.install_runners(monkeypatch, bundle, {"ort-fp32": None, "trt-fp32": engine})
+    assert main(["parity", str(bundle.root), "--backends", "ort-fp32,trt-fp32", "--out", str(tmp_path / "r")]) == 0
+    assert "PASS: all 2 backend(s)" in capsys.readouterr().out
+    assert engine.batches == [8, 8] * 2 + [8]  # 40 images in batches of 16 = 16 + 16 + 8
+    result = json.loads((tmp_path / "r" / "parity.json").read_text())
+    assert result["backends"]["trt-fp32"]["outputs"]["logits"]["samples"] == 40
 
 
 # --- D: one set of words for input data; suggest only options parity has --------------------
@@ -175,7 +233,7 @@ def test_report_that_compared_less_is_written_beside_the_previous(bundle, capsys
 @pytest.mark.parametrize("weights", ["random", "checkpoint"])
 def test_random_weights_are_said_in_the_summary_json_and_html(tmp_path, monkeypatch, capsys, weights):
     b = image_bundle(tmp_path / "b", weights=weights)
-    monkeypatch.setattr(parity, "make_runner", lambda name, bundle, engines=None: ImageRunner(b.w, name)
+    monkeypatch.setattr(backends, "make_runner", lambda name, bundle, engines=None: ImageRunner(b.w, name)
                         if name == "ort-fp32" else Skip("not here"))
     assert main(["parity", str(b.root), "--backends", "ort-fp32"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""deploy.report: parity.json + one self-contained parity.html, rendered in headless Chromium.
+"""deploy.parity.report: parity.json + one self-contained parity.html, rendered in headless Chromium.
 
 CI needs Debian's `chromium` package for the rendering tests (they skip with the reason
 without it) and `fonts-dejavu-core` for readable screenshots.
@@ -10,15 +10,15 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from deploy import parity
-from deploy.parity import Skip, compare_intermediates, parse_threshold_args, run_parity
-from deploy.report import render_html, write_report
+from deploy.parity import ParityResult, Skip, backends, compare_intermediates, parse_threshold_args, run_parity
+from deploy.parity.report import render_html, write_report
 from deploy.runners.base import Runner, TensorSpec
 
 C = 12
@@ -37,7 +37,7 @@ class LinearRunner(Runner):
         return {"logits": self.corrupt(z) if self.corrupt else z}
 
 
-def synthetic_result(tmp_path: Path, monkeypatch) -> dict:
+def synthetic_result(tmp_path: Path, monkeypatch) -> ParityResult:
     """A real run_parity result over a tiny bundle: passing, failing and skipped backends, per-layer data."""
     rng = np.random.default_rng(0)
     root = tmp_path / "bundle"
@@ -64,7 +64,7 @@ def synthetic_result(tmp_path: Path, monkeypatch) -> dict:
                "ort-int8": LinearRunner(w, "ort-int8", int8),
                "tf": Skip("TensorFlow is not installed here"),
                "trt-int8": Skip(NASTY)}
-    monkeypatch.setattr(parity, "make_runner", lambda b, bundle, engines=None: runners.get(b, Skip("not here")))
+    monkeypatch.setattr(backends, "make_runner", lambda b, bundle, engines=None: runners.get(b, Skip("not here")))
     order = [f"tiny_v2/block{i}/unit_{j}/bottleneck_v2" for i in (1, 2) for j in (1, 2, 3)]
     fp32 = {n: rng.standard_normal((4, 8)) for n in order}
     per_layer = {}
@@ -119,7 +119,7 @@ def test_files_json_and_self_contained_html(report):
     result, json_path, html_path = report
     assert json_path.name == "parity.json" and html_path.name == "parity.html"
     assert json.loads(json_path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON")) == \
-        json.loads(json.dumps(result))
+        json.loads(json.dumps(result.to_json()))
     assert not list(json_path.parent.glob(".*tmp*"))  # atomic writes leave no temporaries
     text = html_path.read_text()
     doc = parse(text)
@@ -139,22 +139,41 @@ def test_page_content(report):
     result, _, html_path = report
     doc = parse(html_path.read_text())
     rows = [a for t, a in doc.tags if t == "tr" and "data-backend" in a]
-    summary = {a["data-backend"]: a["class"] for a in rows[:len(result["backends"])]}
+    summary = {a["data-backend"]: a["class"] for a in rows[:len(result.backends)]}
     assert summary == {"tf": "skipped", "ort-fp32": "pass", "ort-fp16": "pass", "ort-int8": "fail",
                        "trt-int8": "skipped"}
     assert doc.text["verdict"] == "FAIL"
-    assert result["verdict"] == "FAIL: ort-int8 missed its thresholds"
+    assert result.verdict == "FAIL: ort-int8 missed its thresholds"
     assert "ort-int8 missed its thresholds; bundle" in html_path.read_text()
-    cmd = result["per_layer"]["ort-int8"]["command"]
+    cmd = result.per_layer["ort-int8"].command
     unit = "tiny_v2/block2/unit_1/bottleneck_v2"
-    assert cmd.startswith("trtdeploy calibrate ") and f"--exclude {unit}/conv1/Conv2D {unit}/conv2/Conv2D" in cmd
-    assert result["per_layer"]["ort-int8"]["keep_high_precision"][0] == "tiny_v2/block2/unit_1/bottleneck_v2"
+    assert cmd.startswith("trtdeploy calibrate ") and f"--keep-fp32 {unit}/conv1/Conv2D {unit}/conv2/Conv2D" in cmd
+    assert result.per_layer["ort-int8"].keep_high_precision[0] == "tiny_v2/block2/unit_1/bottleneck_v2"
     page = html_path.read_text()
     assert html.escape(cmd) in page
-    assert result["backends"]["ort-int8"]["failures"]
-    for failure in result["backends"]["ort-int8"]["failures"]:
+    assert result.backends["ort-int8"].failures
+    for failure in result.backends["ort-int8"].failures:
         assert html.escape(failure) in page
     assert "top1_agreement ≥ 0.98" in page  # thresholds shown with their direction
+
+
+def test_an_older_parity_json_is_read_before_it_is_replaced(tmp_path, monkeypatch, caplog):
+    """The "never replace a report with one that compared less" check reads whatever parity.json
+    is there as plain JSON: one from an earlier version, with keys this one does not know, counts."""
+    result = synthetic_result(tmp_path, monkeypatch)  # ort-fp32, ort-fp16 and ort-int8 ran on 60 images
+    out = tmp_path / "reports"
+    out.mkdir()
+    older = {"schema": "older", "backends": {"trt-int8": {"status": "ran", "pass": True},
+                                             "ort-fp32": {"status": "ran"}}, "data": {"num_images": 60}}
+    (out / "parity.json").write_text(json.dumps(older))
+    json_path, _ = write_report(result, out)
+    assert json_path != out / "parity.json" and json.loads((out / "parity.json").read_text()) == older
+    assert "trt-int8 ran there, not in this run" in caplog.text
+    assert {r.name for r in caplog.records if r.levelname == "WARNING"} == {"trtdeploy.parity"}
+    # One this version cannot make sense of is replaced, as before.
+    (out / "parity.json").write_text(json.dumps({"backends": ["not", "a", "mapping"], "data": None}))
+    assert write_report(result, out)[0] == out / "parity.json"
+    assert json.loads((out / "parity.json").read_text()) == result.to_json()
 
 
 def test_without_matplotlib_tables_only(tmp_path, monkeypatch):
@@ -200,7 +219,7 @@ def test_rendered_dom_in_chromium(report, tmp_path):
     proc = chromium("--virtual-time-budget=10000", "--dump-dom", probe_page.as_uri(), tmp=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     probe = json.loads(parse(proc.stdout).text["probe"])
-    assert [r[0] for r in probe["rows"]] == list(result["backends"])
+    assert [r[0] for r in probe["rows"]] == list(result.backends)
     assert {r[0]: r[2] for r in probe["rows"]} == {"tf": "SKIPPED", "ort-fp32": "PASS", "ort-fp16": "PASS",
                                                    "ort-int8": "FAIL", "trt-int8": "SKIPPED"}
     assert probe["verdict"] == "FAIL"
@@ -243,9 +262,9 @@ def test_tables_fit_a_1400px_window(report, tmp_path):
     """Every table, the per-output one included, fits the page at 1400 px: nothing sticks out of
     the page and no table needs its scroll box."""
     result, _, _ = report
-    for e in result["backends"].values():  # a second output, as exported models have
-        if e["outputs"]:
-            e["outputs"]["predictions"] = dict(e["outputs"]["logits"])
+    result = replace(result, backends={  # a second output, as exported models have
+        b: replace(e, outputs={**e.outputs, "predictions": e.outputs["logits"]}) if e.outputs else e
+        for b, e in result.backends.items()})
     page = tmp_path / "wide.html"
     page.write_text(render_html(result).replace("</body>", WIDTH_PROBE + "</body>"))
     proc = chromium("--window-size=1400,1000", "--virtual-time-budget=10000", "--dump-dom", page.as_uri(),

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from ..env import machine_info
+from ..errors import UsageError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trtdeploy.bench")
 
 IMAGE_SEED = 1234
 
@@ -37,7 +36,7 @@ def _images(folder: Path, num: int, size: int) -> Path:
     """`num` seeded-noise PNGs (size x size RGB); the same bytes on every run."""
     from PIL import Image
 
-    from .fsutil import atomic_path
+    from ..fsutil import atomic_path
 
     if folder.is_dir() and len(list(folder.glob("*.png"))) == num:
         return folder
@@ -47,10 +46,6 @@ def _images(folder: Path, num: int, size: int) -> Path:
         for i in range(num):
             Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(tmp / f"noise_{i:03d}.png")
     return folder
-
-
-def _machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
 
 
 def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", image_size: int = 224,
@@ -65,8 +60,8 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
     from calibration.pipeline import calibrate
     from deploy.data.preprocess import Preprocess
 
-    from .bundle import Bundle, open_bundle
-    from .export import ExportConfig, export
+    from ..bundle import Bundle, open_bundle
+    from ..export import ExportConfig, export
 
     if num_images < 1 or batch_size < 1:
         raise UsageError(f"need --num-images >= 1 and --batch >= 1, got {num_images} and {batch_size}")
@@ -119,6 +114,6 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
         "image_size": image_size,
         "method": method,
         "peer": f"onnxruntime {onnxruntime.__version__} quantize_static (QDQ, Entropy, per-channel, symmetric)",
-        "machine": _machine(),
+        "machine": machine_info().to_json(),
         "workdir": str(work),
     }

@@ -16,10 +16,13 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from .fsutil import atomic_write_json, atomic_write_text
-from .parity import UPPER_KEYS
+from ..fsutil import atomic_write_json, atomic_write_text
+from .layers import LayerSection
+from .metrics import PerClass
+from .result import ERROR, RAN, SKIPPED, BackendEntry, BundleInfo, ParityResult
+from .thresholds import UPPER_KEYS
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trtdeploy.parity")
 
 JSON_NAME = "parity.json"
 HTML_NAME = "parity.html"
@@ -46,7 +49,7 @@ td{white-space:nowrap} .scroll{overflow-x:auto}
 """
 
 
-def write_report(result: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+def write_report(result: ParityResult, out_dir: str | Path) -> tuple[Path, Path]:
     """Write `parity.json` and `parity.html` into `out_dir` (atomically); return both paths.
 
     A report that compared less than the one already there (a backend that ran before did not,
@@ -59,10 +62,10 @@ def write_report(result: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, 
     json_path, html_path = out / JSON_NAME, out / HTML_NAME
     why = _compared_less(result, _previous_result(json_path))
     if why:
-        json_path, html_path = _beside(out, str(result.get("created") or ""))
+        json_path, html_path = _beside(out, result.created)
         log.warning("%s: kept the previous report, which compared more (%s); this run's report is %s",
                     out / HTML_NAME, why, html_path)
-    atomic_write_json(json_path, result)
+    atomic_write_json(json_path, result.to_json())
     atomic_write_text(html_path, render_html(result))
     return json_path, html_path
 
@@ -75,19 +78,22 @@ def _previous_result(path: Path) -> Mapping[str, Any] | None:
     return previous if isinstance(previous, Mapping) else None
 
 
-def _compared(result: Mapping[str, Any]) -> tuple[set[str], int]:
-    backends = result.get("backends")
-    ran = {b for b, e in backends.items() if isinstance(e, Mapping) and e.get("status") == "ran"} \
+def _compared_before(previous: Mapping[str, Any]) -> tuple[set[str], int]:
+    """The backends that ran and the images compared in a parity.json of any earlier version,
+    read leniently: what it lacks counts as nothing compared."""
+    backends = previous.get("backends")
+    ran = {b for b, e in backends.items() if isinstance(e, Mapping) and e.get("status") == RAN} \
         if isinstance(backends, Mapping) else set()
-    images = (result.get("data") or {}).get("num_images") if isinstance(result.get("data"), Mapping) else None
+    images = (previous.get("data") or {}).get("num_images") if isinstance(previous.get("data"), Mapping) else None
     return ran, images if isinstance(images, int) else 0
 
 
-def _compared_less(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> str | None:
-    """Why `new` compared less than `old`, or None when it did not."""
+def _compared_less(new: ParityResult, old: Mapping[str, Any] | None) -> str | None:
+    """Why `new` compared less than the `old` parity.json, or None when it did not."""
     if old is None:
         return None
-    (new_ran, new_images), (old_ran, old_images) = _compared(new), _compared(old)
+    new_ran, new_images = set(new.ran()), new.data.num_images
+    old_ran, old_images = _compared_before(old)
     why = []
     if old_ran - new_ran:
         why.append(f"{', '.join(sorted(old_ran - new_ran))} ran there, not in this run"
@@ -148,23 +154,18 @@ def _img(b64: str, alt: str, chart_id: str) -> str:
     return f'<img class="chart" id="{_e(chart_id)}" alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def _ran(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    return [(b, e) for b, e in result.get("backends", {}).items() if e.get("status") == "ran"]
-
-
-def _histogram_chart(result: Mapping[str, Any], mpl) -> str | None:
-    rows = [(b, e["histogram"]) for b, e in _ran(result) if e.get("histogram") and not e.get("is_reference")]
+def _histogram_chart(result: ParityResult, mpl) -> str | None:
+    rows = [(b, e.histogram) for b, e in result.ran().items() if e.histogram is not None and not e.is_reference]
     if not rows:
         return None
     Figure, canvas = mpl
     fig = Figure(figsize=(10, 4))
     ax = fig.add_subplot()
     for b, h in rows:
-        edges, counts = h["edges"], h["counts"]
-        extra = f", {h['zeros']} exact" if h.get("zeros") else ""
-        ax.stairs(counts, edges, label=f"{b}{extra}", linewidth=1.6)
+        extra = f", {h.zeros} exact" if h.zeros else ""
+        ax.stairs(list(h.counts), list(h.edges), label=f"{b}{extra}", linewidth=1.6)
     ax.set_xscale("log")
-    ax.set_xlabel(f"|reference - backend| on {result.get('data', {}).get('main_output', 'the main output')}")
+    ax.set_xlabel(f"|reference - backend| on {result.data.main_output}")
     ax.set_ylabel("elements")
     ax.set_title("Error histogram per backend")
     _legend(ax)
@@ -177,35 +178,33 @@ def _legend(ax) -> None:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
-def _per_class(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+def _per_class(result: ParityResult) -> list[tuple[str, PerClass]]:
     series = []
-    ref = (result.get("reference") or {}).get("accuracy") or {}
-    if ref.get("per_class"):
-        series.append((f"reference ({result['reference'].get('name')})", ref["per_class"]))
-    for b, e in _ran(result):
-        pc = (e.get("accuracy") or {}).get("per_class")
-        if pc and not e.get("is_reference"):
-            series.append((b, pc))
+    if result.reference.accuracy is not None:
+        series.append((f"reference ({result.reference.name})", result.reference.accuracy.per_class))
+    for b, e in result.ran().items():
+        if e.accuracy is not None and not e.is_reference:
+            series.append((b, e.accuracy.per_class))
     return series
 
 
-def _per_class_chart(result: Mapping[str, Any], mpl) -> str | None:
+def _per_class_chart(result: ParityResult, mpl) -> str | None:
     series = _per_class(result)
     if not series:
         return None
     Figure, canvas = mpl
     fig = Figure(figsize=(10, 4))
     ax = fig.add_subplot()
-    labels = series[0][1]["labels"]
+    labels = series[0][1].labels
     if len(labels) <= MAX_BAR_CLASSES:
         width = 0.8 / len(series)
         for i, (name, pc) in enumerate(series):
-            ax.bar([j + i * width for j in range(len(pc["labels"]))], pc["top1"], width, label=name)
+            ax.bar([j + i * width for j in range(len(pc.labels))], list(pc.top1), width, label=name)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], [str(c) for c in labels])
         ax.set_xlabel("class (dataset label)")
     else:
         for name, pc in series:
-            ax.plot(sorted(pc["top1"]), label=name, linewidth=1.4)
+            ax.plot(sorted(pc.top1), label=name, linewidth=1.4)
         ax.set_xlabel("classes, sorted by top-1 accuracy")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_ylim(0, 105)
@@ -226,7 +225,7 @@ def _short(name: str) -> str:
     return "/".join(parts)
 
 
-def _per_layer_chart(section: Mapping[str, Any], mpl) -> str | None:
+def _per_layer_chart(section: Mapping[str, LayerSection], mpl) -> str | None:
     if not section:
         return None
     Figure, canvas = mpl
@@ -234,12 +233,11 @@ def _per_layer_chart(section: Mapping[str, Any], mpl) -> str | None:
     ax = fig.add_subplot()
     names: list[str] = []
     for key, s in section.items():
-        layers = s["layers"]
-        names = [l["name"] for l in layers] if len(layers) > len(names) else names
-        ys = [l["rel_error"] for l in layers]
-        line, = ax.plot(range(len(ys)), ys, marker=".", label=f"{key} ({s['precision']})")
-        kept = set(s.get("keep_high_precision") or [])
-        idx = [i for i, l in enumerate(layers) if l["name"] in kept]
+        names = list(s.layers) if len(s.layers) > len(names) else names
+        ys = [e.rel_error for e in s.layers.values()]
+        line, = ax.plot(range(len(ys)), ys, marker=".", label=f"{key} ({s.precision})")
+        kept = set(s.keep_high_precision)
+        idx = [i for i, name in enumerate(s.layers) if name in kept]
         ax.scatter(idx, [ys[i] for i in idx], s=90, facecolors="none", edgecolors=line.get_color(),
                    linewidths=2, zorder=3)
     ax.set_yscale("log")
@@ -257,25 +255,24 @@ def _per_layer_chart(section: Mapping[str, Any], mpl) -> str | None:
 # --- page ----------------------------------------------------------------------------
 
 
-def _summary_table(result: Mapping[str, Any]) -> str:
-    main = result.get("data", {}).get("main_output")
+def _summary_table(result: ParityResult) -> str:
+    main = result.data.main_output
     head = ["Backend", "Precision", "Status", "Result", "max |diff|", "max |diff| / max |ref|", "cosine min",
             "cosine mean", "top-1 agree", "top-5 agree", "top-1 acc %", "top-5 acc %", "Δ top-1 vs FP32 (pts)"]
     rows = []
-    for b, e in result.get("backends", {}).items():
-        status = e.get("status")
-        verdict = {True: "pass", False: "fail"}.get(e.get("pass"), status)
-        cls = status if status in ("skipped", "error") else verdict
-        m = (e.get("outputs") or {}).get(main) or {}
-        a = e.get("accuracy") or {}
-        label = b + (" (reference)" if e.get("is_reference") else "")
-        cells = [f'<td class="l">{_e(label)}</td>', f'<td class="l">{_e(e.get("precision"))}</td>',
-                 f'<td class="l">{_e(status)}</td>', f'<td class="l result">{_e(verdict.upper())}</td>']
-        cells += [f"<td>{_num(m.get(k), DIGITS.get(k, 4))}</td>"
+    for b, e in result.backends.items():
+        verdict = {True: "pass", False: "fail"}.get(e.passed, e.status)
+        cls = e.status if e.status in (SKIPPED, ERROR) else verdict
+        m = e.outputs.get(main)
+        a = e.accuracy
+        label = b + (" (reference)" if e.is_reference else "")
+        cells = [f'<td class="l">{_e(label)}</td>', f'<td class="l">{_e(e.precision)}</td>',
+                 f'<td class="l">{_e(e.status)}</td>', f'<td class="l result">{_e(verdict.upper())}</td>']
+        cells += [f"<td>{_num(getattr(m, k, None), DIGITS.get(k, 4))}</td>"
                   for k in ("max_abs", "max_abs_scaled", "cosine_min", "cosine_mean", "top1_agreement",
                             "top5_agreement")]
-        cells += [f"<td>{_pct(a.get('top1'))}</td>", f"<td>{_pct(a.get('top5'))}</td>",
-                  f"<td>{_pct(a.get('delta_top1_vs_fp32'), signed=True)}</td>"]
+        cells += [f"<td>{_pct(getattr(a, 'top1', None))}</td>", f"<td>{_pct(getattr(a, 'top5', None))}</td>",
+                  f"<td>{_pct(getattr(a, 'delta_top1_vs_fp32', None), signed=True)}</td>"]
         rows.append(f'<tr class="{_e(cls)}" data-backend="{_e(b)}">{"".join(cells)}</tr>')
     ths = "".join(f'<th class="{"l" if i < 4 else ""}">{_e(h)}</th>' for i, h in enumerate(head))
     return (f'<div class="scroll"><table id="summary">'
@@ -283,23 +280,24 @@ def _summary_table(result: Mapping[str, Any]) -> str:
             f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
-def _limits(e: Mapping[str, Any]) -> str:
+def _limits(e: BackendEntry) -> str:
     """The thresholds a backend was judged by, with their direction, per output."""
     parts = []
-    for o, t in (e.get("thresholds") or {}).items():
-        items = ", ".join(f"{k} {'≤' if k in UPPER_KEYS else '≥'} {_num(v)}" for k, v in t.items()) or "none"
+    for o, t in e.thresholds.items():
+        items = ", ".join(f"{k} {'≤' if k in UPPER_KEYS else '≥'} {_num(v)}" for k, v in t.to_json().items()) \
+            or "none"
         parts.append(f"<code>{_e(o)}</code>: {_e(items)}")
     return "; ".join(parts)
 
 
-def _failures(result: Mapping[str, Any]) -> str:
+def _failures(result: ParityResult) -> str:
     parts = []
-    for b, e in result.get("backends", {}).items():
-        if e.get("status") == "skipped":
+    for b, e in result.backends.items():
+        if e.status == SKIPPED:
             continue
-        limits = f'<br><small>thresholds: {_limits(e)}</small>' if e.get("thresholds") else ""
-        if e.get("failures"):
-            items = "".join(f"<li>{_e(f)}</li>" for f in e["failures"])
+        limits = f'<br><small>thresholds: {_limits(e)}</small>' if e.thresholds else ""
+        if e.failures:
+            items = "".join(f"<li>{_e(f)}</li>" for f in e.failures)
             parts.append(f'<div class="failures" data-backend="{_e(b)}"><p><b>{_e(b)}</b>: FAIL{limits}</p>'
                          f"<ul>{items}</ul></div>")
         else:
@@ -307,9 +305,9 @@ def _failures(result: Mapping[str, Any]) -> str:
     return "".join(parts) or "<p>No backend ran.</p>"
 
 
-def _skipped(result: Mapping[str, Any]) -> str:
-    rows = [f'<tr data-backend="{_e(b)}"><td class="l">{_e(b)}</td><td class="l">{_e(e.get("reason"))}</td></tr>'
-            for b, e in result.get("backends", {}).items() if e.get("status") == "skipped"]
+def _skipped(result: ParityResult) -> str:
+    rows = [f'<tr data-backend="{_e(b)}"><td class="l">{_e(b)}</td><td class="l">{_e(e.reason)}</td></tr>'
+            for b, e in result.backends.items() if e.status == SKIPPED]
     if not rows:
         return "<p>None: every requested backend ran.</p>"
     return ('<table id="skipped"><thead><tr><th class="l">Backend</th><th class="l">Reason</th></tr></thead>'
@@ -320,13 +318,13 @@ _DETAIL_KEYS = ("max_abs", "mean_abs", "max_rel", "max_abs_scaled", "cosine_min"
                 "top1_agreement", "top5_agreement", "nonfinite")
 
 
-def _details(result: Mapping[str, Any]) -> str:
+def _details(result: ParityResult) -> str:
     # Nine metric columns fit the page only if their snake_case names may wrap after "_".
     head = "".join(f"<th>{_e(k).replace('_', '_<wbr>')}</th>" for k in _DETAIL_KEYS)
     rows = []
-    for b, e in _ran(result):
-        for o, m in (e.get("outputs") or {}).items():
-            cells = "".join(f"<td>{_num(m.get(k), DIGITS.get(k, 4))}</td>" for k in _DETAIL_KEYS)
+    for b, e in result.ran().items():
+        for o, m in e.outputs.items():
+            cells = "".join(f"<td>{_num(getattr(m, k), DIGITS.get(k, 4))}</td>" for k in _DETAIL_KEYS)
             rows.append(f'<tr><td class="l">{_e(b)}</td><td class="l">{_e(o)}</td>{cells}</tr>')
     if not rows:
         return ""
@@ -335,14 +333,14 @@ def _details(result: Mapping[str, Any]) -> str:
             f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def _worst_classes(result: Mapping[str, Any]) -> str:
+def _worst_classes(result: ParityResult) -> str:
     series = _per_class(result)
     if len(series) < 2:
         return ""
     ref_name, ref = series[0]
-    ref_acc = dict(zip(ref["labels"], ref["top1"]))
-    counts = dict(zip(ref["labels"], ref["count"]))
-    others = [(n, dict(zip(pc["labels"], pc["top1"]))) for n, pc in series[1:]]
+    ref_acc = dict(zip(ref.labels, ref.top1))
+    counts = dict(zip(ref.labels, ref.count))
+    others = [(n, dict(zip(pc.labels, pc.top1))) for n, pc in series[1:]]
     drop = {c: max(ref_acc[c] - acc.get(c, ref_acc[c]) for _, acc in others) for c in ref_acc}
     worst = sorted((c for c in drop if drop[c] > 0), key=lambda c: -drop[c])[:WORST_CLASSES]
     if not worst:
@@ -356,25 +354,25 @@ def _worst_classes(result: Mapping[str, Any]) -> str:
             f"<tbody>{rows}</tbody></table>")
 
 
-def _per_layer_text(section: Mapping[str, Any]) -> str:
+def _per_layer_text(section: Mapping[str, LayerSection]) -> str:
     parts = []
     for key, s in section.items():
-        kept = s.get("keep_high_precision") or []
+        kept = s.keep_high_precision
         kept_html = ", ".join(f"<code>{_e(n)}</code>" for n in kept) or "none (no layer adds error)"
-        parts.append(f'<h3>{_e(key)} ({_e(s.get("precision"))})</h3><p>Keep in high precision first: {kept_html}</p>')
-        if s.get("command"):
+        parts.append(f'<h3>{_e(key)} ({_e(s.precision)})</h3><p>Keep in high precision first: {kept_html}</p>')
+        if s.command:
             parts.append(f'<p>Re-calibrate with their ONNX nodes in float:</p>'
-                         f'<pre><code class="command">{_e(s["command"])}</code></pre>')
-        if s.get("unmapped"):
-            parts.append("<p>No ONNX node is named under " + ", ".join(f"<code>{_e(n)}</code>" for n in s["unmapped"])
-                         + " (tf2onnx renamed it): add its node to <code>--exclude</code> by hand.</p>")
-        elif s.get("precision") == "int8" and kept and s.get("exclude_nodes") is None:
+                         f'<pre><code class="command">{_e(s.command)}</code></pre>')
+        if s.unmapped:
+            parts.append("<p>No ONNX node is named under " + ", ".join(f"<code>{_e(n)}</code>" for n in s.unmapped)
+                         + " (tf2onnx renamed it): add its node to <code>--keep-fp32</code> by hand.</p>")
+        elif s.precision == "int8" and kept and s.exclude_nodes is None:
             parts.append("<p>ONNX node names were not available here (no onnx or model.onnx), so no "
-                         "<code>trtdeploy calibrate --exclude</code> line: exclude these layers' Conv/Add nodes.</p>")
+                         "<code>trtdeploy calibrate --keep-fp32</code> line: keep these layers' Conv/Add nodes in FP32.</p>")
         rows = "".join(
-            f'<tr><td>{r["index"]}</td><td class="l">{_e(r["name"])}</td><td>{_num(r["rel_error"])}</td>'
-            f'<td>{_num(r["growth"])}</td><td>{_num(r.get("cosine"), 6)}</td></tr>'
-            for r in (s.get("ranking") or [])[:10])
+            f'<tr><td>{r.index}</td><td class="l">{_e(r.name)}</td><td>{_num(r.rel_error)}</td>'
+            f'<td>{_num(r.growth)}</td><td>{_num(r.cosine, 6)}</td></tr>'
+            for r in s.ranking[:10])
         parts.append('<table class="layer-ranking"><thead><tr><th>#</th><th class="l">layer</th><th>rel error</th>'
                      f"<th>growth</th><th>cosine</th></tr></thead><tbody>{rows}</tbody></table>")
     return "".join(parts)
@@ -395,40 +393,32 @@ def _size(x: Any) -> str:
     return "x".join(str(v) for v in x) if isinstance(x, (list, tuple)) and x else "unknown"
 
 
-def _model_info(bundle: Mapping[str, Any]) -> str:
+def _model_info(bundle: BundleInfo) -> str:
     """Where the weights come from and the input size against the training size."""
-    weights = bundle.get("weights") or "unknown"
-    trained = "not trained" if weights == "random" else f'trained at {_size(bundle.get("trained_image_size"))}'
-    return (f'<p id="model">Model weights: <b>{_e(weights)}</b>; input {_e(_size(bundle.get("image_size")))}, '
+    weights = bundle.weights or "unknown"
+    trained = "not trained" if weights == "random" else f"trained at {_size(bundle.trained_image_size)}"
+    return (f'<p id="model">Model weights: <b>{_e(weights)}</b>; input {_e(_size(bundle.image_size))}, '
             f"{_e(trained)}</p>")
 
 
-def render_html(result: Mapping[str, Any]) -> str:
-    """The report page as one string (no external resources)."""
-    mpl = _matplotlib()
-    bundle = result.get("bundle") or {}
-    ref = result.get("reference") or {}
-    ok = bool(result.get("pass"))
-    body = [
-        f"<h1>Parity report: {_e(bundle.get('model', 'model'))}</h1>",
+def _header(result: ParityResult) -> list[str]:
+    """Title, verdict, reference and model lines."""
+    bundle, ref, ok = result.bundle, result.reference, result.passed
+    verdict = f"{_e(result.verdict.partition(': ')[2])}; " if result.verdict else ""
+    ra = ref.accuracy
+    accuracy = (f"; top-1 {_pct(ra.top1)}%, top-5 {_pct(ra.top5)}% on {ra.count} labelled images</p>" if ra
+                else "; no labels, so no accuracy (agreement with the reference only)</p>")
+    return [
+        f"<h1>Parity report: {_e(bundle.model)}</h1>",
         f'<p><span class="verdict {"v-pass" if ok else "v-fail"}" id="verdict">{"PASS" if ok else "FAIL"}</span> '
-        + (f"{_e(result['verdict'].partition(': ')[2])}; " if result.get("verdict") else "") +
-        f"bundle <code>{_e(bundle.get('path', '?'))}</code>, {_e(result.get('created', ''))}</p>",
-        f"<p>Reference: <b>{_e(ref.get('name'))}</b> — {_e(ref.get('note') or '')}",
-    ]
-    ra = ref.get("accuracy")
-    body[-1] += (f"; top-1 {_pct(ra['top1'])}%, top-5 {_pct(ra['top5'])}% on {ra['count']} labelled images</p>"
-                 if ra else "; no labels, so no accuracy (agreement with the reference only)</p>")
-    body.append(_model_info(bundle))
-    body += [f'<p class="note model-warning">WARNING: {_e(w)}</p>' for w in bundle.get("warnings") or []]
-    if mpl is None:
-        body.append('<p class="note" id="no-charts">matplotlib is not installed here, so this page has tables '
-                    "only; <code>pip install matplotlib</code> and re-run for the charts.</p>")
-    body += ["<h2>Summary</h2>", _summary_table(result),
-             "<h2>Pass / fail</h2>", _failures(result),
-             "<h2>Skipped backends</h2>", _skipped(result),
-             "<h2>Per-output metrics</h2>", _details(result) or "<p>No backend ran.</p>",
-             "<h2>Error histograms</h2>"]
+        f"{verdict}bundle <code>{_e(bundle.path)}</code>, {_e(result.created)}</p>",
+        f"<p>Reference: <b>{_e(ref.name)}</b> — {_e(ref.note)}{accuracy}",
+        _model_info(bundle),
+    ] + [f'<p class="note model-warning">WARNING: {_e(w)}</p>' for w in bundle.warnings]
+
+
+def _charts_and_layers(result: ParityResult, mpl) -> list[str]:
+    body = ["<h2>Error histograms</h2>"]
     hist = _histogram_chart(result, mpl) if mpl else None
     body.append(_img(hist, "error histograms", "chart-histogram") if hist else "<p>No histogram data.</p>")
     body.append("<h2>Per-class accuracy</h2>")
@@ -437,7 +427,7 @@ def render_html(result: Mapping[str, Any]) -> str:
         body.append(_img(pc, "per-class top-1 accuracy", "chart-per-class"))
     body.append(_worst_classes(result) if _per_class(result) else "<p>No labels: per-class accuracy needs a labelled "
                 "dataset (--data with class folders, or labels in reference.npz).</p>")
-    section = result.get("per_layer") or {}
+    section = result.per_layer or {}
     body.append("<h2>Per-layer error</h2>")
     if section:
         chart = _per_layer_chart(section, mpl) if mpl else None
@@ -446,9 +436,24 @@ def render_html(result: Mapping[str, Any]) -> str:
         body.append(_per_layer_text(section))
     else:
         body.append("<p>No per-layer data in this run.</p>")
-    body += ["<h2>Data</h2>", _kv_table(result.get("data") or {}, "data"),
-             "<h2>Environment</h2>", _kv_table(result.get("environment") or {}, "environment")]
-    title = f"Parity: {bundle.get('model', '')} — {'PASS' if ok else 'FAIL'}"
+    return body
+
+
+def render_html(result: ParityResult) -> str:
+    """The report page as one string (no external resources)."""
+    mpl = _matplotlib()
+    body = _header(result)
+    if mpl is None:
+        body.append('<p class="note" id="no-charts">matplotlib is not installed here, so this page has tables '
+                    "only; <code>pip install matplotlib</code> and re-run for the charts.</p>")
+    body += ["<h2>Summary</h2>", _summary_table(result),
+             "<h2>Pass / fail</h2>", _failures(result),
+             "<h2>Skipped backends</h2>", _skipped(result),
+             "<h2>Per-output metrics</h2>", _details(result) or "<p>No backend ran.</p>"]
+    body += _charts_and_layers(result, mpl)
+    body += ["<h2>Data</h2>", _kv_table(result.data.to_json(), "data"),
+             "<h2>Environment</h2>", _kv_table(result.environment.to_json(), "environment")]
+    title = f"Parity: {result.bundle.model} — {'PASS' if result.passed else 'FAIL'}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
