@@ -2,7 +2,7 @@
 
 Stages (each a small function of the previous artifact)::
 
-    CalibrationSet ──► collect_statistics (ORT, FP32 model, every float activation, one pass)
+    InputSet ──► collect_statistics (ORT, FP32 model, every float activation, one pass)
                    ──► compute_amax (entropy | percentile | max | mse)
                    ──► insert_qdq (the planned tensors) ─► model.int8.onnx
                    ──► calibration/scales.json, calibration/trt.cache (every activation),
@@ -65,16 +65,16 @@ class CalibrationResult:
 
 
 def _load_set(bundle: Bundle, data_path: Any, num_images: int | None, seed: int, skip_bad: bool):
-    from deploy.data.inputs import CalibrationSet
+    from deploy.data.inputs import InputSet
     from deploy.data.preprocess import Preprocess
 
-    if isinstance(data_path, CalibrationSet):
+    if isinstance(data_path, InputSet):
         return data_path
 
     preprocess = Preprocess.from_json(bundle.preprocessing)
     # Choosing the subset inside from_path decodes only the chosen images, not the whole folder.
-    return CalibrationSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess,
-                                    skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
+    return InputSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess,
+                              skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
 
 
 def _read_previous(path: Path) -> dict[str, Any] | None:

@@ -264,14 +264,13 @@ def _save_timing_cache(builder_config: Any, path: Path | None, stats: dict[str, 
 
 def _calibration_batches(bundle: Bundle, config: BuildConfig) -> Iterable[Any]:
     """Preprocessed calibration batches for live implicit calibration."""
-    from deploy.data.inputs import CalibrationSet
-    from deploy.data.preprocess import Preprocess
+    from ..data.inputs import InputSet
+    from ..data.preprocess import Preprocess
 
     (tensor,) = bundle.inputs  # the calibrator feeds one image input
-    data = CalibrationSet.from_path(config.calib_data, input=tensor,
-                                    preprocess=Preprocess.from_json(bundle.preprocessing),
-                                    num=config.calib_count, seed=config.calib_seed)
-    return data.batches(config.calib_batch)
+    data = InputSet.from_path(config.calib_data, input=tensor, preprocess=Preprocess.from_json(bundle.preprocessing),
+                              num=config.calib_count, seed=config.calib_seed)
+    return data.batches(config.calib_batch, desc="calibration")
 
 
 def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
