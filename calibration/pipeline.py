@@ -31,6 +31,7 @@ import numpy as np
 from deploy.bundle import Bundle
 from deploy.errors import CalibrationError
 from deploy.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
+from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_for, write_cache
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,6 @@ TRT_CACHE = "calibration/trt.cache"
 DATASET = "calibration/dataset.json"
 INT8_ONNX = "model.int8.onnx"
 DEFAULT_BATCH_SIZE = 16
-# The header version written into trt.cache (JetPack 6's TensorRT). `trtdeploy build` does not
-# depend on it: it serves the cache under the running TensorRT's version.
-DEFAULT_CACHE_TRT_VERSION = "10.3.0"
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,7 @@ def calibrate(
     exclude: Sequence[str] = (),
     recalibrate: bool = False,
     skip_bad: bool = False,
-    trt_version: str = DEFAULT_CACHE_TRT_VERSION,
+    trt_version: str = DEFAULT_VERSION,
     percentile: float = 99.99,
     num_bins: int | None = None,
 ) -> CalibrationResult:
@@ -130,7 +128,6 @@ def calibrate(
 
     from deploy.runners.ort import make_session
 
-    from .cache import calibration_algorithm_for, write_cache
     from .calibrators import TRT_NUM_BINS, CalibrationConfig, compute_amax
     from .qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations
     from .stats import collect_statistics

@@ -14,6 +14,7 @@ def add_parser(sub) -> None:
                                    "calibration/scales.json, calibration/trt.cache (TensorRT <= 10) and "
                                    "calibration/dataset.json. Re-running with the same model, data and method "
                                    "reuses the ranges.")
+    from ..trt.calibration_cache import DEFAULT_VERSION
     from . import BUNDLE_HELP, DATA_HELP
 
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
@@ -30,10 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--recalibrate", action="store_true",
                    help="replace calibration results made for another model, data set or method")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
-    p.add_argument("--trt-version", default="10.3.0", metavar="VERSION",
+    p.add_argument("--trt-version", default=DEFAULT_VERSION, metavar="VERSION",
                    help="TensorRT version written into calibration/trt.cache's header, for tools that read the "
                         "file themselves (trtexec --calib); `trtdeploy build` serves the cache to the TensorRT it "
-                        "runs whatever this says (default 10.3.0, JetPack 6)")
+                        "runs whatever this says (default %(default)s, JetPack 6)")
     p.set_defaults(func=run)
 
 

@@ -45,7 +45,7 @@ def load_cache(cache_path: str | Path, expected_sha256: str | None,
 
     `known_tensors`: the network's activation tensors. Cached names outside it are reported
     (all of them: another model's cache), and so is how many of them have no scale."""
-    from calibration.cache import parse_cache, trt_version_code
+    from .calibration_cache import parse_cache, trt_version_code
 
     path = Path(cache_path)
     try:

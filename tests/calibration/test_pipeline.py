@@ -12,7 +12,7 @@ pytest.importorskip("tensorflow")
 onnx = pytest.importorskip("onnx")
 
 import calibration.stats  # noqa: E402
-from calibration.cache import read_cache  # noqa: E402
+from deploy.trt.calibration_cache import read_cache  # noqa: E402
 from calibration.pipeline import calibrate, evaluate_accuracy  # noqa: E402
 from calibration.qdq import observed_tensors, plan_qdq, qdq_activations  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402

@@ -479,7 +479,7 @@ class FakeProfile:
 
 
 def _cache_header(version: str) -> str:
-    from calibration.cache import trt_version_code
+    from deploy.trt.calibration_cache import trt_version_code
 
     return f"TRT-{trt_version_code(version)}-EntropyCalibration2"
 

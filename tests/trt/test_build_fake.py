@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from calibration.cache import read_cache  # noqa: E402
+from deploy.trt.calibration_cache import read_cache  # noqa: E402
 from calibration.pipeline import calibrate  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
 from deploy.cli import main  # noqa: E402
@@ -110,7 +110,7 @@ def test_a_cache_of_the_qdq_tensors_only_is_reported(bundle, monkeypatch, caplog
     """A cache from before every activation was observed: the build says what is missing."""
     import onnx
 
-    from calibration.cache import write_cache
+    from deploy.trt.calibration_cache import write_cache
     from calibration.qdq import plan_qdq, qdq_activations
 
     cache = read_cache(bundle.path("calibration/trt.cache"))
