@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from deploy.bundle import Bundle
+from deploy.bundle import DATASET_JSON, ONNX_FILES, SCALES_JSON, TRT_CACHE, Bundle
 from deploy.errors import CalibrationError
 from deploy.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_for, write_cache
@@ -36,10 +36,7 @@ from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_
 log = logging.getLogger(__name__)
 
 SCALES_FORMAT = 1
-SCALES = "calibration/scales.json"
-TRT_CACHE = "calibration/trt.cache"
-DATASET = "calibration/dataset.json"
-INT8_ONNX = "model.int8.onnx"
+INT8_ONNX = ONNX_FILES["int8"]
 DEFAULT_BATCH_SIZE = 16
 
 
@@ -136,7 +133,7 @@ def calibrate(
     config = CalibrationConfig(method=method, percentile=percentile, num_bins=num_bins or TRT_NUM_BINS)
     algorithm = calibration_algorithm_for(method)
     fp32_path = bundle.onnx_path("fp32")
-    bundle.verify_file("model.onnx")
+    bundle.verify_file(ONNX_FILES["fp32"])
     model = onnx.load(str(fp32_path))
     plan = plan_qdq(model, exclude=exclude)  # unknown --exclude names fail before data is read
     # One statistics pass serves both files: model.int8.onnx needs the Q/DQ tensors' ranges,
@@ -153,7 +150,7 @@ def calibrate(
         "num_bins": config.num_bins,
     }
 
-    scales_path = bundle.path(SCALES)
+    scales_path = bundle.path(SCALES_JSON)
     prev = _read_previous(scales_path)
     amax: dict[str, float] | None = None
     if prev is not None and not recalibrate:
@@ -197,12 +194,12 @@ def calibrate(
     # rename them only once every one is written (a failure removes them all). The manifest
     # goes last.
     with contextlib.ExitStack() as stack:
-        tmp = {rel: stack.enter_context(atomic_path(bundle.path(rel))) for rel in (INT8_ONNX, SCALES, TRT_CACHE, DATASET)}
+        tmp = {rel: stack.enter_context(atomic_path(bundle.path(rel))) for rel in (INT8_ONNX, SCALES_JSON, TRT_CACHE, DATASET_JSON)}
         atomic_write_bytes(tmp[INT8_ONNX], int8_bytes)
-        atomic_write_json(tmp[SCALES], scales)
+        atomic_write_json(tmp[SCALES_JSON], scales)
         write_cache(tmp[TRT_CACHE], observed_amax, version=trt_version, algorithm=algorithm)
-        atomic_write_json(tmp[DATASET], dataset_manifest)
-    files = {rel: bundle.record_file(rel) for rel in (INT8_ONNX, SCALES, TRT_CACHE, DATASET)}
+        atomic_write_json(tmp[DATASET_JSON], dataset_manifest)
+    files = {rel: bundle.record_file(rel) for rel in (INT8_ONNX, SCALES_JSON, TRT_CACHE, DATASET_JSON)}
     precision = bundle.manifest.setdefault("precision", {})
     precision["int8"] = {
         "method": config.method,

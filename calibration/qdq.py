@@ -77,11 +77,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from deploy.errors import CalibrationError, UsageError
+from deploy.int8 import INT8_MAX, QDQ_OP_TYPES
 
 log = logging.getLogger(__name__)
 
 MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear
-INT8_MAX = 127
 
 # Reasons recorded in the plan (one tensor may have several).
 CONV_INPUT = "conv input"
@@ -157,7 +157,7 @@ def _check_exclude(model, exclude: Sequence[str]) -> tuple[str, ...]:
     unknown = [e for e in exclude if e not in known]
     if unknown:
         # Suggest the nodes the plan could quantize (Conv first): those are what users exclude.
-        candidates = [n.name for n in model.graph.node if n.op_type in ("Conv", "Add", "BatchNormalization", "MaxPool")]
+        candidates = [n.name for n in model.graph.node if n.op_type in QDQ_OP_TYPES]
         shown = ", ".join(candidates[:4])
         raise UsageError(
             f"--exclude: no node named {', '.join(repr(u) for u in unknown)} in the model; "
@@ -226,7 +226,7 @@ def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
     add_inputs = {t for n in graph.node if n.op_type == "Add" for t in n.input}
 
     for node in graph.node:
-        if node.name in exclude_set:
+        if node.name in exclude_set or node.op_type not in QDQ_OP_TYPES:
             continue
         op = node.op_type
         if op == "Conv":

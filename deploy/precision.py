@@ -35,7 +35,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .bundle import Bundle
+from .bundle import ONNX_FILES, REFERENCE_NPZ, SCALES_JSON, Bundle
 from .errors import BundleError, UsageError
 from .fsutil import atomic_write_bytes
 
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 FP16_MAX = 65504.0
 OVERFLOW_LIMIT = FP16_MAX / 2
-FP16_ONNX = "model.fp16.onnx"
 SENSITIVE_OPS = {
     "Softmax": "softmax: small probabilities underflow in FP16",
     "LogSoftmax": "softmax: small probabilities underflow in FP16",
@@ -246,7 +245,7 @@ def _toposort(nodes: list, available: set[str]) -> list:
 
 
 def _reference_feeds(bundle: Bundle) -> list[dict[str, np.ndarray]]:
-    path = bundle.path("reference.npz")
+    path = bundle.path(REFERENCE_NPZ)
     if not path.is_file():
         raise BundleError(f"{path}: missing; FP16 range checks run on the reference inputs (re-run `trtdeploy export`)")
     with np.load(path) as ref:
@@ -254,12 +253,12 @@ def _reference_feeds(bundle: Bundle) -> list[dict[str, np.ndarray]]:
 
 
 def _calibrated_maxima(bundle: Bundle) -> dict[str, float]:
-    path = bundle.path("calibration/scales.json")
+    path = bundle.path(SCALES_JSON)
     if not path.is_file():
         return {}
-    bundle.verify_file("calibration/scales.json")
+    bundle.verify_file(SCALES_JSON)
     data = json.loads(path.read_text())
-    if data.get("model_sha256") != bundle.file_hash("model.onnx"):
+    if data.get("model_sha256") != bundle.file_hash(ONNX_FILES["fp32"]):
         log.info("%s is for another model.onnx; FP16 ranges from the reference inputs only", path)
         return {}
     return {k: float(v) for k, v in data.get("max", {}).items()}
@@ -272,7 +271,7 @@ def convert_fp16(bundle: Bundle, keep_fp32: Sequence[str] = ()) -> Path:
     from .runners.ort import make_session
 
     src = bundle.onnx_path("fp32")
-    bundle.verify_file("model.onnx")
+    bundle.verify_file(ONNX_FILES["fp32"])
     model = onnx.load(str(src))
     ranges = tensor_ranges(model, _reference_feeds(bundle))
     calibrated = _calibrated_maxima(bundle)
@@ -282,14 +281,14 @@ def convert_fp16(bundle: Bundle, keep_fp32: Sequence[str] = ()) -> Path:
     fp16 = to_fp16(model, plan.kept_fp32)
     data = fp16.SerializeToString()
     make_session(data)  # refuse to write a file ONNX Runtime cannot load
-    out = atomic_write_bytes(bundle.path(FP16_ONNX), data)
-    bundle.record_file(FP16_ONNX)
+    out = atomic_write_bytes(bundle.path(ONNX_FILES["fp16"]), data)
+    bundle.record_file(ONNX_FILES["fp16"])
     bundle.manifest.setdefault("precision", {})["fp16"] = {
-        "onnx": FP16_ONNX,
+        "onnx": ONNX_FILES["fp16"],
         "kept_fp32": list(plan.kept_fp32),
         "kept_fp32_reasons": plan.kept_fp32,
         "overflow_limit": OVERFLOW_LIMIT,
-        "ranges_from": ["reference.npz"] + (["calibration/scales.json"] if calibrated else []),
+        "ranges_from": [REFERENCE_NPZ] + ([SCALES_JSON] if calibrated else []),
         "num_casts": sum(1 for n in fp16.graph.node if n.op_type == "Cast") - sum(
             1 for n in model.graph.node if n.op_type == "Cast"),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-METHODS = ("entropy", "percentile", "max", "mse")
+from ..int8 import CALIBRATION_METHODS
 
 
 def add_parser(sub) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
 
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
     p.add_argument("--data", type=Path, required=True, metavar="PATH", help=f"calibration data: {DATA_HELP}")
-    p.add_argument("--method", choices=METHODS, default="entropy", help="range selection (default entropy, "
+    p.add_argument("--method", choices=CALIBRATION_METHODS, default="entropy", help="range selection (default entropy, "
                    "as TensorRT's EntropyCalibration2)")
     p.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     p.add_argument("--num-images", type=int, metavar="N", help="use a seeded random subset of N images")

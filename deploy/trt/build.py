@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..bundle import Bundle, ONNX_FILES, TensorInfo
+from ..bundle import ONNX_FILES, TRT_CACHE, Bundle, TensorInfo
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
 from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from .choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
@@ -28,8 +28,6 @@ from .sidecar import Sidecar, sidecar_path
 from .versions import check_supported, import_tensorrt, supports_implicit_int8
 
 log = logging.getLogger("trtdeploy.trt")
-
-CALIBRATION_CACHE = "calibration/trt.cache"
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ class BuildConfig:
         if self.mode == "implicit":
             d["calibration"] = ({"data": str(self.calib_data), "count": self.calib_count,
                                  "batch": self.calib_batch, "seed": self.calib_seed}
-                                if self.calib_data else {"cache": CALIBRATION_CACHE})
+                                if self.calib_data else {"cache": TRT_CACHE})
         return d
 
 
@@ -325,7 +323,7 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
             builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
 
         calibrator = None
-        cache_path = bundle.path(CALIBRATION_CACHE)
+        cache_path = bundle.path(TRT_CACHE)
         if plan.implicit_int8:
             calibrator = _configure_implicit_int8(trt, cuda, builder, network, builder_config, bundle, config, shapes,
                                                   make_calibrator)
@@ -365,7 +363,7 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
     if plan.implicit_int8 and config.calib_data is not None:
         # TensorRT wrote a fresh cache for this very model: record it, so later builds
         # accept it instead of refusing it as stale.
-        bundle.record_file(CALIBRATION_CACHE)
+        bundle.record_file(TRT_CACHE)
         bundle.save()
     sidecar = Sidecar(
         plan=plan_path.name, plan_sha256=sha256_bytes(data), model=bundle.model_name, tensorrt=trt.__version__,
@@ -387,7 +385,7 @@ def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, ne
                              shapes: Mapping[str, tuple[tuple[int, ...], ...]], make_calibrator: Any) -> Any:
     """TensorRT <= 10 only: INT8 + FP16 builder flags, the entropy calibrator, and a
     calibration profile fixed at the calibration batch (dynamic shapes need one)."""
-    cache_path = bundle.path(CALIBRATION_CACHE)
+    cache_path = bundle.path(TRT_CACHE)
     if config.calib_data is not None:
         calibrator = make_calibrator(trt, cache_path, batches=_calibration_batches(bundle, config),
                                      batch_size=config.calib_batch, cuda=cuda)
@@ -398,7 +396,7 @@ def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, ne
                 "or calibrate live with --calib-data DIR"
             )
         calibrator = make_calibrator(trt, cache_path, batch_size=config.calib_batch,
-                                     expected_sha256=bundle.file_hash(CALIBRATION_CACHE),
+                                     expected_sha256=bundle.file_hash(TRT_CACHE),
                                      known_tensors=network_activation_names(trt, network))
     builder_config.set_flag(trt.BuilderFlag.INT8)
     builder_config.set_flag(trt.BuilderFlag.FP16)
