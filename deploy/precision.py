@@ -65,21 +65,16 @@ class Fp16Plan:
 def tensor_ranges(model, feeds: Iterable[Mapping[str, np.ndarray]]) -> dict[str, float]:
     """max |x| of every float tensor the graph computes, over `feeds` (ONNX Runtime, FP32)."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto
 
+    from .onnx_graph import with_outputs
     from .runners.ort import make_session
 
     inferred = onnx.shape_inference.infer_shapes(model)
     float_types = {v.name for v in (*inferred.graph.value_info, *inferred.graph.output)
                    if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     names = [t for n in model.graph.node for t in n.output if t in float_types]
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    have = {o.name for o in probe.graph.output}
-    for t in names:
-        if t not in have:
-            probe.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
-    session = make_session(probe.SerializeToString())
+    session = make_session(with_outputs(model, names))
     ranges = dict.fromkeys(names, 0.0)
     for feed in feeds:
         # One sample at a time: all activations of a big ResNet at once would not fit.
