@@ -392,16 +392,45 @@ class FakeNetwork:
         return self.layers[index]
 
 
+class FakeParserError:
+    """`trt.ParserError`: what the parser says about one node."""
+
+    def __init__(self, node: int, name: str, op: str, desc: str):
+        self._node, self._name, self._op, self._desc = node, name, op, desc
+
+    def node(self):
+        return self._node
+
+    def node_name(self):
+        return self._name
+
+    def node_operator(self):
+        return self._op
+
+    def desc(self):
+        return self._desc
+
+
 class FakeOnnxParser:
+    """`trt.OnnxParser`; `trt` is the fake module it belongs to (its `parse_errors`, when any,
+    make the parse fail with them)."""
+
+    trt: types.SimpleNamespace
     num_errors = 0
 
     def __init__(self, network, logger):
         self.network = network
 
+    def get_error(self, index):
+        return self.trt.parse_errors[index]
+
     def parse_from_file(self, path):
         import onnx
         from onnx import TensorProto
 
+        if self.trt.parse_errors:
+            self.num_errors = len(self.trt.parse_errors)
+            return False
         model = onnx.load(path)
         dtypes = {TensorProto.FLOAT: DataType.FLOAT, TensorProto.INT64: DataType.INT64}
         inits = {t.name for t in model.graph.initializer}
@@ -502,6 +531,7 @@ class FakeBuilder:
         return FakeProfile()
 
     def build_serialized_network(self, network, config):
+        self.trt.built_with = (network, config)
         if self.trt.fail_build:
             self.logger.log(Severity.ERROR, "out of memory")
             return None
@@ -547,17 +577,23 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNam
     calibrator's cache as TensorRT does: only under a header naming its own version and
     EntropyCalibration2 (and only while `trt.accept_cache`); otherwise it asks `get_batch`
     for data and fails with no scaling factors when none comes. `trt.scales` keeps the
-    scales it accepted, `trt.batches_asked` the get_batch calls.
+    scales it accepted, `trt.batches_asked` the get_batch calls, `trt.built_with` the network
+    and builder config of the last build. Set `trt.parse_errors` to make the parse fail, and
+    `trt.load_back = False` to make the Runtime refuse the plan.
     """
     trt = types.SimpleNamespace(__version__=version, ILogger=ILogger, TensorIOMode=TensorIOMode,
                                 DataType=DataType, nptype=nptype, LayerType=LayerType, BuilderFlag=BuilderFlag,
                                 NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
                                 MemoryPoolType=MemoryPoolType, HardwareCompatibilityLevel=HardwareCompatibilityLevel,
-                                IProgressMonitor=IProgressMonitor, OnnxParser=FakeOnnxParser)
+                                IProgressMonitor=IProgressMonitor)
     trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     trt.deserialized: list[bytes] = []
     trt.timing_key = f"TIMING:{version}".encode()
     trt.fail_build = False
+    trt.parse_errors: list[FakeParserError] = []
+    trt.built_with = None  # (network, builder config) of the last build
+    trt.load_back = True  # whether the Runtime deserializes the plan it is given
+    trt.host_code_allowed: list[bool] = []  # Runtime.engine_host_code_allowed at each deserialize
     trt.accept_cache = True
     trt.scales: dict[str, float] = {}
     trt.batches_asked = 0
@@ -570,8 +606,13 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNam
 
         def deserialize_cuda_engine(self, data):
             trt.deserialized.append(bytes(data))
+            trt.host_code_allowed.append(self.engine_host_code_allowed)
+            if not trt.load_back:
+                self.logger.log(Severity.ERROR, "engine plan is corrupt")
+                return None
             return FakeEngine(cuda)
 
     trt.Builder = type("Builder", (FakeBuilder,), {"trt": trt})
+    trt.OnnxParser = type("OnnxParser", (FakeOnnxParser,), {"trt": trt})
     trt.Runtime = Runtime
     return trt
