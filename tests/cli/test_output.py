@@ -14,7 +14,7 @@ import pytest
 from deploy import progress as progress_module
 from deploy.progress import progress
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess:
