@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from deploy.bundle import DATASET_JSON, ONNX_FILES, SCALES_JSON, TRT_CACHE, Bundle
+from deploy.data import DEFAULT_BATCH_SIZE
 from deploy.errors import CalibrationError
 from deploy.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_for, write_cache
@@ -39,7 +40,6 @@ log = logging.getLogger("trtdeploy.calibration")
 
 SCALES_FORMAT = 1
 INT8_ONNX = ONNX_FILES["int8"]
-DEFAULT_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,8 @@ the pooled 1x1 tensor is tiny, so an INT8 average buys nothing and adds a roundi
 before the logits), the Reshape/Squeeze, the Softmax (an exponential of logits needs range
 that int8 does not have) and every bias.
 
-`exclude` keeps named nodes in high precision: none of their inputs or weights get Q/DQ;
-their neighbours keep theirs.
+`exclude` (`trtdeploy calibrate --keep-fp32`) keeps named nodes in high precision: none of
+their inputs or weights get Q/DQ; their neighbours keep theirs.
 
 All original tensor names are kept (a Q/DQ pair is inserted on the consumer side of a
 tensor and its nodes/tensors are named after the tensor), so INT8-vs-FP32 per-layer
@@ -159,7 +159,7 @@ def _check_exclude(model, exclude: Sequence[str]) -> tuple[str, ...]:
         candidates = [n.name for n in model.graph.node if n.op_type in QDQ_OP_TYPES]
         shown = ", ".join(candidates[:4])
         raise UsageError(
-            f"--exclude: no node named {', '.join(repr(u) for u in unknown)} in the model; "
+            f"--keep-fp32: no node named {', '.join(repr(u) for u in unknown)} in the model; "
             f"valid names look like: {shown} (list them with `python -c \"import onnx; "
             f"[print(n.name) for n in onnx.load('model.onnx').graph.node]\"`)"
         )
@@ -233,7 +233,7 @@ def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
                 raise CalibrationError(
                     f"Conv {node.name!r}: weight {node.input[1] if len(node.input) > 1 else '?'!r} is not an "
                     "initializer, so it cannot be quantized per channel; re-export the model (constants folded) "
-                    f"or pass --exclude {node.name}"
+                    f"or pass --keep-fp32 {node.name}"
                 )
             add_edge(node.input[0], node, 0, CONV_INPUT)
             weights.setdefault(node.input[1], []).append((node.name, 1))

@@ -73,7 +73,7 @@ class BuildConfig:
             )
         if self.calib_data is not None and self.mode != "implicit":
             raise UsageError(
-                "--calib-data applies to --precision int8 --int8-mode implicit; explicit INT8 takes its "
+                "--data applies to --precision int8 --int8-mode implicit; explicit INT8 takes its "
                 "scales from model.int8.onnx (`trtdeploy calibrate BUNDLE --data DIR`)"
             )
         if self.calib_count < 1 or self.calib_batch < 1:
@@ -424,7 +424,7 @@ def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, ne
         if not cache_path.is_file():
             raise CalibrationError(
                 f"{cache_path}: missing; make it with `trtdeploy calibrate {bundle.root} --data DIR`, "
-                "or calibrate live with --calib-data DIR"
+                "or calibrate live with --data DIR"
             )
         calibrator = make_calibrator(trt, cache_path, batch_size=config.calib_batch,
                                      expected_sha256=bundle.file_hash(TRT_CACHE),

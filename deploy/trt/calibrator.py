@@ -6,7 +6,7 @@ Two uses:
   TensorRT ignores a cache whose header names another TensorRT version (and then asks for
   batches), but the scales do not depend on the version: the cache is served under the
   header of the TensorRT that runs, once it is shown to belong to this bundle;
-- live calibration (`--calib-data DIR`): feed preprocessed batches from device memory
+- live calibration (`trtdeploy build --data DIR`): feed preprocessed batches from device memory
   and let TensorRT write its own cache.
 
 The cache is validated before it is served, here in Python: TensorRT's own checks end in a
@@ -104,7 +104,7 @@ def _refused(cache_path: Path, trt_version: str) -> CalibrationError:
     return CalibrationError(
         f"{cache_path}: TensorRT {trt_version} did not accept the served cache and asked for calibration batches "
         "(its log above says why); re-run `trtdeploy calibrate` for this model, or calibrate on this device "
-        "with --calib-data DIR"
+        "with --data DIR"
     )
 
 

@@ -180,7 +180,7 @@ def test_unknown_exclude_is_a_usage_error(bundle, digits):
 
 def test_cli_summary(bundle, digits, capsys):
     assert main(["calibrate", str(bundle.root), "--data", str(digits[1]), "--num-images", "64",
-                 "--method", "percentile", "--exclude", "resnet_v2_digits/logits/BiasAdd"]) == 0
+                 "--method", "percentile", "--keep-fp32", "resnet_v2_digits/logits/BiasAdd"]) == 0
     out = capsys.readouterr().out
     assert "percentile" in out and "top-1" in out and "INT8" in out
     int8 = onnx.load(str(bundle.root / "model.int8.onnx"))

@@ -32,7 +32,7 @@ from .fakes import FakeCuda, make_fake_trt
     ({"int8_mode": "magic", "precision": "int8"}, "--int8-mode 'magic'"),
     ({"int8_mode": "implicit", "precision": "fp16"}, "applies to --precision int8"),
     ({"hardware_compat": "hopper+"}, "--hardware-compat 'hopper\\+'"),
-    ({"precision": "int8", "calib_data": "imgs"}, "--calib-data applies to"),
+    ({"precision": "int8", "calib_data": "imgs"}, "--data applies to"),
     ({"out": "engine.trt"}, "--out engine.trt: name the engine FILE.plan"),
 ])
 def test_config_validation(kwargs, match):
