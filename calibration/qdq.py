@@ -78,7 +78,7 @@ import numpy as np
 from deploy.errors import CalibrationError, UsageError
 from deploy.int8 import INT8_MAX, QDQ_OP_TYPES
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trtdeploy.calibration")
 
 MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear
 
