@@ -1,8 +1,9 @@
-"""`build_engine` end to end on the default model's bundle, over the stand-in TensorRT builder
-and pycuda of fakes.py: how the calibration cache is served to a TensorRT that is not the one
-named in its header, what is said when TensorRT refuses it anyway, which network tensors lack a
-scale, and timing caches that are not timing caches. What TensorRT itself builds is tested on a
-GPU (test_gpu_engines.py)."""
+"""`build_engine` end to end on the default model's bundle, over the stand-in TensorRT builder and
+pycuda of fakes.py and fake_cuda.py: how the calibration cache is served to a TensorRT that is not
+the one named in its header, what is said when TensorRT refuses it anyway, which network tensors
+lack a scale, timing caches that are not timing caches, and what each build step asks of TensorRT
+(flags, profiles, parser errors, a plan that does not load back). What TensorRT itself builds is
+tested on a GPU (test_gpu_engines.py)."""
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ from deploy.trt import build as build_module  # noqa: E402
 from deploy.trt import cuda as cuda_module  # noqa: E402
 from deploy.trt.build import BuildConfig, build_engine  # noqa: E402
 
-from .fakes import FakeCuda, make_fake_trt  # noqa: E402
+from .fake_cuda import FakeCuda  # noqa: E402
+from .fakes import make_fake_trt  # noqa: E402
 
 IMPLICIT = BuildConfig(precision="int8", int8_mode="implicit", batch=(1, 8, 8), calib_batch=8)
 

@@ -19,7 +19,8 @@ from deploy.trt.build import (BuildConfig, engine_paths, format_parser_errors, p
 from deploy.trt.logger import make_logger
 from deploy.trt.versions import import_tensorrt, supports_implicit_int8
 
-from .fakes import FakeCuda, make_fake_trt
+from .fake_cuda import FakeCuda
+from .fakes import make_fake_trt
 
 
 # --------------------------------------------------------------------------- config
