@@ -56,7 +56,7 @@ def test_help_without_heavy_dependencies(argv):
 # lacking one of their dependencies could not import; each runs only inside `run`.
 NOT_FOR_PARSING = ("deploy.trt.build", "deploy.trt.runtime", "deploy.trt.calibrator", "deploy.trt.sidecar",
                    "deploy.parity", "deploy.report", "deploy.export", "deploy.precision", "deploy.per_layer",
-                   "deploy.slim", "calibration")
+                   "deploy.slim", "deploy.data.", "deploy.onnx_graph", "calibration")
 
 
 def test_building_the_parser_imports_no_command_module():

@@ -27,7 +27,10 @@ from ..fsutil import atomic_write_bytes
 from ..int8 import CALIBRATION_METHODS, INT8_MAX
 from .versions import parse_release
 
-ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
+# Header words, one per TensorRT calibrator class; TensorRT refuses a cache under another class's.
+ENTROPY_2 = "EntropyCalibration2"  # IInt8EntropyCalibrator2
+MIN_MAX = "MinMaxCalibration"  # IInt8MinMaxCalibrator
+ALGORITHMS = (ENTROPY_2, "EntropyCalibration", MIN_MAX, "LegacyCalibration")
 # The header version `trtdeploy calibrate` writes (JetPack 6's TensorRT). `trtdeploy build`
 # does not depend on it: it serves the cache under the running TensorRT's version.
 DEFAULT_VERSION = "10.3.0"
@@ -66,7 +69,7 @@ def calibration_algorithm_for(method: str) -> str:
     """
     if method not in CALIBRATION_METHODS:
         raise UsageError(f"unknown calibration method {method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
-    return "EntropyCalibration2" if method == "entropy" else "MinMaxCalibration"
+    return ENTROPY_2 if method == "entropy" else MIN_MAX
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def _scale_hex(scale: float) -> str:
 
 
 def format_cache(amax: dict[str, float], version: str = DEFAULT_VERSION,
-                 algorithm: str = "EntropyCalibration2") -> bytes:
+                 algorithm: str = ENTROPY_2) -> bytes:
     """The cache text for `amax` (per tensor), in the given order, with a trailing newline."""
     if algorithm not in ALGORITHMS:
         raise UsageError(f"unknown calibration algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
@@ -106,7 +109,7 @@ def format_cache(amax: dict[str, float], version: str = DEFAULT_VERSION,
 
 
 def write_cache(path: str | os.PathLike, amax: dict[str, float], version: str = DEFAULT_VERSION,
-                algorithm: str = "EntropyCalibration2") -> None:
+                algorithm: str = ENTROPY_2) -> None:
     """Write the cache atomically (never half-written under its final name)."""
     atomic_write_bytes(path, format_cache(amax, version, algorithm))
 
