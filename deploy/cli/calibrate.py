@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..data import DEFAULT_BATCH_SIZE
 from ..int8 import CALIBRATION_METHODS
