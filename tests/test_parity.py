@@ -495,7 +495,7 @@ def test_per_layer_section_names_layers_and_command(tmp_path):
     assert s["fp16"]["command"] is None
     # The command parses with the real `calibrate` CLI into exactly those node names.
     args = build_parser().parse_args(shlex.split(e["command"])[1:])
-    assert args.exclude == [n for layer in e["keep_high_precision"] for n in e["exclude_nodes"][layer]]
+    assert args.keep_fp32 == [n for layer in e["keep_high_precision"] for n in e["exclude_nodes"][layer]]
     # Without node names there is no command; a layer without nodes is reported.
     assert parity.per_layer_section({"int8": layers}, root)["int8"]["command"] is None
     only_root = parity.per_layer_section({"int8": {"m/conv1": {"rel_error": 0.3}}}, root, onnx_nodes=nodes)
