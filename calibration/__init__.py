@@ -1,2 +1,4 @@
-"""Calibration sets, preprocessing presets, activation statistics, calibrators,
-TensorRT's calibration cache and Q/DQ insertion. Importing it needs only numpy."""
+"""INT8 calibration on the workstation: activation statistics, calibrators, Q/DQ insertion
+and the pipeline that writes model.int8.onnx and TensorRT's calibration cache (whose format
+lives in deploy.trt.calibration_cache, so the device reads it without this package). Its
+inputs come from deploy.data. Importing it needs only numpy."""

@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deploy.errors import CalibrationError, UsageError
+from deploy.int8 import CALIBRATION_METHODS, INT8_MAX
 
 log = logging.getLogger("trtdeploy.calibration")
 
-METHODS = ("entropy", "max", "percentile", "mse")
-
 TRT_NUM_BINS = 2048
 TRT_NUM_LEVELS = 128  # the non-negative half of int8: |x| maps to 0..127
-INT8_MAX = 127
 
 # amax for a tensor that was all zeros in calibration. Zero quantizes to zero exactly under
 # any scale, so the value matters only for non-zeros inference sees that calibration did
@@ -310,8 +308,8 @@ class CalibrationConfig:
     num_bins: int = TRT_NUM_BINS
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise UsageError(f"unknown calibration method {self.method!r}; use one of {', '.join(METHODS)}")
+        if self.method not in CALIBRATION_METHODS:
+            raise UsageError(f"unknown calibration method {self.method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
         if not (0.0 < float(self.percentile) <= 100.0):
             raise UsageError(f"percentile must be in (0, 100], got {self.percentile}")
         min_bins = TRT_NUM_LEVELS + 1 if self.method == "entropy" else 1

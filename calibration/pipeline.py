@@ -1,15 +1,15 @@
-"""`trtdeploy calibrate`: calibration set -> statistics -> ranges -> Q/DQ model + TensorRT cache.
+"""`trtdeploy calibrate`: input set -> statistics -> ranges -> Q/DQ model + TensorRT cache.
 
 Stages (each a small function of the previous artifact)::
 
-    CalibrationSet ──► collect_statistics (ORT, FP32 model, every float activation, one pass)
-                   ──► compute_amax (entropy | percentile | max | mse)
-                   ──► insert_qdq (the planned tensors) ─► model.int8.onnx
-                   ──► calibration/scales.json, calibration/trt.cache (every activation),
-                       calibration/dataset.json
+    InputSet ──► collect_statistics (ORT, FP32 model, every float activation, one pass)
+             ──► compute_amax (entropy | percentile | max | mse)
+             ──► insert_qdq (the planned tensors) ─► model.int8.onnx
+             ──► calibration/scales.json, calibration/trt.cache (every activation),
+                 calibration/dataset.json
 
 `calibration/scales.json` remembers what the ranges were computed from (model hash,
-calibration-set hash, method). Running again with the same inputs reuses the ranges (no
+input-set hash, method). Running again with the same inputs reuses the ranges (no
 statistics pass); different inputs are refused unless `recalibrate=True`: a stale range
 silently applied to another model or data set is the failure this guards against.
 
@@ -28,21 +28,18 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from deploy.bundle import Bundle
+from deploy.bundle import DATASET_JSON, ONNX_FILES, SCALES_JSON, TRT_CACHE, Bundle
+from deploy.data import DEFAULT_BATCH_SIZE
 from deploy.errors import CalibrationError
 from deploy.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
+from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_for, write_cache
 
-log = logging.getLogger(__name__)
+from .calibrators import TRT_NUM_BINS, CalibrationConfig
+
+log = logging.getLogger("trtdeploy.calibration")
 
 SCALES_FORMAT = 1
-SCALES = "calibration/scales.json"
-TRT_CACHE = "calibration/trt.cache"
-DATASET = "calibration/dataset.json"
-INT8_ONNX = "model.int8.onnx"
-DEFAULT_BATCH_SIZE = 16
-# The header version written into trt.cache (JetPack 6's TensorRT). `trtdeploy build` does not
-# depend on it: it serves the cache under the running TensorRT's version.
-DEFAULT_CACHE_TRT_VERSION = "10.3.0"
+INT8_ONNX = ONNX_FILES["int8"]
 
 
 @dataclass(frozen=True)
@@ -64,17 +61,28 @@ class CalibrationResult:
     dataset: Any = field(default=None, repr=False, compare=False)
 
 
+@dataclass(frozen=True)
+class _Ranges:
+    """Per-tensor ranges: the clipping thresholds (amax) and the true maxima (FP16
+    conversion checks overflow with those)."""
+
+    amax: dict[str, float]
+    maxima: dict[str, float]
+    reused: bool
+    seconds: float = 0.0
+
+
 def _load_set(bundle: Bundle, data_path: Any, num_images: int | None, seed: int, skip_bad: bool):
-    from deploy.data.inputs import CalibrationSet
+    from deploy.data.inputs import InputSet
     from deploy.data.preprocess import Preprocess
 
-    if isinstance(data_path, CalibrationSet):
+    if isinstance(data_path, InputSet):
         return data_path
 
     preprocess = Preprocess.from_json(bundle.preprocessing)
     # Choosing the subset inside from_path decodes only the chosen images, not the whole folder.
-    return CalibrationSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess,
-                                    skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
+    return InputSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess,
+                              skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
 
 
 def _read_previous(path: Path) -> dict[str, Any] | None:
@@ -104,50 +112,9 @@ def _changes(prev: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def calibrate(
-    bundle: Bundle,
-    data_path: str | Path,
-    method: str = "entropy",
-    num_images: int | None = None,
-    seed: int = 0,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    exclude: Sequence[str] = (),
-    recalibrate: bool = False,
-    skip_bad: bool = False,
-    trt_version: str = DEFAULT_CACHE_TRT_VERSION,
-    percentile: float = 99.99,
-    num_bins: int | None = None,
-) -> CalibrationResult:
-    """Calibrate `bundle` on the images at `data_path` and write the INT8 artifacts.
-
-    `percentile` is recorded and used for method "percentile" only. `trt_version` goes into
-    trt.cache's header for tools that read the file themselves (trtexec --calib); `trtdeploy
-    build` serves the cache under the header of the TensorRT it runs. Raises DataError for an
-    empty or unreadable set, CalibrationError for a stale scales.json (unless
-    `recalibrate`), UsageError for unknown --exclude names; the bundle is unchanged then.
-    """
-    import onnx
-
-    from deploy.runners.ort import make_session
-
-    from .cache import calibration_algorithm_for, write_cache
-    from .calibrators import TRT_NUM_BINS, CalibrationConfig, compute_amax
-    from .qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations
-    from .stats import collect_statistics
-
-    start = time.perf_counter()
-    config = CalibrationConfig(method=method, percentile=percentile, num_bins=num_bins or TRT_NUM_BINS)
-    algorithm = calibration_algorithm_for(method)
-    fp32_path = bundle.onnx_path("fp32")
-    bundle.verify_file("model.onnx")
-    model = onnx.load(str(fp32_path))
-    plan = plan_qdq(model, exclude=exclude)  # unknown --exclude names fail before data is read
-    # One statistics pass serves both files: model.int8.onnx needs the Q/DQ tensors' ranges,
-    # trt.cache every activation's (the Q/DQ tensors are among them).
-    observed = list(dict.fromkeys([*observed_tensors(model), *qdq_activations(plan)]))
-
-    dataset = _load_set(bundle, data_path, num_images, seed, skip_bad)
-    want = {
+def _inputs_record(fp32_path: Path, dataset, config: CalibrationConfig) -> dict[str, Any]:
+    """What the ranges are computed from, as scales.json records it."""
+    return {
         "model_sha256": sha256_file(fp32_path),
         "dataset_sha256": dataset.sha256,
         "num_images": len(dataset),
@@ -156,58 +123,58 @@ def calibrate(
         "num_bins": config.num_bins,
     }
 
-    scales_path = bundle.path(SCALES)
-    prev = _read_previous(scales_path)
-    amax: dict[str, float] | None = None
-    if prev is not None and not recalibrate:
-        changes = _changes(prev, want)
-        if changes:
-            raise CalibrationError(
-                f"{scales_path}: calibrated for different inputs: {'; '.join(changes)}. "
-                "Pass --recalibrate to replace it"
-            )
-        missing = [t for t in observed if t not in prev["amax"]]
-        if missing:
-            raise CalibrationError(
-                f"{scales_path}: no range for {len(missing)} of the model's {len(observed)} activation tensors "
-                f"(e.g. {missing[0]!r}; an older trtdeploy measured only the Q/DQ tensors). "
-                "Pass --recalibrate to measure them"
-            )
-        amax = {k: float(v) for k, v in prev["amax"].items()}
-        maxima = {k: float(v) for k, v in prev.get("max", {}).items()}
-        log.info("reusing %s (same model, calibration data and method): no statistics pass", scales_path)
 
-    reused = amax is not None
-    stats_seconds = 0.0
-    if amax is None:
-        t0 = time.perf_counter()
-        collector = collect_statistics(model, observed, dataset.batches(batch_size, desc="calibration statistics"),
-                                       total=-(-len(dataset) // batch_size))
-        amax = compute_amax(collector, config)
-        # The true maxima (not the clipped thresholds): FP16 conversion checks overflow with them.
-        maxima = {t: collector.amax(t) for t in observed}
-        stats_seconds = time.perf_counter() - t0
+def _reuse(scales_path: Path, prev: Mapping[str, Any], want: Mapping[str, Any], observed: Sequence[str]) -> _Ranges:
+    """The ranges of an earlier run with the same inputs; CalibrationError for other inputs."""
+    changes = _changes(prev, want)
+    if changes:
+        raise CalibrationError(
+            f"{scales_path}: calibrated for different inputs: {'; '.join(changes)}. "
+            "Pass --recalibrate to replace it"
+        )
+    missing = [t for t in observed if t not in prev["amax"]]
+    if missing:
+        raise CalibrationError(
+            f"{scales_path}: no range for {len(missing)} of the model's {len(observed)} activation tensors "
+            f"(e.g. {missing[0]!r}; an older trtdeploy measured only the Q/DQ tensors). "
+            "Pass --recalibrate to measure them"
+        )
+    log.info("reusing %s (same model, calibration data and method): no statistics pass", scales_path)
+    return _Ranges(amax={k: float(v) for k, v in prev["amax"].items()},
+                   maxima={k: float(v) for k, v in prev.get("max", {}).items()}, reused=True)
 
-    int8_model = insert_qdq(model, plan, amax)
-    int8_bytes = int8_model.SerializeToString()
-    make_session(int8_bytes)  # refuse a model ONNX Runtime cannot load before writing anything
-    observed_amax = {t: amax[t] for t in observed}
-    scales = {"format": SCALES_FORMAT, **want, "algorithm": algorithm, "seed": seed,
-              "exclude": list(plan.exclude), "amax": amax, "max": maxima}
-    dataset_manifest = dataset.manifest()
 
-    # Everything is built: write all files to temporaries beside their final names, and
-    # rename them only once every one is written (a failure removes them all). The manifest
-    # goes last.
+def _measure(model, observed: Sequence[str], dataset, batch_size: int, config: CalibrationConfig) -> _Ranges:
+    """One statistics pass over the set, then the method's thresholds."""
+    from .calibrators import compute_amax
+    from .stats import collect_statistics
+
+    start = time.perf_counter()
+    collector = collect_statistics(model, observed, dataset.batches(batch_size, desc="calibration statistics"),
+                                   total=-(-len(dataset) // batch_size))
+    return _Ranges(amax=compute_amax(collector, config), maxima={t: collector.amax(t) for t in observed},
+                   reused=False, seconds=time.perf_counter() - start)
+
+
+def _write_all(bundle: Bundle, int8_bytes: bytes, scales: dict[str, Any], cache_amax: dict[str, float],
+               trt_version: str, algorithm: str, dataset_manifest: dict[str, Any]) -> dict[str, str]:
+    """Write every file to a temporary beside its final name and rename them only once each
+    is written (a failure removes them all); return their recorded hashes. The manifest is
+    saved by the caller, last."""
+    files = (INT8_ONNX, SCALES_JSON, TRT_CACHE, DATASET_JSON)
     with contextlib.ExitStack() as stack:
-        tmp = {rel: stack.enter_context(atomic_path(bundle.path(rel))) for rel in (INT8_ONNX, SCALES, TRT_CACHE, DATASET)}
+        tmp = {rel: stack.enter_context(atomic_path(bundle.path(rel))) for rel in files}
         atomic_write_bytes(tmp[INT8_ONNX], int8_bytes)
-        atomic_write_json(tmp[SCALES], scales)
-        write_cache(tmp[TRT_CACHE], observed_amax, version=trt_version, algorithm=algorithm)
-        atomic_write_json(tmp[DATASET], dataset_manifest)
-    files = {rel: bundle.record_file(rel) for rel in (INT8_ONNX, SCALES, TRT_CACHE, DATASET)}
-    precision = bundle.manifest.setdefault("precision", {})
-    precision["int8"] = {
+        atomic_write_json(tmp[SCALES_JSON], scales)
+        write_cache(tmp[TRT_CACHE], cache_amax, version=trt_version, algorithm=algorithm)
+        atomic_write_json(tmp[DATASET_JSON], dataset_manifest)
+    return {rel: bundle.record_file(rel) for rel in files}
+
+
+def _manifest_entry(config: CalibrationConfig, algorithm: str, want: Mapping[str, Any], seed: int, plan,
+                    trt_version: str, num_observed: int) -> dict[str, Any]:
+    """The manifest's precision.int8: how model.int8.onnx and trt.cache were made."""
+    return {
         "method": config.method,
         "algorithm": algorithm,
         "percentile": want["percentile"],
@@ -220,15 +187,72 @@ def calibrate(
         "num_qdq_weights": len(plan.weights),
         "dataset_sha256": want["dataset_sha256"],
         "trt_cache_version": trt_version,
-        "num_cache_tensors": len(observed),
+        "num_cache_tensors": num_observed,
         "onnx": INT8_ONNX,
     }
+
+
+def calibrate(
+    bundle: Bundle,
+    data_path: str | Path,
+    method: str = "entropy",
+    num_images: int | None = None,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    exclude: Sequence[str] = (),
+    recalibrate: bool = False,
+    skip_bad: bool = False,
+    trt_version: str = DEFAULT_VERSION,
+    percentile: float = 99.99,
+    num_bins: int | None = None,
+) -> CalibrationResult:
+    """Calibrate `bundle` on the images at `data_path` and write the INT8 artifacts.
+
+    `exclude`: ONNX node names kept in high precision (`--keep-fp32`). `percentile` is
+    recorded and used for method "percentile" only. `trt_version` goes into trt.cache's
+    header for tools that read the file themselves (trtexec --calib); `trtdeploy build`
+    serves the cache under the header of the TensorRT it runs. Raises DataError for an empty
+    or unreadable set, CalibrationError for a stale scales.json (unless `recalibrate`),
+    UsageError for unknown node names; the bundle is unchanged then.
+    """
+    import onnx
+
+    from deploy.runners.ort import make_session
+
+    from .qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations
+
+    start = time.perf_counter()
+    config = CalibrationConfig(method=method, percentile=percentile, num_bins=num_bins or TRT_NUM_BINS)
+    algorithm = calibration_algorithm_for(method)
+    fp32_path = bundle.onnx_path("fp32")
+    bundle.verify_file(ONNX_FILES["fp32"])
+    model = onnx.load(str(fp32_path))
+    plan = plan_qdq(model, exclude=exclude)  # unknown node names fail before data is read
+    # One statistics pass serves both files: model.int8.onnx needs the Q/DQ tensors' ranges,
+    # trt.cache every activation's (the Q/DQ tensors are among them).
+    observed = list(dict.fromkeys([*observed_tensors(model), *qdq_activations(plan)]))
+
+    dataset = _load_set(bundle, data_path, num_images, seed, skip_bad)
+    want = _inputs_record(fp32_path, dataset, config)
+    scales_path = bundle.path(SCALES_JSON)
+    prev = _read_previous(scales_path)
+    ranges = (_reuse(scales_path, prev, want, observed) if prev is not None and not recalibrate
+              else _measure(model, observed, dataset, batch_size, config))
+
+    int8_bytes = insert_qdq(model, plan, ranges.amax).SerializeToString()
+    make_session(int8_bytes)  # refuse a model ONNX Runtime cannot load before writing anything
+    scales = {"format": SCALES_FORMAT, **want, "algorithm": algorithm, "seed": seed,
+              "exclude": list(plan.exclude), "amax": ranges.amax, "max": ranges.maxima}
+    files = _write_all(bundle, int8_bytes, scales, {t: ranges.amax[t] for t in observed}, trt_version, algorithm,
+                       dataset.manifest())
+    bundle.manifest.setdefault("precision", {})["int8"] = _manifest_entry(config, algorithm, want, seed, plan,
+                                                                           trt_version, len(observed))
     bundle.save()
     result = CalibrationResult(
         method=config.method, algorithm=algorithm, num_images=want["num_images"], num_observed=len(observed),
         num_qdq_activations=len(plan.activations),
-        num_qdq_tensors=plan.num_qdq_tensors, reused=reused,
-        seconds=time.perf_counter() - start, statistics_seconds=stats_seconds, files=files,
+        num_qdq_tensors=plan.num_qdq_tensors, reused=ranges.reused,
+        seconds=time.perf_counter() - start, statistics_seconds=ranges.seconds, files=files,
         int8_path=bundle.path(INT8_ONNX), dataset=dataset,
     )
     log.info("calibrated %d tensors (%s, %d images) in %.1f s", result.num_observed, method,
@@ -253,25 +277,26 @@ def evaluate_top1(models: Mapping[str, str | Path], samples: Iterable[tuple[Mapp
     """Top-1 accuracy of several ONNX files over (feed, labels) batches; agreement with the first model.
 
     `label_offset` is subtracted from the predicted class (1 for 1001-class slim models).
+    Agreement is accuracy against the first model's predictions taken as labels.
     """
+    from deploy.parity import AccuracyCounter
     from deploy.runners.ort import make_session
 
     sessions = {name: make_session(path) for name, path in models.items()}
-    names = list(models)
-    correct = dict.fromkeys(names, 0)
-    agree = dict.fromkeys(names, 0)
-    total = 0
+    first = next(iter(models))
+    accuracy = {name: AccuracyCounter(label_offset) for name in models}
+    agreement = {name: AccuracyCounter() for name in models}
     for feed, labels in samples:
-        preds = {n: np.argmax(s.run([output], dict(feed))[0], axis=-1) - label_offset for n, s in sessions.items()}
-        labels = np.asarray(labels)
-        for n in names:
-            correct[n] += int(np.sum(preds[n] == labels))
-            agree[n] += int(np.sum(preds[n] == preds[names[0]]))
-        total += len(labels)
+        outputs = {n: s.run([output], dict(feed))[0] for n, s in sessions.items()}
+        predicted = np.argmax(outputs[first], axis=-1)
+        for n, logits in outputs.items():
+            accuracy[n].update(logits, labels)
+            agreement[n].update(logits, predicted)
+    total = accuracy[first].count
     if total == 0:
         raise CalibrationError("no labelled images to evaluate")
-    return Accuracy(total, {n: correct[n] / total for n in names}, {n: agree[n] / total for n in names})
-
+    return Accuracy(total, {n: c.top1 / total for n, c in accuracy.items()},
+                    {n: c.top1 / total for n, c in agreement.items()})
 
 
 def evaluate_accuracy(bundle: Bundle, data_path: str | Path, precisions: Sequence[str] = ("fp32", "int8"),
@@ -280,8 +305,8 @@ def evaluate_accuracy(bundle: Bundle, data_path: str | Path, precisions: Sequenc
     """Top-1 of the bundle's ONNX files (ONNX Runtime) on a labelled set; None when it has no labels.
 
     `data_path` may be a loaded set (`CalibrationResult.dataset`: used as it is, so its
-    messages are not logged twice); `num_images`/`seed` pick the same subset calibration picks. Agreement is with the first
-    precision.
+    messages are not logged twice); `num_images`/`seed` pick the same subset calibration picks.
+    Agreement is with the first precision.
     """
     dataset = _load_set(bundle, data_path, num_images, seed, skip_bad)
     if dataset.labels is None:

@@ -60,8 +60,8 @@ the pooled 1x1 tensor is tiny, so an INT8 average buys nothing and adds a roundi
 before the logits), the Reshape/Squeeze, the Softmax (an exponential of logits needs range
 that int8 does not have) and every bias.
 
-`exclude` keeps named nodes in high precision: none of their inputs or weights get Q/DQ;
-their neighbours keep theirs.
+`exclude` (`trtdeploy calibrate --keep-fp32`) keeps named nodes in high precision: none of
+their inputs or weights get Q/DQ; their neighbours keep theirs.
 
 All original tensor names are kept (a Q/DQ pair is inserted on the consumer side of a
 tensor and its nodes/tensors are named after the tensor), so INT8-vs-FP32 per-layer
@@ -69,7 +69,6 @@ comparisons by name still work, and the names match what TensorRT's ONNX parser 
 """
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -77,11 +76,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from deploy.errors import CalibrationError, UsageError
+from deploy.int8 import INT8_MAX, QDQ_OP_TYPES
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trtdeploy.calibration")
 
 MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear
-INT8_MAX = 127
 
 # Reasons recorded in the plan (one tensor may have several).
 CONV_INPUT = "conv input"
@@ -157,10 +156,10 @@ def _check_exclude(model, exclude: Sequence[str]) -> tuple[str, ...]:
     unknown = [e for e in exclude if e not in known]
     if unknown:
         # Suggest the nodes the plan could quantize (Conv first): those are what users exclude.
-        candidates = [n.name for n in model.graph.node if n.op_type in ("Conv", "Add", "BatchNormalization", "MaxPool")]
+        candidates = [n.name for n in model.graph.node if n.op_type in QDQ_OP_TYPES]
         shown = ", ".join(candidates[:4])
         raise UsageError(
-            f"--exclude: no node named {', '.join(repr(u) for u in unknown)} in the model; "
+            f"--keep-fp32: no node named {', '.join(repr(u) for u in unknown)} in the model; "
             f"valid names look like: {shown} (list them with `python -c \"import onnx; "
             f"[print(n.name) for n in onnx.load('model.onnx').graph.node]\"`)"
         )
@@ -226,7 +225,7 @@ def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
     add_inputs = {t for n in graph.node if n.op_type == "Add" for t in n.input}
 
     for node in graph.node:
-        if node.name in exclude_set:
+        if node.name in exclude_set or node.op_type not in QDQ_OP_TYPES:
             continue
         op = node.op_type
         if op == "Conv":
@@ -234,7 +233,7 @@ def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
                 raise CalibrationError(
                     f"Conv {node.name!r}: weight {node.input[1] if len(node.input) > 1 else '?'!r} is not an "
                     "initializer, so it cannot be quantized per channel; re-export the model (constants folded) "
-                    f"or pass --exclude {node.name}"
+                    f"or pass --keep-fp32 {node.name}"
                 )
             add_edge(node.input[0], node, 0, CONV_INPUT)
             weights.setdefault(node.input[1], []).append((node.name, 1))
@@ -279,15 +278,8 @@ def weight_scales(weight: np.ndarray) -> np.ndarray:
     return (amax / INT8_MAX).astype(np.float32)
 
 
-def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float]):
-    """A copy of `model` with the planned Q/DQ pairs; activation scale = amax / 127.
-
-    Every planned activation tensor needs a positive finite amax. Q/DQ nodes go right before
-    the first node that reads them, so the node list stays topologically sorted.
-    """
-    import onnx
-    from onnx import helper, numpy_helper
-
+def _check_ranges(model, plan: QdqPlan, amax: Mapping[str, float]) -> None:
+    """Refuse an opset without per-axis Q/DQ and planned activations without a usable range."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise CalibrationError(
@@ -306,64 +298,62 @@ def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float]):
         raise CalibrationError(f"tensor {bad[0][0]!r}: amax {bad[0][1]} is not positive and finite; "
                                "re-run `trtdeploy calibrate --recalibrate`")
 
-    out = copy.deepcopy(model)
-    graph = out.graph
-    existing = {t for n in graph.node for t in (*n.input, *n.output)} | {t.name for t in graph.initializer} \
-        | {n.name for n in graph.node}
-    init_by_name = {t.name: t for t in graph.initializer}
 
-    # tensor -> (its Q/DQ nodes, consumers that read the DQ output)
-    pairs: dict[str, tuple[list, set[tuple[str, int]]]] = {}
-    new_inits = []
+def _add_pair(graph, tensor, scale: np.ndarray, axis: int | None, consumers: Sequence[tuple[str, int]],
+              nodes: Mapping, taken: set[str]) -> None:
+    """Q/DQ on `tensor` (a graphsurgeon tensor) read by `consumers` (node name, input index)."""
+    import onnx_graphsurgeon as gs
 
-    def make_pair(tensor: str, scale: np.ndarray, axis: int | None, consumers) -> None:
-        names = qdq_names(tensor)
-        clash = [v for v in names.values() if v in existing]
-        if clash:
-            raise CalibrationError(f"cannot name the Q/DQ pair of {tensor!r}: {clash[0]!r} already exists in the graph")
-        zp = np.zeros(scale.shape, dtype=np.int8)
-        new_inits.append(numpy_helper.from_array(scale.astype(np.float32), names["scale"]))
-        new_inits.append(numpy_helper.from_array(zp, names["zero_point"]))
-        kw = {} if axis is None else {"axis": axis}
-        q = helper.make_node("QuantizeLinear", [tensor, names["scale"], names["zero_point"]],
-                             [names["quantized"]], name=names["q_node"], **kw)
-        dq = helper.make_node("DequantizeLinear", [names["quantized"], names["scale"], names["zero_point"]],
-                              [names["dequantized"]], name=names["dq_node"], **kw)
-        pairs[tensor] = ([q, dq], set(consumers))
+    names = qdq_names(tensor.name)
+    clash = [v for v in names.values() if v in taken]
+    if clash:
+        raise CalibrationError(f"cannot name the Q/DQ pair of {tensor.name!r}: {clash[0]!r} already exists in the graph")
+    scale_c = gs.Constant(names["scale"], scale.astype(np.float32))
+    zero_point = gs.Constant(names["zero_point"], np.zeros(scale.shape, dtype=np.int8))
+    quantized, dequantized = gs.Variable(names["quantized"]), gs.Variable(names["dequantized"])
+    attrs = {} if axis is None else {"axis": axis}
+    graph.nodes.append(gs.Node("QuantizeLinear", names["q_node"], dict(attrs), [tensor, scale_c, zero_point],
+                               [quantized]))
+    graph.nodes.append(gs.Node("DequantizeLinear", names["dq_node"], dict(attrs), [quantized, scale_c, zero_point],
+                               [dequantized]))
+    for node_name, index in consumers:
+        node = nodes.get(node_name)
+        if node is None:
+            raise CalibrationError(f"plan names nodes this model lacks (tensor {tensor.name!r}); "
+                                   "plan it from this model")
+        if node.inputs[index].name != tensor.name:
+            raise CalibrationError(f"plan does not match the model: node {node_name!r} input {index} is "
+                                   f"{node.inputs[index].name!r}, planned {tensor.name!r}")
+        node.inputs[index] = dequantized
 
+
+def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float]):
+    """A copy of `model` with the planned Q/DQ pairs; activation scale = amax / 127.
+
+    Every planned activation tensor needs a positive finite amax. The graph is edited with
+    onnx-graphsurgeon: each planned consumer input is rewired to its tensor's DQ output, and
+    the node list is sorted topologically again.
+    """
+    import onnx
+    import onnx_graphsurgeon as gs
+
+    _check_ranges(model, plan, amax)
+    graph = gs.import_onnx(model)
+    tensors = graph.tensors()
+    nodes = {n.name: n for n in graph.nodes}
+    taken = {t for n in model.graph.node for t in (*n.input, *n.output)} | {n.name for n in model.graph.node} \
+        | {t.name for t in model.graph.initializer}
     for a in plan.activations:
-        make_pair(a.tensor, np.array(float(amax[a.tensor]) / INT8_MAX, dtype=np.float32), None, a.consumers)
+        if a.tensor not in tensors:
+            raise CalibrationError(f"plan names tensors this model lacks ({a.tensor!r}); plan it from this model")
+        scale = np.array(float(amax[a.tensor]) / INT8_MAX, dtype=np.float32)
+        _add_pair(graph, tensors[a.tensor], scale, None, a.consumers, nodes, taken)
     for w in plan.weights:
-        init = init_by_name.get(w.tensor)
-        if init is None:
+        weight = tensors.get(w.tensor)
+        if not isinstance(weight, gs.Constant):
             raise CalibrationError(f"weight {w.tensor!r} is not an initializer of this model; plan it from this model")
-        make_pair(w.tensor, weight_scales(numpy_helper.to_array(init)), w.axis, w.consumers)
-
-    consumer_of = {}  # (node name, input index) -> tensor
-    for tensor, (_, consumers) in pairs.items():
-        for c in consumers:
-            consumer_of[c] = tensor
-    emitted: set[str] = set()
-    nodes = []
-    for node in graph.node:
-        for i, t in enumerate(node.input):
-            tensor = consumer_of.get((node.name, i))
-            if tensor is None:
-                continue
-            if tensor != t:
-                raise CalibrationError(f"plan does not match the model: node {node.name!r} input {i} is {t!r}, "
-                                       f"planned {tensor!r}")
-            if tensor not in emitted:
-                nodes.extend(pairs[tensor][0])
-                emitted.add(tensor)
-            node.input[i] = qdq_names(tensor)["dequantized"]
-        nodes.append(node)
-    unplaced = set(pairs) - emitted
-    if unplaced:
-        raise CalibrationError(f"plan names nodes this model lacks (tensor {sorted(unplaced)[0]!r}); "
-                               "plan it from this model")
-    del graph.node[:]
-    graph.node.extend(nodes)
-    graph.initializer.extend(new_inits)
+        _add_pair(graph, weight, weight_scales(weight.values), w.axis, w.consumers, nodes, taken)
+    graph.toposort()
+    out = gs.export_onnx(graph)
     onnx.checker.check_model(out)
     return out

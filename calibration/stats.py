@@ -7,7 +7,6 @@ size of the calibration set.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from pathlib import Path
@@ -16,23 +15,12 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from deploy.errors import DataError
+from deploy.onnx_graph import with_outputs
 from deploy.progress import progress
 
 from .calibrators import HistogramCollector
 
-log = logging.getLogger(__name__)
-
-
-def with_outputs(model, tensors: Sequence[str]):
-    """A copy of `model` whose graph also outputs `tensors` (float32, shape left to ORT)."""
-    from onnx import TensorProto, helper
-
-    out = copy.deepcopy(model)
-    present = {o.name for o in out.graph.output} | {i.name for i in out.graph.input}
-    for name in tensors:
-        if name not in present:
-            out.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    return out
+log = logging.getLogger("trtdeploy.calibration")
 
 
 def collect_statistics(
@@ -59,7 +47,7 @@ def collect_statistics(
     graph_inputs = {i.name for i in model.graph.input}
     fetched = [t for t in tensors if t not in graph_inputs]
     fed = [t for t in tensors if t in graph_inputs]
-    session = make_session(with_outputs(model, fetched).SerializeToString(), threads=threads)
+    session = make_session(with_outputs(model, fetched), threads=threads)
 
     start = time.perf_counter()
     num_batches = num_samples = 0

@@ -1,6 +1,8 @@
 """The bundle: one directory that travels from the workstation to the device.
 
-Layout (see DESIGN.md)::
+Layout: everything the device needs, each file hashed in the manifest and written
+atomically (a temporary beside it, then a rename), so no half-written file ever has its
+final name::
 
     manifest.json  model.onnx  model.fp16.onnx  model.int8.onnx  reference.npz
     saved_model/   calibration/  engines/  reports/
@@ -201,9 +203,6 @@ class Bundle:
         digest = sha256_tree(p) if p.is_dir() else sha256_file(p)
         self.manifest.setdefault("files", {})[rel] = digest
         return digest
-
-    def forget_file(self, rel: str) -> None:
-        self.manifest.get("files", {}).pop(rel, None)
 
     def file_hash(self, rel: str) -> str | None:
         return self.manifest.get("files", {}).get(rel)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import FORMAT_VERSION, Bundle, TensorInfo, model_warnings
+from .bundle import FORMAT_VERSION, ONNX_FILES, REFERENCE_NPZ, Bundle, TensorInfo, model_warnings
 from .env import tool_versions
 from .errors import UsageError
 from .fsutil import atomic_path
@@ -189,7 +189,7 @@ def _write_bundle(config: ExportConfig, tmp: Path) -> None:
     _set_batch_dim(proto)
     proto.producer_name = "trtdeploy (tf2onnx)"
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(tmp / "model.onnx"))
+    onnx.save(proto, str(tmp / ONNX_FILES["fp32"]))
     onnx_seconds = time.time() - start
     produced = {o for n in proto.graph.node for o in n.output}
     end_points = {k: v for k, v in end_point_names.items() if v in produced}
@@ -201,10 +201,10 @@ def _write_bundle(config: ExportConfig, tmp: Path) -> None:
     ref = {"input": x_model, **{f"output:{k}": v for k, v in tf_out.items()}}
     if labels is not None:
         ref["labels"] = labels
-    np.savez(tmp / "reference.npz", **ref)
+    np.savez(tmp / REFERENCE_NPZ, **ref)
 
     log.info("[5/5] TF vs ONNX Runtime parity")
-    with OrtRunner(tmp / "model.onnx", name="ort-fp32") as runner:
+    with OrtRunner(tmp / ONNX_FILES["fp32"], name="ort-fp32") as runner:
         ort_out = runner.infer({INPUT_NAME: x_model})
     parity = export_parity(tf_out, ort_out)
 
@@ -226,6 +226,6 @@ def _write_bundle(config: ExportConfig, tmp: Path) -> None:
         "timings": {"tf2onnx_seconds": round(onnx_seconds, 2)},
     }
     bundle = Bundle(tmp, manifest)
-    for rel in ("saved_model", "model.onnx", "reference.npz"):
+    for rel in ("saved_model", ONNX_FILES["fp32"], REFERENCE_NPZ):
         bundle.record_file(rel)
     bundle.save()

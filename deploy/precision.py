@@ -35,15 +35,14 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .bundle import Bundle
+from .bundle import ONNX_FILES, REFERENCE_NPZ, SCALES_JSON, Bundle
 from .errors import BundleError, UsageError
 from .fsutil import atomic_write_bytes
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trtdeploy.precision")
 
 FP16_MAX = 65504.0
 OVERFLOW_LIMIT = FP16_MAX / 2
-FP16_ONNX = "model.fp16.onnx"
 SENSITIVE_OPS = {
     "Softmax": "softmax: small probabilities underflow in FP16",
     "LogSoftmax": "softmax: small probabilities underflow in FP16",
@@ -66,21 +65,16 @@ class Fp16Plan:
 def tensor_ranges(model, feeds: Iterable[Mapping[str, np.ndarray]]) -> dict[str, float]:
     """max |x| of every float tensor the graph computes, over `feeds` (ONNX Runtime, FP32)."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto
 
+    from .onnx_graph import with_outputs
     from .runners.ort import make_session
 
     inferred = onnx.shape_inference.infer_shapes(model)
     float_types = {v.name for v in (*inferred.graph.value_info, *inferred.graph.output)
                    if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     names = [t for n in model.graph.node for t in n.output if t in float_types]
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    have = {o.name for o in probe.graph.output}
-    for t in names:
-        if t not in have:
-            probe.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
-    session = make_session(probe.SerializeToString())
+    session = make_session(with_outputs(model, names))
     ranges = dict.fromkeys(names, 0.0)
     for feed in feeds:
         # One sample at a time: all activations of a big ResNet at once would not fit.
@@ -128,25 +122,61 @@ def to_fp16(model, kept_fp32: Iterable[str]):
     nodes are converted in place (IEEE round to nearest, subnormals kept).
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     kept = set(kept_fp32)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
+    is_float = _float_tensors(model)
+    casts = _Casts(_homes(graph, kept, is_float), {o.name for o in graph.output})
+    for node in graph.node:
+        prec = "fp32" if node.name in kept else "fp16"
+        for k, t in enumerate(node.input):
+            if t in is_float:
+                node.input[k] = casts.get(t, prec)
+        if prec == "fp16":
+            _retype_attributes(node)
+        casts.nodes.append(node)
+    # Graph outputs produced in FP16 need their float32 Cast under the original name.
+    for o in graph.output:
+        if o.name in is_float:
+            casts.get(o.name, "fp32")
+    # The source graph is sorted (ONNX requires it) and each Cast goes right before the first
+    # node that reads it, after its producer, so the new list is sorted too; check_model
+    # below would refuse it otherwise.
+    del graph.node[:]
+    graph.node.extend(casts.nodes)
+    # Old value_info carries float32 types for tensors that are now FP16: recompute.
+    del graph.value_info[:]
+    out = onnx.shape_inference.infer_shapes(out, strict_mode=True)
+    onnx.checker.check_model(out)
+    return out
+
+
+def _float_tensors(model) -> set[str]:
+    """Names of the float32 tensors of `model`: activations (by shape inference), inputs,
+    outputs and initializers."""
+    import onnx
+    from onnx import TensorProto
+
     inferred = onnx.shape_inference.infer_shapes(model).graph
     elem = {v.name: v.type.tensor_type.elem_type
             for v in (*inferred.value_info, *inferred.input, *inferred.output)}
-    for t in graph.initializer:
+    for t in model.graph.initializer:
         elem[t.name] = t.data_type
-    is_float = {t for t, e in elem.items() if e == TensorProto.FLOAT}
+    return {t for t, e in elem.items() if e == TensorProto.FLOAT}
+
+
+def _homes(graph, kept: set[str], is_float: set[str]) -> dict[tuple[str, str], str]:
+    """Where each float tensor lives before any Cast: (tensor, "fp16"|"fp32") -> the name that
+    holds it in that precision. Initializers read only by FP16 nodes become FP16 here; an FP16
+    node's graph output is renamed `<output>_fp16` (the float32 output keeps the name)."""
+    from onnx import numpy_helper
 
     consumers: dict[str, list] = {}
     for node in graph.node:
         for t in node.input:
             consumers.setdefault(t, []).append(node)
-
-    # Where each float tensor lives: (tensor, "fp16"|"fp32") -> name holding it in that precision.
     home: dict[tuple[str, str], str] = {}
     for i in graph.input:
         if i.name in is_float:
@@ -166,45 +196,35 @@ def to_fp16(model, kept_fp32: Iterable[str]):
             if t not in is_float:
                 continue
             if prec == "fp16" and t in graph_outputs:
-                # The float32 output keeps its name; the FP16 value gets a derived one.
                 node.output[k] = f"{t}_fp16"
                 home[(t, "fp16")] = node.output[k]
             else:
                 home[(t, prec)] = t
+    return home
 
-    new_nodes = []
 
-    def get(tensor: str, prec: str) -> str:
-        if (tensor, prec) in home:
-            return home[(tensor, prec)]
-        other = "fp32" if prec == "fp16" else "fp16"
-        src = home[(tensor, other)]
+class _Casts:
+    """The new node list, with a Cast added the first time a tensor is needed in the other
+    precision than the one it lives in."""
+
+    def __init__(self, home: dict[tuple[str, str], str], graph_outputs: set[str]):
+        self.home = home
+        self.graph_outputs = graph_outputs
+        self.nodes: list = []
+
+    def get(self, tensor: str, prec: str) -> str:
+        """The name holding `tensor` in `prec`, adding its Cast when there is none yet."""
+        from onnx import TensorProto, helper
+
+        if (tensor, prec) in self.home:
+            return self.home[(tensor, prec)]
+        src = self.home[(tensor, "fp32" if prec == "fp16" else "fp16")]
         # A graph output keeps its own name for its float32 value.
-        name = tensor if (prec == "fp32" and tensor in graph_outputs) else f"{tensor}_{prec}"
+        name = tensor if (prec == "fp32" and tensor in self.graph_outputs) else f"{tensor}_{prec}"
         to = TensorProto.FLOAT16 if prec == "fp16" else TensorProto.FLOAT
-        new_nodes.append(helper.make_node("Cast", [src], [name], name=f"{tensor}_to_{prec}", to=to))
-        home[(tensor, prec)] = name
+        self.nodes.append(helper.make_node("Cast", [src], [name], name=f"{tensor}_to_{prec}", to=to))
+        self.home[(tensor, prec)] = name
         return name
-
-    for node in graph.node:
-        prec = "fp32" if node.name in kept else "fp16"
-        for k, t in enumerate(node.input):
-            if t in is_float:
-                node.input[k] = get(t, prec)
-        if prec == "fp16":
-            _retype_attributes(node)
-        new_nodes.append(node)
-    # Graph outputs produced in FP16 need their float32 Cast under the original name.
-    for o in graph.output:
-        if o.name in is_float and (o.name, "fp32") not in home:
-            get(o.name, "fp32")
-    del graph.node[:]
-    graph.node.extend(_toposort(new_nodes, {i.name for i in graph.input} | {t.name for t in graph.initializer}))
-    # Old value_info carries float32 types for tensors that are now FP16: recompute.
-    del graph.value_info[:]
-    out = onnx.shape_inference.infer_shapes(out, strict_mode=True)
-    onnx.checker.check_model(out)
-    return out
 
 
 def _retype_attributes(node) -> None:
@@ -218,35 +238,8 @@ def _retype_attributes(node) -> None:
             a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
 
 
-def _toposort(nodes: list, available: set[str]) -> list:
-    """Order nodes so every input is produced first (Casts were appended after their users)."""
-    produced_by = {t: i for i, n in enumerate(nodes) for t in n.output}
-    order: list = []
-    done: set[int] = set()
-
-    def visit(i: int) -> None:
-        stack = [(i, False)]
-        while stack:
-            j, expanded = stack.pop()
-            if j in done:
-                continue
-            if expanded:
-                done.add(j)
-                order.append(nodes[j])
-                continue
-            stack.append((j, True))
-            for t in nodes[j].input:
-                p = produced_by.get(t)
-                if p is not None and p not in done and t not in available:
-                    stack.append((p, False))
-
-    for i in range(len(nodes)):
-        visit(i)
-    return order
-
-
 def _reference_feeds(bundle: Bundle) -> list[dict[str, np.ndarray]]:
-    path = bundle.path("reference.npz")
+    path = bundle.path(REFERENCE_NPZ)
     if not path.is_file():
         raise BundleError(f"{path}: missing; FP16 range checks run on the reference inputs (re-run `trtdeploy export`)")
     with np.load(path) as ref:
@@ -254,12 +247,12 @@ def _reference_feeds(bundle: Bundle) -> list[dict[str, np.ndarray]]:
 
 
 def _calibrated_maxima(bundle: Bundle) -> dict[str, float]:
-    path = bundle.path("calibration/scales.json")
+    path = bundle.path(SCALES_JSON)
     if not path.is_file():
         return {}
-    bundle.verify_file("calibration/scales.json")
+    bundle.verify_file(SCALES_JSON)
     data = json.loads(path.read_text())
-    if data.get("model_sha256") != bundle.file_hash("model.onnx"):
+    if data.get("model_sha256") != bundle.file_hash(ONNX_FILES["fp32"]):
         log.info("%s is for another model.onnx; FP16 ranges from the reference inputs only", path)
         return {}
     return {k: float(v) for k, v in data.get("max", {}).items()}
@@ -272,7 +265,7 @@ def convert_fp16(bundle: Bundle, keep_fp32: Sequence[str] = ()) -> Path:
     from .runners.ort import make_session
 
     src = bundle.onnx_path("fp32")
-    bundle.verify_file("model.onnx")
+    bundle.verify_file(ONNX_FILES["fp32"])
     model = onnx.load(str(src))
     ranges = tensor_ranges(model, _reference_feeds(bundle))
     calibrated = _calibrated_maxima(bundle)
@@ -282,14 +275,14 @@ def convert_fp16(bundle: Bundle, keep_fp32: Sequence[str] = ()) -> Path:
     fp16 = to_fp16(model, plan.kept_fp32)
     data = fp16.SerializeToString()
     make_session(data)  # refuse to write a file ONNX Runtime cannot load
-    out = atomic_write_bytes(bundle.path(FP16_ONNX), data)
-    bundle.record_file(FP16_ONNX)
+    out = atomic_write_bytes(bundle.path(ONNX_FILES["fp16"]), data)
+    bundle.record_file(ONNX_FILES["fp16"])
     bundle.manifest.setdefault("precision", {})["fp16"] = {
-        "onnx": FP16_ONNX,
+        "onnx": ONNX_FILES["fp16"],
         "kept_fp32": list(plan.kept_fp32),
         "kept_fp32_reasons": plan.kept_fp32,
         "overflow_limit": OVERFLOW_LIMIT,
-        "ranges_from": ["reference.npz"] + (["calibration/scales.json"] if calibrated else []),
+        "ranges_from": [REFERENCE_NPZ] + ([SCALES_JSON] if calibrated else []),
         "num_casts": sum(1 for n in fp16.graph.node if n.op_type == "Cast") - sum(
             1 for n in model.graph.node if n.op_type == "Cast"),
     }

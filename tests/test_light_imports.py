@@ -28,11 +28,11 @@ BLOCKER = textwrap.dedent(f"""
 
 DEVICE_MODULES = ["deploy", "deploy.bundle", "deploy.errors", "deploy.fsutil", "deploy.runners.base",
                   "deploy.trt", "deploy.trt.build", "deploy.trt.runtime", "deploy.trt.sidecar",
-                  "deploy.trt.calibrator", "calibration.cache", "deploy.data.preprocess",
-                  "deploy.data.inputs", "deploy.cli", "deploy.env", "deploy.bench", "deploy.bench.timing",
-                  "deploy.bench.forward", "deploy.parity", "deploy.parity.metrics", "deploy.parity.thresholds",
-                  "deploy.parity.backends", "deploy.parity.inputs", "deploy.parity.layers", "deploy.parity.run",
-                  "deploy.parity.result", "deploy.parity.report"]
+                  "deploy.trt.calibrator", "deploy.trt.calibration_cache", "deploy.int8", "deploy.data",
+                  "deploy.data.preprocess", "deploy.data.inputs", "deploy.cli", "deploy.env", "deploy.bench",
+                  "deploy.bench.timing", "deploy.bench.forward", "deploy.parity", "deploy.parity.metrics",
+                  "deploy.parity.thresholds", "deploy.parity.backends", "deploy.parity.inputs",
+                  "deploy.parity.layers", "deploy.parity.run", "deploy.parity.result", "deploy.parity.report"]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -57,7 +57,8 @@ def test_help_without_heavy_dependencies(argv):
 # What building the parser must not import: the modules behind the commands, which a device
 # lacking one of their dependencies could not import; each runs only inside `run`.
 NOT_FOR_PARSING = ("deploy.trt.build", "deploy.trt.runtime", "deploy.trt.calibrator", "deploy.trt.sidecar",
-                   "deploy.parity", "deploy.bench", "deploy.export", "deploy.precision", "deploy.slim", "calibration")
+                   "deploy.parity", "deploy.bench", "deploy.export", "deploy.precision", "deploy.slim", "deploy.data.",
+                   "deploy.onnx_graph", "calibration")
 
 
 def test_building_the_parser_imports_no_command_module():
@@ -89,3 +90,30 @@ def test_parity_from_a_bundle_runs_with_only_numpy(default_bundle_dir, tmp_path)
     assert "TensorFlow is not installed" in reasons["tf"] and "ONNX Runtime is not installed" in reasons["ort-int8"]
     assert "no engine; build it with `trtdeploy build" in reasons["trt-fp16"]
     assert "no backend ran here" in (out / "parity.html").read_text()
+
+
+def _imported_modules(path) -> set[str]:
+    """Absolute module names a file imports, anywhere in it (lazy imports inside functions too)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_device_side_never_imports_calibration():
+    """The engine build, its calibrator, the input sets and `infer` run on a device that has no
+    calibration package: what they share with it (the cache format, the input sets) lives in deploy."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "deploy"
+    files = [*sorted((root / "trt").glob("*.py")), *sorted((root / "data").glob("*.py")), root / "cli" / "infer.py",
+             root / "cli" / "build.py"]
+    assert len(files) > 10
+    offenders = [f"{f.relative_to(root.parent)}: {m}" for f in files for m in sorted(_imported_modules(f))
+                 if m == "calibration" or m.startswith("calibration.")]
+    assert offenders == []

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from deploy.bench.forward import forward_benchmark
 from deploy.bench.timing import TimingConfig
+from deploy.cli.args import add_batch_size, add_renamed
 from deploy.errors import DeployError
 from deploy.fsutil import atomic_write_json
 from deploy.runners.tf import quiet_tensorflow_startup
@@ -68,7 +69,8 @@ def add_calibration(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--num-images", type=int, default=64, help="default: %(default)s")
     p.add_argument("--method", default="entropy", choices=["entropy"],
                    help="the peer comparison is defined for entropy only (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=8, help="calibration batch size (default: %(default)s)")
+    add_batch_size(p, 8, "calibration inputs per ONNX Runtime call")
+    add_renamed(p, "--batch", "--batch-size", dest="batch_size", type=int)
     p.add_argument("--workdir", type=Path, help="keep the exported model and images here")
     p.set_defaults(func=run_calibration)
 
@@ -77,7 +79,7 @@ def run_calibration(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.bench.calibration import benchmark_calibration
 
     return benchmark_calibration(num_images=args.num_images, model=args.model, image_size=args.image_size,
-                                 method=args.method, workdir=args.workdir, batch_size=args.batch)
+                                 method=args.method, workdir=args.workdir, batch_size=args.batch_size)
 
 
 # Registration point: each entry adds one subcommand (its parser takes `common`, the options

@@ -1,7 +1,7 @@
 """Calibration speed: our pipeline against ONNX Runtime's `quantize_static`, same model, same images.
 
 Both sides start from the same FP32 ONNX and the same image files, decode and preprocess
-them the same way (our CalibrationSet), and end with a Q/DQ ONNX file:
+them the same way (our InputSet), and end with a Q/DQ ONNX file:
 
 - ours: `calibration.pipeline.calibrate` (statistics on the Q/DQ tensors only, entropy
   over 2048 bins as TensorRT, Q/DQ insertion, checks, bundle files), with --recalibrate.
@@ -56,7 +56,7 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    from deploy.data.inputs import CalibrationSet
+    from deploy.data.inputs import InputSet
     from calibration.pipeline import calibrate
     from deploy.data.preprocess import Preprocess
 
@@ -64,7 +64,7 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
     from ..export import ExportConfig, export
 
     if num_images < 1 or batch_size < 1:
-        raise UsageError(f"need --num-images >= 1 and --batch >= 1, got {num_images} and {batch_size}")
+        raise UsageError(f"need --num-images >= 1 and --batch-size >= 1, got {num_images} and {batch_size}")
     if method != "entropy":
         raise ValueError("the peer comparison is defined for entropy only (ONNX Runtime's CalibrationMethod.Entropy)")
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bench_calibration."))
@@ -82,7 +82,7 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            dataset = CalibrationSet.from_path(images, input=bundle.inputs[0],
+            dataset = InputSet.from_path(images, input=bundle.inputs[0],
                                                preprocess=Preprocess.from_json(bundle.preprocessing))
             self._batches = dataset.batches(batch_size, desc="onnxruntime calibration")
 

@@ -1,6 +1,7 @@
 """`trtdeploy` command line. Each subcommand lives in its own module with
 `add_parser(subparsers)` and `run(args) -> int`; heavy imports happen inside `run`,
-so `--help` works on a machine with neither TensorFlow nor TensorRT."""
+so `--help` works on a machine with neither TensorFlow nor TensorRT. Options several
+commands share come from `args`."""
 from __future__ import annotations
 
 import argparse
@@ -11,13 +12,6 @@ import sys
 from .. import __version__
 from ..errors import DeployError
 from ..runners.tf import quiet_tensorflow_startup
-
-# Help shared by the subcommands. DATA_HELP: every source deploy.data.inputs reads, which is
-# what calibrate --data, parity --data and build --calib-data take.
-BUNDLE_HELP = "bundle directory written by `trtdeploy export`"
-DATA_HELP = ("an image folder (JPEG/PNG, searched recursively; class subfolders DIR/<class>/ give labels), "
-             "a .txt list of image paths (one per line, relative to the list or absolute, optionally followed "
-             "by an integer label), or a .npy/.npz array of preprocessed inputs")
 
 # Subcommand name -> module under deploy.cli (kept in pipeline order for --help).
 COMMANDS = {
@@ -41,14 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, mod in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name == f"{__name__}.{mod}":
-                continue  # subcommand not part of this build
-            raise
-        module.add_parser(sub)
+    for mod in COMMANDS.values():
+        importlib.import_module(f"{__name__}.{mod}").add_parser(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..trt.choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
+from .args import add_bundle, add_data, add_out
 
 
 def add_parser(subparsers) -> None:
@@ -15,9 +16,7 @@ def add_parser(subparsers) -> None:
                     "--int8-mode implicit (TensorRT <= 10) uses the FP32 ONNX, BuilderFlag.INT8 and the "
                     "bundle's calibration cache.",
     )
-    from . import BUNDLE_HELP, DATA_HELP
-
-    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
+    add_bundle(p)
     p.add_argument("--precision", choices=PRECISIONS, required=True,
                    help="fp32 (model.onnx), fp16 (model.fp16.onnx) or int8 (model.int8.onnx; with --int8-mode "
                         "implicit, model.onnx and calibration/trt.cache)")
@@ -36,11 +35,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tf32", action="store_true",
                    help="allow TF32 for FP32 math (faster on Ampere+, ~1e-3 relative error; off by default "
                         "so FP32 engines match FP32 references)")
-    p.add_argument("--out", type=Path, metavar="FILE.plan",
-                   help="where to write the engine (sidecar FILE.json beside it); default "
-                        "BUNDLE/engines/NAME.PRECISION.plan")
-    p.add_argument("--calib-data", type=Path, metavar="PATH",
-                   help=f"implicit INT8: calibrate live instead of using calibration/trt.cache, on {DATA_HELP}")
+    add_out(p, "FILE.plan", "the engine file to write (sidecar FILE.json beside it); default "
+                            "BUNDLE/engines/NAME.PRECISION.plan")
+    add_data(p, "implicit INT8: calibrate live on this data instead of using calibration/trt.cache",
+             old_name="--calib-data")
     p.set_defaults(func=run)
 
 
@@ -51,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     config = BuildConfig(
         precision=args.precision, batch=tuple(args.batch), workspace_mib=args.workspace,
         timing_cache=args.timing_cache, int8_mode=args.int8_mode, version_compatible=args.version_compatible,
-        hardware_compat=args.hardware_compat, tf32=args.tf32, calib_data=args.calib_data,
+        hardware_compat=args.hardware_compat, tf32=args.tf32, calib_data=args.data,
         out=args.out,
     )
     plan = build_engine(open_bundle(args.bundle), config)

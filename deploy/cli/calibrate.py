@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-METHODS = ("entropy", "percentile", "max", "mse")
+from ..data import DEFAULT_BATCH_SIZE
+from ..int8 import CALIBRATION_METHODS
+from ..trt.calibration_cache import DEFAULT_VERSION
+from .args import add_batch_size, add_bundle, add_data, add_keep_fp32, add_skip_bad, add_subset
 
 
 def add_parser(sub) -> None:
@@ -14,26 +16,22 @@ def add_parser(sub) -> None:
                                    "calibration/scales.json, calibration/trt.cache (TensorRT <= 10) and "
                                    "calibration/dataset.json. Re-running with the same model, data and method "
                                    "reuses the ranges.")
-    from . import BUNDLE_HELP, DATA_HELP
-
-    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
-    p.add_argument("--data", type=Path, required=True, metavar="PATH", help=f"calibration data: {DATA_HELP}")
-    p.add_argument("--method", choices=METHODS, default="entropy", help="range selection (default entropy, "
+    add_bundle(p)
+    add_data(p, "calibration data", required=True)
+    p.add_argument("--method", choices=CALIBRATION_METHODS, default="entropy", help="range selection (default entropy, "
                    "as TensorRT's EntropyCalibration2)")
     p.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
-    p.add_argument("--num-images", type=int, metavar="N", help="use a seeded random subset of N images")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset (default 0)")
-    p.add_argument("--batch-size", type=int, default=16, metavar="B",
-                   help="inputs per ONNX Runtime call (default: %(default)s)")
-    p.add_argument("--exclude", nargs="+", default=[], metavar="NODE",
-                   help="ONNX node names to keep in high precision (no Q/DQ on their inputs/weights)")
+    add_subset(p, "use a seeded random subset of N images")
+    add_batch_size(p, DEFAULT_BATCH_SIZE, "inputs per ONNX Runtime call")
+    add_keep_fp32(p, "ONNX node names to keep in high precision: no Q/DQ on their inputs and weights, so a "
+                     "strongly typed TensorRT network runs them in FP32", old_name="--exclude")
     p.add_argument("--recalibrate", action="store_true",
                    help="replace calibration results made for another model, data set or method")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
-    p.add_argument("--trt-version", default="10.3.0", metavar="VERSION",
+    add_skip_bad(p, "skip unreadable images instead of failing")
+    p.add_argument("--trt-version", default=DEFAULT_VERSION, metavar="VERSION",
                    help="TensorRT version written into calibration/trt.cache's header, for tools that read the "
                         "file themselves (trtexec --calib); `trtdeploy build` serves the cache to the TensorRT it "
-                        "runs whatever this says (default 10.3.0, JetPack 6)")
+                        "runs whatever this says (default %(default)s, JetPack 6)")
     p.set_defaults(func=run)
 
 
@@ -49,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--num-images must be >= 1, got {args.num_images}")
     bundle = open_bundle(args.bundle)
     result = calibrate(bundle, args.data, method=args.method, num_images=args.num_images, seed=args.seed,
-                       batch_size=args.batch_size, exclude=args.exclude, recalibrate=args.recalibrate,
+                       batch_size=args.batch_size, exclude=args.keep_fp32, recalibrate=args.recalibrate,
                        skip_bad=args.skip_bad, trt_version=args.trt_version, percentile=args.percentile)
     print(f"calibrated {bundle.model_name}: Q/DQ on {result.num_qdq_activations} activation tensors and "
           f"{result.num_qdq_tensors - result.num_qdq_activations} weights, ranges of {result.num_observed} "

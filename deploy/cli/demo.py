@@ -11,6 +11,9 @@ import logging
 import time
 from pathlib import Path
 
+from ..int8 import CALIBRATION_METHODS
+from .args import add_out
+
 log = logging.getLogger("trtdeploy.demo")
 
 MARKER = ".trtdeploy-demo"
@@ -21,8 +24,10 @@ def add_parser(sub) -> None:
                        description="Export the embedded digits ResNet v2, write its held-out images, calibrate "
                                    "INT8 and convert FP16, build TensorRT engines where possible, and write the "
                                    "parity report (DIR/bundle/reports/parity.html).")
-    p.add_argument("--out", type=Path, required=True, help="output directory (a previous demo's is replaced)")
-    p.add_argument("--method", default="entropy", help="INT8 calibration method (default: entropy)")
+    add_out(p, "DIR", "output directory: the bundle, the images and the report (a previous demo's is replaced)",
+            required=True)
+    p.add_argument("--method", choices=CALIBRATION_METHODS, default="entropy",
+                   help="INT8 calibration method (default: %(default)s)")
     p.set_defaults(func=run)
 
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from .args import add_out
 
 
 def add_parser(sub) -> None:
@@ -23,7 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset for tf2onnx (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for random weights and reference inputs")
     p.add_argument("--num-reference", type=int, default=8, help="samples stored in reference.npz")
-    p.add_argument("--out", type=Path, required=True, help="bundle directory to create")
+    add_out(p, "BUNDLE", "bundle directory to create", required=True)
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=run)
 

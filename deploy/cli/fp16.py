@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from .args import add_bundle, add_keep_fp32
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("fp16", help="write model.fp16.onnx (FP16 inside, FP32 at the inputs/outputs)",
                        description="Convert the bundle's FP32 ONNX to FP16. Softmax, reductions and nodes whose "
                                    "values would overflow FP16 (reference inputs, calibration maxima) stay FP32.")
-    from . import BUNDLE_HELP
-
-    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
-    p.add_argument("--keep-fp32", nargs="+", default=[], metavar="NODE", help="ONNX node names to keep in FP32")
+    add_bundle(p)
+    add_keep_fp32(p, "ONNX node names to keep in FP32")
     p.set_defaults(func=run)
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UsageError
+from .args import add_bundle
 
 BACKENDS = ("onnxruntime", "tensorrt")
 ORT_CHUNK = 32  # images per ONNX Runtime call: bounds memory for long image lists
@@ -21,9 +22,7 @@ def add_parser(subparsers) -> None:
         description="Apply the bundle's preprocessing, run TensorRT (--engine, or --backend tensorrt) or ONNX "
                     "Runtime (FP32 ONNX, the default), and print the top-k classes.",
     )
-    from . import BUNDLE_HELP
-
-    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
+    add_bundle(p)
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
                    help="image files (JPEG/PNG), preprocessed as the bundle's manifest says")
     p.add_argument("--engine", type=Path, metavar="PLAN", help="TensorRT engine (implies --backend tensorrt)")

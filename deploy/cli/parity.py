@@ -9,7 +9,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..data import DEFAULT_BATCH_SIZE
 from ..runners import BACKENDS
+from .args import add_batch_size, add_bundle, add_data, add_out, add_skip_bad, add_subset
 
 if TYPE_CHECKING:  # building the parser must not import deploy.parity
     from ..parity import ParityResult
@@ -24,21 +26,15 @@ def add_parser(subparsers) -> None:
                     "each against the FP32 reference (TF when it runs here, else reference.npz) with "
                     "per-precision thresholds. Backends that cannot run here are listed as skipped.",
     )
-    from . import BUNDLE_HELP, DATA_HELP
-
-    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
-    p.add_argument("--data", type=Path, metavar="PATH",
-                   help=f"inputs to compare on: {DATA_HELP}; labels give accuracy (default: the bundle's "
-                        "reference.npz)")
-    p.add_argument("--skip-bad", action="store_true", help="leave unreadable --data images out (listed in the report)")
+    add_bundle(p)
+    add_data(p, "inputs to compare on (default: the bundle's reference.npz; labels give accuracy)")
+    add_skip_bad(p, "leave unreadable --data images out (listed in the report)")
     p.add_argument("--backends", metavar="LIST", help=f"comma-separated, from: {BACKEND_NAMES} (default: all)")
     p.add_argument("--engine", type=Path, nargs="+", action="extend", default=[], metavar="PLAN",
                    help="TensorRT plan(s) to use instead of BUNDLE/engines/NAME.PRECISION.plan")
-    p.add_argument("--num-images", type=int, metavar="N",
-                   help="use N images (a seeded subset of --data, or the first N of reference.npz)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --num-images subset (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="default: %(default)s")
-    p.add_argument("--out", type=Path, metavar="DIR", help="report directory (default: BUNDLE/reports)")
+    add_subset(p, "use N images (a seeded subset of --data, or the first N of reference.npz)")
+    add_batch_size(p, DEFAULT_BATCH_SIZE, "inputs per backend call")
+    add_out(p, "DIR", "report directory: parity.json and parity.html (default: BUNDLE/reports)")
     p.add_argument("--threshold", action="append", default=[], metavar="[BACKEND:][OUTPUT:]KEY=VALUE | FILE.json",
                    help="override a threshold, e.g. ort-int8:logits:top1_agreement=0.97 or fp16:accuracy_drop=0.5 "
                         "(VALUE `none` disables); repeatable")

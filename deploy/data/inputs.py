@@ -1,10 +1,8 @@
-"""Input sets: where the images or arrays of calibration, accuracy and parity come from.
+"""Input sets: where the images or arrays of calibration, accuracy, parity, infer and the
+implicit-INT8 build come from (every command's `--data`).
 
-Messages speak of input data, not calibration data: `trtdeploy parity --data`, `build
---calib-data` and the benchmark read their inputs here too.
-
-A calibration data source is a plain iterable of `dict[str, np.ndarray]` batches, as
-`CalibrationSet.batches()` yields them. A set is read from one of:
+Messages speak of input data, whatever the command uses it for. A set yields a plain
+iterable of `dict[str, np.ndarray]` batches (`InputSet.batches()`). It is read from one of:
 
 - an image folder: JPEG/PNG files found recursively (hidden files and folders skipped),
   sorted by relative path. Images in class subfolders (`DIR/<class>/...`) are labelled:
@@ -44,10 +42,9 @@ from deploy.progress import progress
 
 from .preprocess import Preprocess, decode_image
 
-log = logging.getLogger("trtdeploy.calibration")
+log = logging.getLogger("trtdeploy.data")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-KINDS = ("images", "list", "npy", "npz")
 _MAX_NAMED = 10  # bad files named in one error message
 _SOURCES = "an image folder, a .txt list of images, or a .npy/.npz array"
 
@@ -63,8 +60,8 @@ class Sample:
     label: int | None
 
 
-class CalibrationSet:
-    """A validated calibration set; build one with `CalibrationSet.from_path`."""
+class InputSet:
+    """A validated input set; build one with `InputSet.from_path`."""
 
     def __init__(self, *, source: Path, kind: str, input: TensorInfo, preprocess: Preprocess,
                  root: Path | None = None, samples: list[Sample] | None = None,
@@ -90,7 +87,7 @@ class CalibrationSet:
     @classmethod
     def from_path(cls, path: str | os.PathLike, *, input: TensorInfo, preprocess: Preprocess,
                   skip_bad: bool = False, skip_option: str | None = None, num: int | None = None,
-                  seed: int = 0) -> CalibrationSet:
+                  seed: int = 0) -> InputSet:
         """Read and validate a set (see the module docstring for the sources).
 
         `skip_option`: the caller's command-line option that sets `skip_bad` (e.g. "--skip-bad"),
@@ -138,13 +135,13 @@ class CalibrationSet:
             return chosen._replace(samples=samples, hashes=hashes, skipped=bad)
         return chosen._replace(hashes=hashes)
 
-    def _replace(self, **changes: Any) -> CalibrationSet:
+    def _replace(self, **changes: Any) -> InputSet:
         state = dict(source=self.source, kind=self.kind, input=self.input, preprocess=self.preprocess,
                      root=self._root, samples=self._samples, hashes=self._hashes, array=self._array,
                      array_labels=self._array_labels, indices=self._indices,
                      class_names=self._class_names, skipped=self._skipped)
         state.update(changes)
-        return CalibrationSet(**state)
+        return InputSet(**state)
 
     # --- views -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -153,7 +150,7 @@ class CalibrationSet:
         return len(self._indices) if self._indices is not None else int(self._array.shape[0])
 
     def __repr__(self) -> str:
-        return f"CalibrationSet({self.kind}, {len(self)} inputs from {self.source})"
+        return f"InputSet({self.kind}, {len(self)} inputs from {self.source})"
 
     @property
     def samples(self) -> list[Sample]:
@@ -181,7 +178,7 @@ class CalibrationSet:
         return [path for path, _ in self._skipped]
 
     # --- choosing ----------------------------------------------------------------
-    def subset(self, num: int | None, seed: int = 0) -> CalibrationSet:
+    def subset(self, num: int | None, seed: int = 0) -> InputSet:
         """`num` inputs chosen by `seed`, in set order.
 
         The choice ranks every input by sha256(seed, its path or row index), so it depends
@@ -205,11 +202,11 @@ class CalibrationSet:
         return self._replace(indices=rows[chosen])
 
     # --- batches -----------------------------------------------------------------
-    def batches(self, batch_size: int, desc: str | None = "calibration") -> Iterator[dict[str, np.ndarray]]:
+    def batches(self, batch_size: int, desc: str | None = "inputs") -> Iterator[dict[str, np.ndarray]]:
         """{input name: float32 batch in the input's layout}; the last batch may be smaller."""
         return (feed for feed, _ in self.batches_with_labels(batch_size, desc=desc))
 
-    def batches_with_labels(self, batch_size: int, desc: str | None = "calibration"
+    def batches_with_labels(self, batch_size: int, desc: str | None = "inputs"
                             ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None]]:
         """Like `batches`, with each batch's int64 labels (None when the set has none)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -235,7 +232,7 @@ class CalibrationSet:
 
     # --- identity ----------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
-        """What the set is, for calibration/dataset.json: the items with their hashes and
+        """What the set is (calibration/dataset.json records it): the items with their hashes and
         one sha256 over them that does not depend on where the data lives."""
         if self._array is None:
             items = [{"path": s.path, "sha256": self._hashes[s.path], "label": s.label} for s in self._samples]
@@ -398,4 +395,5 @@ def _choose(num: int, seed: int, keys: list[str]) -> list[int]:
     rank = sorted(range(len(keys)),
                   key=lambda i: (hashlib.sha256(f"{seed}\0{keys[i]}".encode()).digest(), i))
     return sorted(rank[:num])
+
 

@@ -74,11 +74,11 @@ def folder_batches(bundle: Bundle, data: str | Path, batch_size: int, num_images
                    seed: int, skip_bad: bool = False) -> tuple[list[str], Iterator[Batch]]:
     """The unreadable images skipped (with `skip_bad`), and the batches of an image folder (class
     folders give labels), a .txt list or a .npy/.npz, through the input-set loader."""
-    from ..data.inputs import CalibrationSet
+    from ..data.inputs import InputSet
     from ..data.preprocess import Preprocess
 
     # num/seed pick the subset before images are decoded (the same choice as .subset(num, seed)).
-    dataset = CalibrationSet.from_path(data, input=bundle.inputs[0],
+    dataset = InputSet.from_path(data, input=bundle.inputs[0],
                                        preprocess=Preprocess.from_json(bundle.preprocessing),
                                        skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..bundle import DATASET_JSON, ONNX_FILES, PRECISIONS, Bundle
+from ..int8 import QDQ_OP_TYPES
 from ..errors import DataError, DeployError, UsageError
 from ..runners import BACKENDS, backend_precision
 from .metrics import cosine_rows
@@ -28,8 +29,6 @@ log = logging.getLogger("trtdeploy.parity")
 # Units and the root conv: the granularity at which calibration keeps layers in high
 # precision. The convs inside a unit are reported through their unit.
 _LAYER = re.compile(r"(/conv1|/bottleneck_v2|/logits)$")
-# ONNX ops that carry Q/DQ on their inputs: leaving them out of quantization keeps a layer in float.
-QUANTIZED_OPS = ("Conv", "Gemm", "MatMul", "Add", "BatchNormalization", "MaxPool")
 
 
 @dataclass(frozen=True)
@@ -144,7 +143,7 @@ def layer_nodes(layer: str, onnx_nodes: Sequence[tuple[str, str]]) -> list[str]:
     (`Conv__187`) cannot be found this way and leave the layer unmapped.
     """
     prefix = layer.rstrip("/") + "/"
-    return [name for name, op in onnx_nodes if name.startswith(prefix) and op in QUANTIZED_OPS]
+    return [name for name, op in onnx_nodes if name.startswith(prefix) and op in QDQ_OP_TYPES]
 
 
 def keep_fp32_command(bundle_root: str | Path, nodes: Sequence[str], data: str | Path | None = None) -> str:
@@ -221,24 +220,14 @@ def layer_names(bundle: Bundle) -> list[str]:
     return names
 
 
-def _with_outputs(path, tensors: list[str]) -> bytes:
-    import onnx
-
-    model = onnx.load(str(path))
-    have = {o.name for o in model.graph.output}
-    for t in tensors:
-        if t not in have:
-            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
-    return model.SerializeToString()
-
-
 def intermediate_values(bundle: Bundle, precision: str, feeds: Iterable[Mapping[str, np.ndarray]],
                         names: list[str]) -> dict[str, np.ndarray]:
     """Run one precision's ONNX and collect the named end_points over all feeds (float32)."""
+    from ..onnx_graph import with_outputs
     from ..runners.ort import make_session
 
     tensors = [bundle.manifest["end_points"][n] for n in names]
-    session = make_session(_with_outputs(bundle.onnx_path(precision), tensors))
+    session = make_session(with_outputs(bundle.onnx_path(precision), tensors))
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feed in feeds:
         for name, value in zip(names, session.run(tensors, dict(feed))):

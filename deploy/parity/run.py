@@ -24,6 +24,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..bundle import REFERENCE_NPZ, Bundle
+from ..data import DEFAULT_BATCH_SIZE
 from ..env import machine_info
 from ..errors import DataError, DeployError, UsageError
 from ..progress import progress
@@ -229,7 +230,7 @@ def _bundle_info(bundle: Bundle) -> BundleInfo:
 
 def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data: str | Path | None = None,
                num_images: int | None = None, engines: Sequence[str | Path] | Mapping[str, Path] | None = None,
-               thresholds: Sequence[ThresholdOverride] | None = None, batch_size: int = 16, seed: int = 0,
+               thresholds: Sequence[ThresholdOverride] | None = None, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0,
                per_layer: Mapping[str, Mapping[str, LayerError]] | None = None,
                onnx_nodes: Sequence[tuple[str, str]] | None = None, skip_bad: bool = False) -> ParityResult:
     """Run every backend on the same inputs and judge it against the FP32 reference.

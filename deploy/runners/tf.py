@@ -17,7 +17,7 @@ from ..bundle import Bundle
 from ..errors import BundleError, ToolMissingError
 from .base import Runner, TensorSpec
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trtdeploy.runners")
 
 # What TensorFlow's shared libraries print while `import tensorflow` runs: absl's C++ log lines
 # ("I0000 00:00:1795698272.732359    7202 cudart_stub.cc:31] Could not find cuda drivers ...",

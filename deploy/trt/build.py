@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..bundle import Bundle, ONNX_FILES, TensorInfo
+from ..bundle import ONNX_FILES, TRT_CACHE, Bundle, TensorInfo
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
 from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from .choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
@@ -28,8 +28,6 @@ from .sidecar import Sidecar, sidecar_path
 from .versions import check_supported, import_tensorrt, supports_implicit_int8
 
 log = logging.getLogger("trtdeploy.trt")
-
-CALIBRATION_CACHE = "calibration/trt.cache"
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ class BuildConfig:
             )
         if self.calib_data is not None and self.mode != "implicit":
             raise UsageError(
-                "--calib-data applies to --precision int8 --int8-mode implicit; explicit INT8 takes its "
+                "--data applies to --precision int8 --int8-mode implicit; explicit INT8 takes its "
                 "scales from model.int8.onnx (`trtdeploy calibrate BUNDLE --data DIR`)"
             )
         if self.calib_count < 1 or self.calib_batch < 1:
@@ -101,7 +99,7 @@ class BuildConfig:
         if self.mode == "implicit":
             d["calibration"] = ({"data": str(self.calib_data), "count": self.calib_count,
                                  "batch": self.calib_batch, "seed": self.calib_seed}
-                                if self.calib_data else {"cache": CALIBRATION_CACHE})
+                                if self.calib_data else {"cache": TRT_CACHE})
         return d
 
 
@@ -264,21 +262,18 @@ def _save_timing_cache(builder_config: Any, path: Path | None, stats: dict[str, 
 
 def _calibration_batches(bundle: Bundle, config: BuildConfig) -> Iterable[Any]:
     """Preprocessed calibration batches for live implicit calibration."""
-    from deploy.data.inputs import CalibrationSet
-    from deploy.data.preprocess import Preprocess
+    from ..data.inputs import InputSet
+    from ..data.preprocess import Preprocess
 
     (tensor,) = bundle.inputs  # the calibrator feeds one image input
-    data = CalibrationSet.from_path(config.calib_data, input=tensor,
-                                    preprocess=Preprocess.from_json(bundle.preprocessing),
-                                    num=config.calib_count, seed=config.calib_seed)
-    return data.batches(config.calib_batch)
+    data = InputSet.from_path(config.calib_data, input=tensor, preprocess=Preprocess.from_json(bundle.preprocessing),
+                              num=config.calib_count, seed=config.calib_seed)
+    return data.batches(config.calib_batch, desc="calibration")
 
 
 def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
     """Build engines/NAME.PRECISION.plan (+ .json sidecar) and return the plan's path."""
-    from .calibrator import make_calibrator
     from .cuda import gpu_info, import_cuda, primary_context
-    from .runtime import describe_engine
 
     trt = import_tensorrt()
     plan = plan_network(config, trt.__version__)
@@ -295,92 +290,125 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
     log.info("building %s (%s, %s INT8) with TensorRT %s on %s (%s)", plan_path.name, onnx_path.name,
              config.mode if config.precision == "int8" else "no", trt.__version__, gpu.name,
              gpu.compute_capability)
-
     with primary_context(cuda):
-        logger = make_logger(trt)
-        try:
-            builder = trt.Builder(logger)
-        except TypeError as e:  # "factory function returned nullptr": no usable GPU for TensorRT
-            raise EngineError(f"TensorRT cannot create a builder ({e}); check the GPU with `nvidia-smi`") from None
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(str(onnx_path)):
-            lines = format_parser_errors(parser.get_error(i) for i in range(parser.num_errors))
-            raise EngineError(f"{onnx_path}: TensorRT {trt.__version__} cannot parse it:\n  " + "\n  ".join(lines))
-        check_network_inputs(network, bundle.inputs, onnx_path)
+        built = _build_in_context(trt, cuda, bundle, config, plan, onnx_path, shapes, plan_path.name)
 
-        builder_config = builder.create_builder_config()
-        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
-        profile = builder.create_optimization_profile()
-        for name, (lo, opt, hi) in shapes.items():
-            profile.set_shape(name, lo, opt, hi)
-        builder_config.add_optimization_profile(profile)
-        if plan.tf32:
-            builder_config.set_flag(trt.BuilderFlag.TF32)
-        else:
-            builder_config.clear_flag(trt.BuilderFlag.TF32)
-        if plan.version_compatible:
-            builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-        if plan.hardware_compat == "ampere+":
-            builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-
-        calibrator = None
-        cache_path = bundle.path(CALIBRATION_CACHE)
-        if plan.implicit_int8:
-            calibrator = _configure_implicit_int8(trt, cuda, builder, network, builder_config, bundle, config, shapes,
-                                                  make_calibrator)
-        timing_cache, timing_stats = _load_timing_cache(builder_config, config.timing_cache)
-        monitor = make_progress_monitor(trt)  # referenced until the build returns
-        builder_config.progress_monitor = monitor
-
-        log.info("TensorRT is building %s (minutes for a large model)", plan_path.name)
-        t0 = time.perf_counter()
-        try:
-            serialized = builder.build_serialized_network(network, builder_config)
-        finally:
-            if calibrator is not None:
-                calibrator.close()
-        seconds = time.perf_counter() - t0
-        if calibrator is not None:
-            calibrator.raise_pending()
-        if serialized is None:
-            raise EngineError(
-                f"{onnx_path}: TensorRT {trt.__version__} could not build an engine ({logger.last_errors()}); "
-                "common causes: a workspace too small (--workspace MiB), a batch range the GPU memory cannot "
-                "hold (--batch)"
-            )
-        data = bytes(memoryview(serialized))
-        _save_timing_cache(builder_config, config.timing_cache, timing_stats)
-
-        runtime = trt.Runtime(logger)
-        if plan.version_compatible:
-            runtime.engine_host_code_allowed = True
-        engine = runtime.deserialize_cuda_engine(data)
-        if engine is None:
-            raise EngineError(f"{plan_path.name}: TensorRT built an engine it cannot load back ({logger.last_errors()})")
-        io = describe_engine(trt, engine)
-        del engine, runtime, timing_cache
-
+    cache_path = bundle.path(TRT_CACHE)
     cache_sha = sha256_file(cache_path) if plan.implicit_int8 and cache_path.is_file() else None
     if plan.implicit_int8 and config.calib_data is not None:
         # TensorRT wrote a fresh cache for this very model: record it, so later builds
         # accept it instead of refusing it as stale.
-        bundle.record_file(CALIBRATION_CACHE)
+        bundle.record_file(TRT_CACHE)
         bundle.save()
     sidecar = Sidecar(
-        plan=plan_path.name, plan_sha256=sha256_bytes(data), model=bundle.model_name, tensorrt=trt.__version__,
+        plan=plan_path.name, plan_sha256=sha256_bytes(built.data), model=bundle.model_name, tensorrt=trt.__version__,
         gpu_name=gpu.name, compute_capability=gpu.compute_capability, precision=config.precision,
         mode=config.mode, version_compatible=plan.version_compatible, hardware_compat=plan.hardware_compat,
-        batch=config.batch, io=io, onnx=onnx_rel, onnx_sha256=sha256_file(onnx_path),
-        calibration_cache_sha256=cache_sha, build_seconds=round(seconds, 3), timing_cache=timing_stats,
+        batch=config.batch, io=built.io, onnx=onnx_rel, onnx_sha256=sha256_file(onnx_path),
+        calibration_cache_sha256=cache_sha, build_seconds=round(built.seconds, 3), timing_cache=built.timing_stats,
         builder=config.options(),
     )
     # Plan first, then sidecar: a crash in between leaves a plan whose hash no sidecar vouches for.
-    atomic_write_bytes(plan_path, data)
+    atomic_write_bytes(plan_path, built.data)
     atomic_write_json(json_path, sidecar.to_json())
-    log.info("wrote %s (%.1f MiB, built in %.0f s) and %s", plan_path, len(data) / 2**20, seconds, json_path.name)
+    log.info("wrote %s (%.1f MiB, built in %.0f s) and %s", plan_path, len(built.data) / 2**20, built.seconds,
+             json_path.name)
     return plan_path
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What one TensorRT build made: the plan's bytes, its I/O as loaded back, and how long it took."""
+
+    data: bytes
+    io: Any
+    seconds: float
+    timing_stats: dict[str, Any]
+
+
+def _build_in_context(trt: ModuleType, cuda: ModuleType, bundle: Bundle, config: BuildConfig, plan: NetworkPlan,
+                      onnx_path: Path, shapes: Mapping[str, tuple[tuple[int, ...], ...]], plan_name: str) -> _Built:
+    """Parse, configure, build, and load the plan back once (with the CUDA context current)."""
+    from .runtime import describe_engine
+
+    logger = make_logger(trt)
+    # The parser owns the network's weights: it stays referenced until the build returns.
+    builder, network, parser = _parse(trt, logger, plan, onnx_path, bundle.inputs)
+    builder_config = builder.create_builder_config()
+    _configure(trt, builder, builder_config, config, plan, shapes)
+    calibrator = None
+    if plan.implicit_int8:
+        from .calibrator import make_calibrator
+
+        calibrator = _configure_implicit_int8(trt, cuda, builder, network, builder_config, bundle, config, shapes,
+                                              make_calibrator)
+    timing_cache, timing_stats = _load_timing_cache(builder_config, config.timing_cache)
+    monitor = make_progress_monitor(trt)  # referenced until the build returns
+    builder_config.progress_monitor = monitor
+
+    log.info("TensorRT is building %s (minutes for a large model)", plan_name)
+    t0 = time.perf_counter()
+    try:
+        serialized = builder.build_serialized_network(network, builder_config)
+    finally:
+        if calibrator is not None:
+            calibrator.close()
+    seconds = time.perf_counter() - t0
+    if calibrator is not None:
+        calibrator.raise_pending()
+    if serialized is None:
+        raise EngineError(
+            f"{onnx_path}: TensorRT {trt.__version__} could not build an engine ({logger.last_errors()}); "
+            "common causes: a workspace too small (--workspace MiB), a batch range the GPU memory cannot "
+            "hold (--batch)"
+        )
+    data = bytes(memoryview(serialized))
+    _save_timing_cache(builder_config, config.timing_cache, timing_stats)
+
+    runtime = trt.Runtime(logger)
+    if plan.version_compatible:
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(data)
+    if engine is None:
+        raise EngineError(f"{plan_name}: TensorRT built an engine it cannot load back ({logger.last_errors()})")
+    io = describe_engine(trt, engine)
+    del engine, runtime, timing_cache, parser
+    return _Built(data=data, io=io, seconds=seconds, timing_stats=timing_stats)
+
+
+def _parse(trt: ModuleType, logger: Any, plan: NetworkPlan, onnx_path: Path,
+           inputs: Sequence[TensorInfo]) -> tuple[Any, Any, Any]:
+    """A builder, and the network parsed from `onnx_path` (strongly typed unless implicit INT8)."""
+    try:
+        builder = trt.Builder(logger)
+    except TypeError as e:  # "factory function returned nullptr": no usable GPU for TensorRT
+        raise EngineError(f"TensorRT cannot create a builder ({e}); check the GPU with `nvidia-smi`") from None
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        lines = format_parser_errors(parser.get_error(i) for i in range(parser.num_errors))
+        raise EngineError(f"{onnx_path}: TensorRT {trt.__version__} cannot parse it:\n  " + "\n  ".join(lines))
+    check_network_inputs(network, inputs, onnx_path)
+    return builder, network, parser
+
+
+def _configure(trt: ModuleType, builder: Any, builder_config: Any, config: BuildConfig, plan: NetworkPlan,
+               shapes: Mapping[str, tuple[tuple[int, ...], ...]]) -> None:
+    """Workspace, the optimization profile, TF32 and the compatibility settings."""
+    builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in shapes.items():
+        profile.set_shape(name, lo, opt, hi)
+    builder_config.add_optimization_profile(profile)
+    if plan.tf32:
+        builder_config.set_flag(trt.BuilderFlag.TF32)
+    else:
+        builder_config.clear_flag(trt.BuilderFlag.TF32)
+    if plan.version_compatible:
+        builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if plan.hardware_compat == "ampere+":
+        builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
 
 
 def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, network: Any, builder_config: Any,
@@ -388,7 +416,7 @@ def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, ne
                              shapes: Mapping[str, tuple[tuple[int, ...], ...]], make_calibrator: Any) -> Any:
     """TensorRT <= 10 only: INT8 + FP16 builder flags, the entropy calibrator, and a
     calibration profile fixed at the calibration batch (dynamic shapes need one)."""
-    cache_path = bundle.path(CALIBRATION_CACHE)
+    cache_path = bundle.path(TRT_CACHE)
     if config.calib_data is not None:
         calibrator = make_calibrator(trt, cache_path, batches=_calibration_batches(bundle, config),
                                      batch_size=config.calib_batch, cuda=cuda)
@@ -396,10 +424,10 @@ def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, ne
         if not cache_path.is_file():
             raise CalibrationError(
                 f"{cache_path}: missing; make it with `trtdeploy calibrate {bundle.root} --data DIR`, "
-                "or calibrate live with --calib-data DIR"
+                "or calibrate live with --data DIR"
             )
         calibrator = make_calibrator(trt, cache_path, batch_size=config.calib_batch,
-                                     expected_sha256=bundle.file_hash(CALIBRATION_CACHE),
+                                     expected_sha256=bundle.file_hash(TRT_CACHE),
                                      known_tensors=network_activation_names(trt, network))
     builder_config.set_flag(trt.BuilderFlag.INT8)
     builder_config.set_flag(trt.BuilderFlag.FP16)

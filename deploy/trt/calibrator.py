@@ -6,7 +6,7 @@ Two uses:
   TensorRT ignores a cache whose header names another TensorRT version (and then asks for
   batches), but the scales do not depend on the version: the cache is served under the
   header of the TensorRT that runs, once it is shown to belong to this bundle;
-- live calibration (`--calib-data DIR`): feed preprocessed batches from device memory
+- live calibration (`trtdeploy build --data DIR`): feed preprocessed batches from device memory
   and let TensorRT write its own cache.
 
 The cache is validated before it is served, here in Python: TensorRT's own checks end in a
@@ -27,10 +27,9 @@ import numpy as np
 
 from ..errors import CalibrationError, DataError
 from ..fsutil import atomic_write_bytes, sha256_bytes
+from .calibration_cache import ENTROPY_2, parse_cache, trt_version_code
 
 log = logging.getLogger("trtdeploy.trt")
-
-ALGORITHM = "EntropyCalibration2"  # the header word TensorRT checks against IInt8EntropyCalibrator2
 
 
 def _recalibrate(cache_path: Path) -> str:
@@ -45,8 +44,6 @@ def load_cache(cache_path: str | Path, expected_sha256: str | None,
 
     `known_tensors`: the network's activation tensors. Cached names outside it are reported
     (all of them: another model's cache), and so is how many of them have no scale."""
-    from calibration.cache import parse_cache, trt_version_code
-
     path = Path(cache_path)
     try:
         data = path.read_bytes()
@@ -58,10 +55,10 @@ def load_cache(cache_path: str | Path, expected_sha256: str | None,
         raise
     except ValueError as e:
         raise CalibrationError(f"{path}: not a TensorRT calibration cache ({e}); {_recalibrate(path)}") from None
-    if cache.algorithm != ALGORITHM:
+    if cache.algorithm != ENTROPY_2:
         raise CalibrationError(
             f"{path}: the cache was made with another algorithm ({cache.algorithm}); the calibrator here is "
-            f"{ALGORITHM} and TensorRT would reject it: {_recalibrate(path)}"
+            f"{ENTROPY_2} and TensorRT would reject it: {_recalibrate(path)}"
         )
     if expected_sha256 is None:
         raise CalibrationError(
@@ -90,10 +87,10 @@ def load_cache(cache_path: str | Path, expected_sha256: str | None,
         log.info("%s: %d of the network's %d activation tensors have no scale%s; TensorRT keeps the layers around "
                  "them out of INT8", path, len(unscaled), len(known), f" (e.g. {unscaled[0]!r})" if unscaled else "")
     if trt_version is not None:
-        header = f"TRT-{trt_version_code(trt_version)}-{ALGORITHM}".encode()
+        header = f"TRT-{trt_version_code(trt_version)}-{ENTROPY_2}".encode()
         _, _, body = data.partition(b"\n")
         data = header + b"\n" + body
-    log.info("%s: serving %d %s scales (header TRT-%d as written%s)", path, len(cache.scales), ALGORITHM,
+    log.info("%s: serving %d %s scales (header TRT-%d as written%s)", path, len(cache.scales), ENTROPY_2,
              cache.version, f", served as TensorRT {trt_version}'s" if trt_version else "")
     return data
 
@@ -104,7 +101,7 @@ def _refused(cache_path: Path, trt_version: str) -> CalibrationError:
     return CalibrationError(
         f"{cache_path}: TensorRT {trt_version} did not accept the served cache and asked for calibration batches "
         "(its log above says why); re-run `trtdeploy calibrate` for this model, or calibrate on this device "
-        "with --calib-data DIR"
+        "with --data DIR"
     )
 
 

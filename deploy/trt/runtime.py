@@ -264,13 +264,9 @@ class TrtRunner(Runner):
         return outputs
 
     def timings(self) -> dict[str, Any]:
-        """Summary (mean, median, p90, min, max in ms) of every call since the last reset."""
+        """Summary (mean, median, p90, min, max in ms) of every call of this runner."""
         if not self._timings:
             return {"calls": 0}
         return {"calls": len(self._timings),
                 "gpu_ms": summarize([t.gpu_ms for t in self._timings]),
                 "host_ms": summarize([t.host_ms for t in self._timings])}
-
-    def reset_timings(self) -> None:
-        self._timings.clear()
-        self.last_timing = None

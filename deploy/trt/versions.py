@@ -1,6 +1,7 @@
 """Import TensorRT and decide, from its parsed version, what the installed release can do.
 
-Version facts (checked against the 10.16.1.11 and 11.4.0.106 bindings, see TENSORRT.md):
+Version facts (checked against the real 10.16.1.11 and 11.4.0.106 bindings by
+tests/trt/test_bindings_api.py):
 TensorRT 11 removed the INT8 calibrators, `BuilderFlag.INT8/FP16` and
 `IBuilderConfig.int8_calibrator`; precision comes from the ONNX file (FP16 weights,
 Q/DQ nodes) and the network is always strongly typed. TensorRT before 10 lacks the

@@ -19,7 +19,7 @@ def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
     tool = load_tool()
     out_file = tmp_path / "calib.json"
     rc = tool.main(["calibration", "--model", "resnet_v2_digits", "--image-size", "32", "--num-images", "8",
-                    "--batch", "4", "--workdir", str(tmp_path / "work"), "--out", str(out_file)])
+                    "--batch-size", "4", "--workdir", str(tmp_path / "work"), "--out", str(out_file)])
     assert rc == 0
     result = json.loads(out_file.read_text())
     assert json.loads(capsys.readouterr().out) == result  # stdout carries the JSON and nothing else

@@ -197,6 +197,17 @@ def test_qdq_activations_are_exactly_the_quantized_activations(fp32, g):
     assert plan.num_qdq_tensors == len(g.of_type("QuantizeLinear"))
 
 
+def test_qdq_op_types_are_the_ops_that_get_qdq(fp32):
+    """deploy.int8.QDQ_OP_TYPES (what parity offers to keep in high precision) is exactly the
+    set of op types whose inputs carry Q/DQ here: the digits model has every case."""
+    from deploy.int8 import QDQ_OP_TYPES
+
+    plan = plan_qdq(fp32)
+    op_type = {n.name: n.op_type for n in fp32.graph.node}
+    consumers = [c for q in (*plan.activations, *plan.weights) for c, _ in q.consumers]
+    assert {op_type[c] for c in consumers} == set(QDQ_OP_TYPES)
+
+
 def test_observed_tensors_are_every_float_activation(fp32):
     """What TensorRT's own calibrator would give a scale: the input and every node output,
     Conv outputs feeding an Add included; no weights."""
@@ -250,3 +261,56 @@ def test_onnx_runtime_runs_int8(int8, reference):
     agreement = np.mean(logits.argmax(1) == reference["output:logits"].argmax(1))
     assert agreement >= 0.75
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def _tiny_conv_model(opset: int = 17, extra_init: str | None = None):
+    """x -> Conv(w) -> y: one activation and one weight to quantize."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")]
+    if extra_init:
+        inits.append(numpy_helper.from_array(np.ones(1, np.float32), extra_init))
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_insert_qdq_on_a_tiny_model_leaves_the_input_alone():
+    model = _tiny_conv_model()
+    before = model.SerializeToString()
+    out = insert_qdq(model, plan_qdq(model), {"x": 2.0})
+    assert model.SerializeToString() == before
+    conv, = (n for n in out.graph.node if n.op_type == "Conv")
+    assert list(conv.input) == ["x_dequantized", "w_dequantized"]
+    x = np.linspace(-2, 2, 32, dtype=np.float32).reshape(1, 2, 4, 4)
+    (y,) = make_session(out.SerializeToString()).run(["y"], {"x": x})
+    # ones weights, scale 2/127 on x: y = sum over the 2 channels of x rounded to the INT8 grid
+    step = np.float32(2.0 / 127)
+    np.testing.assert_allclose(y, np.repeat(np.round(x / step).sum(1, keepdims=True) * step, 2, axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("old opset", "opset 11 < 13"),
+    ("no range", "no calibrated range for 1 tensor"),
+    ("bad range", "amax 0.0 is not positive"),
+    ("name taken", "cannot name the Q/DQ pair of 'x': 'x_scale' already exists"),
+    ("other model", "plan names nodes this model lacks"),
+    ("mismatch", "plan does not match the model: node 'conv' input 0 is 'x', planned 'w'"),
+])
+def test_insert_qdq_refuses(case, match):
+    from calibration.qdq import ActivationQdq, QdqPlan
+    from deploy.errors import CalibrationError
+
+    model = _tiny_conv_model(opset=11 if case == "old opset" else 17,
+                             extra_init="x_scale" if case == "name taken" else None)
+    plan, amax = plan_qdq(model), {"x": 0.0 if case == "bad range" else 2.0}
+    if case == "no range":
+        amax = {}
+    elif case == "other model":
+        plan = QdqPlan((ActivationQdq("x", (("conv_renamed", 0),), ("conv input",)),), ())
+    elif case == "mismatch":
+        plan = QdqPlan((ActivationQdq("w", (("conv", 0),), ("conv input",)),), ())
+        amax = {"w": 1.0}
+    with pytest.raises(CalibrationError, match=match):
+        insert_qdq(model, plan, amax)

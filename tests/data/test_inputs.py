@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.data.inputs import CalibrationSet
+from deploy.data.inputs import InputSet
 from deploy.data.preprocess import Preprocess
 from deploy.bundle import TensorInfo
 from deploy.errors import DataError, UsageError
@@ -26,8 +26,8 @@ def _image(path: Path, value: int, size=(20, 24), fmt: str | None = None) -> Pat
     return path
 
 
-def _open(path, **kw) -> CalibrationSet:
-    return CalibrationSet.from_path(path, input=INPUT, preprocess=PRE, **kw)
+def _open(path, **kw) -> InputSet:
+    return InputSet.from_path(path, input=INPUT, preprocess=PRE, **kw)
 
 
 @pytest.fixture
@@ -91,7 +91,8 @@ def test_bad_images_are_all_reported_before_any_work(classes):
 
 
 def test_messages_speak_of_input_data_not_calibration(tmp_path, classes, caplog):
-    """parity --data and build --calib-data read through here too: one set of words for input data."""
+    """parity --data and build --data read through here too: one set of words for input data,
+    logged under trtdeploy.data."""
     (classes / "cat" / "broken.png").write_bytes(b"nope")
     (tmp_path / "x.csv").write_text("a")
     (tmp_path / "empty").mkdir()
@@ -112,6 +113,8 @@ def test_messages_speak_of_input_data_not_calibration(tmp_path, classes, caplog)
     messages += [r.getMessage() for r in caplog.records]
     assert all("calibrat" not in m.replace(str(tmp_path), "TMP") for m in messages), messages
     assert "input data is an image folder" in messages[0]
+    assert caplog.records and {r.name for r in caplog.records} == {"trtdeploy.data"}
+    assert "calibrat" not in repr(_open(classes, skip_bad=True)).lower()
 
 
 def test_skip_bad_records_and_continues(classes, caplog):
@@ -233,10 +236,10 @@ def test_bad_npz(tmp_path):
 
 def test_preprocessing_must_fit_the_input(classes):
     with pytest.raises(UsageError, match=r"\(3, 16, 16\).*\(3, 32, 32\)"):
-        CalibrationSet.from_path(classes, input=TensorInfo("input", (-1, 3, 32, 32), "float32", "NCHW"),
+        InputSet.from_path(classes, input=TensorInfo("input", (-1, 3, 32, 32), "float32", "NCHW"),
                                  preprocess=PRE)
     with pytest.raises(UsageError, match="NHWC"):
-        CalibrationSet.from_path(classes, input=TensorInfo("input", (-1, 16, 16, 3), "float32", "NHWC"),
+        InputSet.from_path(classes, input=TensorInfo("input", (-1, 16, 16, 3), "float32", "NHWC"),
                                  preprocess=PRE)
 
 
@@ -311,5 +314,5 @@ def test_progress_bar_description(classes, monkeypatch):
     ds = _open(classes)
     list(ds.batches(2))
     list(ds.batches(2, desc=None))
-    assert seen[-1] == ("calibration", 3, "batch") and ("checking images", 5, "img") in seen
-    assert sum(1 for d, _, _ in seen if d == "calibration") == 1
+    assert seen[-1] == ("inputs", 3, "batch") and ("checking images", 5, "img") in seen
+    assert sum(1 for d, _, _ in seen if d == "inputs") == 1

@@ -67,9 +67,6 @@ def test_per_layer_section_names_layers_and_command(tmp_path):
     assert only_root["int8"].unmapped == ("m/conv1",) and only_root["int8"].command is None
 
 
-@pytest.mark.xfail(strict=True, raises=SystemExit,
-                   reason="calibrate's --keep-fp32 comes with issue 9's CLI half (branch i9-data): drop this mark "
-                          "when both are merged (strict: it fails once the option exists)")
 def test_keep_fp32_command_parses_with_the_real_calibrate_cli(tmp_path):
     """The command parses with the real `calibrate` CLI into exactly the kept layers' node names."""
     layers = {"m/block1/unit_1/bottleneck_v2": LayerError(rel_error=0.01), "m/block1/unit_2/bottleneck_v2":

@@ -92,7 +92,7 @@ def test_run_parity_tf_reference_and_errors(tmp_path, monkeypatch):
 
 
 def test_run_parity_folder_data_without_tf(tmp_path, monkeypatch):
-    """--data goes through deploy.data.inputs.CalibrationSet (faked here); ort-fp32 is the reference."""
+    """--data goes through deploy.data.inputs.InputSet (faked here); ort-fp32 is the reference."""
     bundle = make_bundle(tmp_path / "b")
     x = np.random.default_rng(9).standard_normal((12, FEATURES)).astype(np.float32)
     x[:, 0] = 1.0
@@ -117,7 +117,7 @@ def test_run_parity_folder_data_without_tf(tmp_path, monkeypatch):
         def from_json(cls, d):
             return ("preprocess", d["preset"])
 
-    monkeypatch.setitem(sys.modules, "deploy.data.inputs", types.SimpleNamespace(CalibrationSet=FakeSet))
+    monkeypatch.setitem(sys.modules, "deploy.data.inputs", types.SimpleNamespace(InputSet=FakeSet))
     monkeypatch.setitem(sys.modules, "deploy.data.preprocess", types.SimpleNamespace(Preprocess=FakePreprocess))
     install_runners(monkeypatch, bundle, {"ort-fp32": None, "ort-int8": swap_top2(every=6)})
     result = run_parity(bundle, backends="ort-fp32,ort-int8", data=tmp_path / "imgs", num_images=12, seed=3,

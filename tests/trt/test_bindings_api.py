@@ -236,7 +236,7 @@ def test_names_gone_in_11_are_used_only_on_the_10_path():
     info10 = probe("trt10", chains_of("trt"))
     info11 = probe("trt11", chains_of("trt"))
     gone = {k for k in info10 if info10[k]["exists"] and not info11[k]["exists"]}
-    # The removals TENSORRT.md lists, as the real bindings show them.
+    # What TensorRT 11 removed (its migration guide), as the real bindings show it.
     assert {"BuilderFlag.INT8", "BuilderFlag.FP16", "IBuilderConfig.int8_calibrator",
             "IBuilderConfig.set_calibration_profile", "IInt8EntropyCalibrator2"} <= gone
     outside = [f"{u.where}: {'.'.join(u.chain)}" for u in USAGES

@@ -1,8 +1,9 @@
-"""`build_engine` end to end on the default model's bundle, over the stand-in TensorRT builder
-and pycuda of fakes.py: how the calibration cache is served to a TensorRT that is not the one
-named in its header, what is said when TensorRT refuses it anyway, which network tensors lack a
-scale, and timing caches that are not timing caches. What TensorRT itself builds is tested on a
-GPU (test_gpu_engines.py)."""
+"""`build_engine` end to end on the default model's bundle, over the stand-in TensorRT builder and
+pycuda of fakes.py and fake_cuda.py: how the calibration cache is served to a TensorRT that is not
+the one named in its header, what is said when TensorRT refuses it anyway, which network tensors
+lack a scale, timing caches that are not timing caches, and what each build step asks of TensorRT
+(flags, profiles, parser errors, a plan that does not load back). What TensorRT itself builds is
+tested on a GPU (test_gpu_engines.py)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from calibration.cache import read_cache  # noqa: E402
+from deploy.trt.calibration_cache import read_cache  # noqa: E402
 from calibration.pipeline import calibrate  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
 from deploy.cli import main  # noqa: E402
@@ -22,7 +23,8 @@ from deploy.trt import build as build_module  # noqa: E402
 from deploy.trt import cuda as cuda_module  # noqa: E402
 from deploy.trt.build import BuildConfig, build_engine  # noqa: E402
 
-from .fakes import FakeCuda, make_fake_trt  # noqa: E402
+from .fake_cuda import FakeCuda  # noqa: E402
+from .fakes import make_fake_trt  # noqa: E402
 
 IMPLICIT = BuildConfig(precision="int8", int8_mode="implicit", batch=(1, 8, 8), calib_batch=8)
 
@@ -110,7 +112,7 @@ def test_a_cache_of_the_qdq_tensors_only_is_reported(bundle, monkeypatch, caplog
     """A cache from before every activation was observed: the build says what is missing."""
     import onnx
 
-    from calibration.cache import write_cache
+    from deploy.trt.calibration_cache import write_cache
     from calibration.qdq import plan_qdq, qdq_activations
 
     cache = read_cache(bundle.path("calibration/trt.cache"))
@@ -160,3 +162,59 @@ def test_cli_with_a_corrupt_timing_cache(bundle, monkeypatch, tmp_path, caplog):
         assert main(["build", str(bundle.root), "--precision", "fp32", "--timing-cache", str(timing)]) == 0
     assert any(r.getMessage().startswith(f"{timing}: not a TensorRT timing cache") for r in caplog.records)
     assert timing.read_bytes().startswith(b"TIMING:11.4.0.106")
+
+
+# --------------------------------------------------------------------------- build steps
+def test_builder_settings_reach_tensorrt(bundle, monkeypatch):
+    """What `_configure` and `_parse` ask of TensorRT, and what the sidecar says about it."""
+    trt, _ = fake_tensorrt(monkeypatch, "11.4.0.106")
+    config = BuildConfig(precision="int8", batch=(2, 4, 16), workspace_mib=512, tf32=True, version_compatible=True,
+                         hardware_compat="ampere+")
+    plan = build_engine(bundle, config)
+    network, builder_config = trt.built_with
+    assert network.flags == 1 << 5  # STRONGLY_TYPED
+    assert builder_config.flags == {trt.BuilderFlag.TF32, trt.BuilderFlag.VERSION_COMPATIBLE}
+    assert builder_config.hardware_compatibility_level == trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    assert builder_config.workspace == 512 << 20
+    (profile,) = builder_config.profiles
+    assert profile.shapes == {"input": ((2, 3, 32, 32), (4, 3, 32, 32), (16, 3, 32, 32))}
+    assert trt.host_code_allowed == [True]  # a version-compatible plan is loaded back with host code allowed
+    sidecar = json.loads(plan.with_suffix(".json").read_text())
+    assert (sidecar["onnx"], sidecar["version_compatible"], sidecar["hardware_compat"]) == (
+        "model.int8.onnx", True, "ampere+")
+    assert sidecar["builder"]["tf32"] is True and sidecar["builder"]["workspace_mib"] == 512
+
+
+def test_defaults_clear_tf32_and_implicit_int8_is_weakly_typed(bundle, monkeypatch):
+    trt, _ = fake_tensorrt(monkeypatch, "10.16.1.11")
+    build_engine(bundle, BuildConfig(precision="fp32"))
+    network, builder_config = trt.built_with
+    assert network.flags == 1 << 5 and builder_config.flags == set() and trt.host_code_allowed == [False]
+    build_engine(bundle, IMPLICIT)
+    network, builder_config = trt.built_with
+    assert network.flags == 0
+    assert builder_config.flags == {trt.BuilderFlag.INT8, trt.BuilderFlag.FP16}
+    assert builder_config.calibration_profile.shapes == {"input": ((8, 3, 32, 32),) * 3}
+
+
+def test_parser_errors_name_the_nodes(bundle, monkeypatch):
+    from .fakes import FakeParserError
+
+    trt, _ = fake_tensorrt(monkeypatch, "10.16.1.11")
+    trt.parse_errors = [FakeParserError(3, "unit_1/conv1", "Conv", "weights are not constant"),
+                        FakeParserError(-1, "", "", "opset 99 is not supported")]
+    with pytest.raises(EngineError) as e:
+        build_engine(bundle, BuildConfig(precision="fp32"))
+    assert str(e.value).endswith("TensorRT 10.16.1.11 cannot parse it:\n  node 3 'unit_1/conv1' (Conv): weights are "
+                                 "not constant\n  model: opset 99 is not supported")
+    assert trt.built_with is None and not bundle.path("engines").exists()
+
+
+def test_a_plan_that_does_not_load_back_is_not_written(bundle, monkeypatch):
+    trt, cuda = fake_tensorrt(monkeypatch, "10.16.1.11")
+    trt.load_back = False
+    with pytest.raises(EngineError, match=r"resnet_v2_digits.fp32.plan: TensorRT built an engine it cannot load "
+                                          r"back \(.*engine plan is corrupt"):
+        build_engine(bundle, BuildConfig(precision="fp32"))
+    assert not bundle.path("engines").exists()
+    assert cuda.driver_stack() == [] and cuda.stack() == []

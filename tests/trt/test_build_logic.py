@@ -19,7 +19,8 @@ from deploy.trt.build import (BuildConfig, engine_paths, format_parser_errors, p
 from deploy.trt.logger import make_logger
 from deploy.trt.versions import import_tensorrt, supports_implicit_int8
 
-from .fakes import FakeCuda, make_fake_trt
+from .fake_cuda import FakeCuda
+from .fakes import make_fake_trt
 
 
 # --------------------------------------------------------------------------- config
@@ -32,7 +33,7 @@ from .fakes import FakeCuda, make_fake_trt
     ({"int8_mode": "magic", "precision": "int8"}, "--int8-mode 'magic'"),
     ({"int8_mode": "implicit", "precision": "fp16"}, "applies to --precision int8"),
     ({"hardware_compat": "hopper+"}, "--hardware-compat 'hopper\\+'"),
-    ({"precision": "int8", "calib_data": "imgs"}, "--calib-data applies to"),
+    ({"precision": "int8", "calib_data": "imgs"}, "--data applies to"),
     ({"out": "engine.trt"}, "--out engine.trt: name the engine FILE.plan"),
 ])
 def test_config_validation(kwargs, match):
@@ -182,8 +183,6 @@ def cache_text(algorithm: str, scales: dict[str, float], version: int = 100300) 
 
 @pytest.fixture
 def cache_file(tmp_path):
-    # Cache validation parses with calibration.cache.parse_cache (the workstation's writer).
-    pytest.importorskip("calibration.cache", reason="calibration/cache.py (parse_cache) is not in this checkout yet")
     path = tmp_path / "bundle" / "calibration" / "trt.cache"
     path.parent.mkdir(parents=True)
     path.write_bytes(cache_text("EntropyCalibration2", {"input": 0.02, "conv1": 0.5}))

@@ -86,11 +86,10 @@ def test_engine_matches_tensorflow(bundle, precision, mode, tmp_path):
         if not bundle.path("calibration/trt.cache").is_file():
             pytest.skip("bundle has no calibration/trt.cache")
         if not os.environ.get("TRTDEPLOY_TEST_BUNDLE"):
-            from calibration.cache import read_cache, trt_version_code
-            from calibration.pipeline import DEFAULT_CACHE_TRT_VERSION
+            from deploy.trt.calibration_cache import DEFAULT_VERSION, read_cache, trt_version_code
 
             header = read_cache(bundle.path("calibration/trt.cache")).version
-            assert header == trt_version_code(DEFAULT_CACHE_TRT_VERSION)  # served as trt.__version__'s
+            assert header == trt_version_code(DEFAULT_VERSION)  # served as trt.__version__'s
     reference = np.load(bundle.path("reference.npz"))
     inputs = reference["input"]
     tf = {k.split(":", 1)[1]: reference[k] for k in reference.files if k.startswith("output:")}

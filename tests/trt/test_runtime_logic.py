@@ -1,7 +1,7 @@
-"""TrtRunner bookkeeping on a stand-in engine and pycuda (see fakes.py): checks before
-deserializing, buffers sized for the profile, per-call shapes, copies the caller owns,
-input validation, timing, the context pushed on the calling thread, and clean release.
-What TensorRT itself computes is tested on a GPU (test_gpu_engines.py)."""
+"""TrtRunner bookkeeping on a stand-in engine and pycuda (see fakes.py, fake_cuda.py): checks before
+deserializing, buffers sized for the profile, per-call shapes, copies the caller owns, input
+validation, timing, the context pushed on the calling thread, and clean release. What TensorRT
+itself computes is tested on a GPU (test_gpu_engines.py)."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,8 @@ from deploy.trt.cuda import import_cuda, sm_tag
 from deploy.trt.runtime import TrtRunner, check_profile, describe_engine, summarize, volume
 from deploy.trt.sidecar import IOTensor, Sidecar, sidecar_path
 
-from .fakes import FakeCuda, FakeEngine, make_fake_trt
+from .fake_cuda import FakeCuda
+from .fakes import FakeEngine, make_fake_trt
 
 PLAN = b"fake plan"
 
@@ -84,7 +85,7 @@ def test_close_frees_everything_and_leaves_no_context(tmp_path, fakes):
     runner.close()  # idempotent
     assert not cuda.memory and cuda.host_freed == 2
     # pycuda's detach() would leave the primary context pushed on the driver's stack
-    # (fakes.FakeCuda models it); the one reference is kept for the process instead.
+    # (fake_cuda.FakeCuda models it); the one reference is kept for the process instead.
     assert cuda.driver_stack() == [] and cuda.stack() == []
     assert cuda.retained == 1 and cuda.detached == 0
     with TrtRunner(write_engine(tmp_path)) as again:  # the same reference serves every runner

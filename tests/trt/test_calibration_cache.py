@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from calibration.cache import (
+from deploy.trt.calibration_cache import (
     TrtCache,
     calibration_algorithm_for,
     format_cache,

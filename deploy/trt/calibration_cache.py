@@ -11,7 +11,9 @@ The version is NV_TENSORRT_VERSION: major*10000+minor*100+patch from 10.x on
 big-endian IEEE-754 float32 of scale = amax / 127. Tensor names may contain ':' and '/',
 so a line splits on its last ': '.
 
-Standard library only, so the device can read caches without numpy or the rest.
+Calibration writes the cache (`calibration.pipeline`), the device reads and serves it
+(`deploy.trt.calibrator`); it lives here, beside the TensorRT version parsing it uses, so the
+device never imports calibration. Standard library only.
 """
 from __future__ import annotations
 
@@ -20,12 +22,18 @@ import re
 import struct
 from dataclasses import dataclass
 
-from deploy.errors import CalibrationError, UsageError
-from deploy.fsutil import atomic_write_bytes
-from deploy.trt.versions import parse_release
+from ..errors import CalibrationError, UsageError
+from ..fsutil import atomic_write_bytes
+from ..int8 import CALIBRATION_METHODS, INT8_MAX
+from .versions import parse_release
 
-ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
-INT8_MAX = 127.0
+# Header words, one per TensorRT calibrator class; TensorRT refuses a cache under another class's.
+ENTROPY_2 = "EntropyCalibration2"  # IInt8EntropyCalibrator2
+MIN_MAX = "MinMaxCalibration"  # IInt8MinMaxCalibrator
+ALGORITHMS = (ENTROPY_2, "EntropyCalibration", MIN_MAX, "LegacyCalibration")
+# The header version `trtdeploy calibrate` writes (JetPack 6's TensorRT). `trtdeploy build`
+# does not depend on it: it serves the cache under the running TensorRT's version.
+DEFAULT_VERSION = "10.3.0"
 _FIX = "re-run `trtdeploy calibrate --recalibrate`"
 _HEADER = re.compile(r"TRT-(\d+)-([A-Za-z0-9]+)")
 _HEX = re.compile(r"[0-9a-fA-F]{8}")
@@ -59,12 +67,9 @@ def calibration_algorithm_for(method: str) -> str:
     IInt8EntropyCalibrator2; max, percentile and mse ranges are plain ranges that a
     MinMax calibrator serves unchanged, so they go out under MinMaxCalibration.
     """
-    table = {"entropy": "EntropyCalibration2", "max": "MinMaxCalibration",
-             "percentile": "MinMaxCalibration", "mse": "MinMaxCalibration"}
-    try:
-        return table[method]
-    except KeyError:
-        raise UsageError(f"unknown calibration method {method!r}; use one of {', '.join(table)}") from None
+    if method not in CALIBRATION_METHODS:
+        raise UsageError(f"unknown calibration method {method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
+    return ENTROPY_2 if method == "entropy" else MIN_MAX
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,8 @@ def _scale_hex(scale: float) -> str:
     return struct.pack("!f", scale).hex()
 
 
-def format_cache(amax: dict[str, float], version: str = "10.3.0",
-                 algorithm: str = "EntropyCalibration2") -> bytes:
+def format_cache(amax: dict[str, float], version: str = DEFAULT_VERSION,
+                 algorithm: str = ENTROPY_2) -> bytes:
     """The cache text for `amax` (per tensor), in the given order, with a trailing newline."""
     if algorithm not in ALGORITHMS:
         raise UsageError(f"unknown calibration algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
@@ -103,8 +108,8 @@ def format_cache(amax: dict[str, float], version: str = "10.3.0",
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def write_cache(path: str | os.PathLike, amax: dict[str, float], version: str = "10.3.0",
-                algorithm: str = "EntropyCalibration2") -> None:
+def write_cache(path: str | os.PathLike, amax: dict[str, float], version: str = DEFAULT_VERSION,
+                algorithm: str = ENTROPY_2) -> None:
     """Write the cache atomically (never half-written under its final name)."""
     atomic_write_bytes(path, format_cache(amax, version, algorithm))
 

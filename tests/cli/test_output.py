@@ -14,7 +14,7 @@ import pytest
 from deploy import progress as progress_module
 from deploy.progress import progress
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess:
@@ -134,15 +134,21 @@ def _benchmark_parser():
 
 
 def test_every_option_of_every_command_has_help():
+    """...except the old names of renamed options, hidden on purpose: each stores into an option
+    that has help."""
     import argparse
 
     from deploy.cli import build_parser
+    from deploy.cli.args import _RenamedOption
 
     missing = []
     for prog, parser in (("trtdeploy", build_parser()), ("benchmark.py", _benchmark_parser())):
         for path, p in _parsers(parser):
+            helped = {a.dest for a in p._actions if (a.help or "").strip() and a.help != argparse.SUPPRESS}
             for action in p._actions:
                 if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                    continue
+                if isinstance(action, _RenamedOption) and action.dest in helped:
                     continue
                 if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
                     missing.append(" ".join((prog, *path, action.option_strings[0] if action.option_strings
@@ -152,7 +158,8 @@ def test_every_option_of_every_command_has_help():
 
 @pytest.mark.parametrize("command", ["calibrate", "parity", "build"])
 def test_data_help_names_every_source_calibration_datasets_reads(command, capsys):
-    from deploy.cli import DATA_HELP, main
+    from deploy.cli import main
+    from deploy.cli.args import DATA_HELP
 
     with pytest.raises(SystemExit):
         main([command, "--help"])
@@ -160,3 +167,55 @@ def test_data_help_names_every_source_calibration_datasets_reads(command, capsys
     assert DATA_HELP in text
     for source in ("image folder", ".txt list of image paths", ".npy/.npz"):
         assert source in DATA_HELP
+
+
+# --- shared conventions ---------------------------------------------------------------------
+
+
+def _options(command: str) -> dict[str, object]:
+    """Option string -> action of one subcommand's parser."""
+    from deploy.cli import build_parser
+
+    (sub,) = (a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return {s: a for a in sub.choices[command]._actions for s in a.option_strings}
+
+
+def test_shared_options_read_alike_everywhere():
+    """--data, --batch-size, --num-images/--seed, --skip-bad, --keep-fp32 come from deploy.cli.args:
+    same metavar and type wherever a command has them; --out says per command what it is."""
+    for option, commands in {"--data": ("calibrate", "parity", "build"), "--batch-size": ("calibrate", "parity"),
+                             "--num-images": ("calibrate", "parity"), "--seed": ("calibrate", "parity"),
+                             "--skip-bad": ("calibrate", "parity"), "--keep-fp32": ("calibrate", "fp16")}.items():
+        actions = [_options(c)[option] for c in commands]
+        assert len({(a.metavar, a.type, a.nargs, a.dest) for a in actions}) == 1, option
+    outs = {c: _options(c)["--out"].metavar for c in ("export", "build", "parity", "demo")}
+    assert outs == {"export": "BUNDLE", "build": "FILE.plan", "parity": "DIR", "demo": "DIR"}
+    for c in ("calibrate", "fp16", "build", "infer", "parity"):
+        assert "--calib-data" not in _options(c) or c == "build"
+        assert "--exclude" not in _options(c) or c == "calibrate"
+
+
+@pytest.mark.parametrize("argv, dest, old, new", [
+    (["build", "B", "--precision", "int8", "--calib-data", "imgs"], "data", "--calib-data", "--data"),
+    (["calibrate", "B", "--data", "d", "--exclude", "n1", "n2"], "keep_fp32", "--exclude", "--keep-fp32"),
+])
+def test_old_option_names_still_work_and_say_the_new_one(argv, dest, old, new, capsys):
+    from deploy.cli import build_parser
+
+    parser = build_parser()
+    assert getattr(parser.parse_args(argv), dest) in (Path("imgs"), ["n1", "n2"])
+    assert capsys.readouterr().err == f"warning: {old} is now {new}; the old name goes in the next release\n"
+    # Without either name, the new option's default; and the old name is not in --help.
+    assert getattr(parser.parse_args(argv[:argv.index(old)]), dest) in (None, [])
+    with pytest.raises(SystemExit):
+        parser.parse_args([argv[0], "--help"])
+    assert old not in capsys.readouterr().out
+
+
+def test_a_missing_subcommand_module_is_an_error(monkeypatch):
+    """A command whose module is missing (a broken install) is not dropped from the CLI silently."""
+    import deploy.cli as cli
+
+    monkeypatch.setitem(cli.COMMANDS, "nosuch", "nosuch")
+    with pytest.raises(ModuleNotFoundError, match="deploy.cli.nosuch"):
+        cli.build_parser()

@@ -1,0 +1,32 @@
+"""Small edits of ONNX graphs that several stages share (onnx imported lazily).
+
+`with_outputs`: a model that also outputs some of its intermediate tensors, which is how
+calibration statistics, FP16 range checks and per-layer parity read activations with ONNX
+Runtime (the files on disk are not touched).
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+
+def with_outputs(model, tensors: Sequence[str]) -> bytes:
+    """`model` (a ModelProto, left unchanged, or a path) serialized with `tensors` added as
+    graph outputs, ready for an ONNX Runtime session.
+
+    The added outputs carry no type or shape: ONNX Runtime takes them from the graph, so one
+    helper serves FP32, FP16 and INT8 models alike. Tensors that already are graph outputs
+    are not added twice.
+    """
+    import onnx
+
+    if isinstance(model, (str, os.PathLike)):
+        out = onnx.load(os.fspath(model))
+    else:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+    present = {o.name for o in out.graph.output}
+    for name in dict.fromkeys(tensors):
+        if name not in present:
+            out.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    return out.SerializeToString()

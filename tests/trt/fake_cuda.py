@@ -1,0 +1,218 @@
+"""A stand-in for `pycuda.driver` with the same names, for CPU tests of the bookkeeping around
+it. It models what the code relies on (per-thread context stack, device memory addressed by
+integer pointers) and nothing more; names and signatures are checked against a real pycuda
+build in test_bindings_api.py."""
+from __future__ import annotations
+
+import itertools
+import threading
+import types
+
+import numpy as np
+
+
+class FakeCudaError(Exception):
+    pass
+
+
+class FakeContextBase:
+    """pycuda's `Context` for a retained primary context; `_fake` is the FakeCuda it lives in."""
+
+    _fake: "FakeCuda"
+
+    def __init__(self, device):
+        self.handle = 0xC0000 + device  # the primary context's CUcontext
+        self.device = device
+        self.valid = True
+        self.thread = threading.get_ident()
+
+    def push(self):
+        self._fake.prepare_context_switch()
+        self._fake.driver_stack().append(self.handle)
+        self._fake.stack().append(self)
+
+    @classmethod
+    def pop(cls):
+        fake = cls._fake
+        fake.prepare_context_switch()
+        if not fake.stack():
+            raise FakeCudaError("context::pop: cannot pop non-current context")
+        fake.stack().pop()
+        current = fake.current_context()
+        if current is not None:
+            fake.driver_stack().append(current.handle)
+
+    @classmethod
+    def get_current(cls):
+        return cls._fake.current_context()
+
+    def detach(self):
+        fake = self._fake
+        if not self.valid:
+            raise FakeCudaError("context::detach: cannot detach from invalid context")
+        fake.detached += 1
+        active = fake.current_context() is self
+        if active:
+            fake.release_primary(self.device)
+        elif self.thread == threading.get_ident():
+            fake.driver_stack().append(self.handle)  # cuCtxPushCurrent; the release never pops it
+            fake.release_primary(self.device)
+        self.valid = False
+        if active:
+            new_active = fake.current_context(except_=self)
+            if new_active is not None:
+                fake.driver_stack().append(new_active.handle)
+
+
+class FakeCuda(types.SimpleNamespace):
+    """`pycuda.driver` 2026.1 over a stand-in driver: memory is a dict pointer -> bytearray.
+
+    Two per-thread stacks, as in reality: the driver's context stack (`driver_stack()`,
+    handles; what CUDA calls run in) and pycuda's own (`stack()`, Context objects), kept in
+    step by pycuda the way src/cpp/cuda.hpp does it:
+    - `ctx.push()` (context_push): if pycuda's stack is not empty, pop the driver's top
+      (prepare_context_switch), then push on both;
+    - `Context.pop()`: the same driver pop, pop pycuda's stack, push pycuda's new top (if
+      any) back on the driver's;
+    - `ctx.detach()` of a primary context: if it is pycuda's current context, release it
+      (cuDevicePrimaryCtxRelease, which never pops), drop it from pycuda's stack and push
+      pycuda's next context on the driver's; else, on the thread that retained it, push it on
+      the driver's stack (cuCtxPushCurrent) and release it, never popping; from another
+      thread, nothing (the reference leaks). It is invalid afterwards either way.
+    A primary context whose last reference is released is reset: CUDA calls fail in it.
+    """
+
+    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1):
+        super().__init__()
+        self.memory: dict[int, np.ndarray] = {}
+        self.freed: list[int] = []
+        self.host_freed = 0
+        self.retained = 0
+        self.detached = 0
+        self.primary_refs: dict[int, int] = {}  # device -> the driver's reference count
+        self._next = itertools.count(0x1000, 0x1000)
+        self._local = threading.local()
+        fake = self
+
+        class Device:
+            def __init__(self, ordinal):
+                self.ordinal = ordinal
+
+            @staticmethod
+            def count():
+                return devices
+
+            def name(self):
+                return name
+
+            def compute_capability(self):
+                return capability
+
+            def retain_primary_context(self):
+                fake.retained += 1
+                fake.primary_refs[self.ordinal] = fake.primary_refs.get(self.ordinal, 0) + 1
+                return Context(self.ordinal)
+
+        class Context(FakeContextBase):
+            _fake = fake
+
+        class Stream:
+            handle = 0xCAFE
+
+            def synchronize(self):
+                fake.require_context()
+
+        class Event:
+            _clock = itertools.count()
+
+            def record(self, stream=None):
+                fake.require_context()
+                self.t = next(Event._clock)
+                return self
+
+            def time_till(self, other):
+                return float(other.t - self.t)
+
+        self.Device, self.Context, self.Stream, self.Event = Device, Context, Stream, Event
+        self.Error = FakeCudaError
+
+    def stack(self) -> list:
+        """pycuda's context stack on this thread."""
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
+
+    def driver_stack(self) -> list:
+        """The driver's context stack on this thread (CUcontext handles); its top is current."""
+        if not hasattr(self._local, "driver"):
+            self._local.driver = []
+        return self._local.driver
+
+    def current_context(self, except_=None):
+        """pycuda's `context::current_context`: its stack's top, dropping invalid entries."""
+        stack = self.stack()
+        while stack:
+            if stack[-1] is not except_ and stack[-1].valid:
+                return stack[-1]
+            stack.pop()
+        return None
+
+    def prepare_context_switch(self) -> None:
+        if self.stack():
+            if not self.driver_stack():
+                raise FakeCudaError("cuCtxPopCurrent: no current context")
+            self.driver_stack().pop()
+
+    def release_primary(self, device: int) -> None:
+        if self.primary_refs.get(device, 0) < 1:
+            raise FakeCudaError("cuDevicePrimaryCtxRelease: not retained")
+        self.primary_refs[device] -= 1
+
+    def require_context(self) -> None:
+        driver = self.driver_stack()
+        if not driver:
+            raise FakeCudaError("invalid device context (no context current on this thread)")
+        if self.primary_refs.get(driver[-1] - 0xC0000, 0) < 1:
+            raise FakeCudaError("invalid device context (the current primary context was released)")
+
+    def init(self):
+        pass
+
+    def mem_alloc(self, nbytes):
+        self.require_context()
+        fake = self
+        ptr = next(self._next)
+        self.memory[ptr] = np.zeros(nbytes, np.uint8)
+
+        class DeviceAllocation:
+            def __int__(self):
+                return ptr
+
+            def free(self):
+                fake.freed.append(ptr)
+                del fake.memory[ptr]
+
+        return DeviceAllocation()
+
+    def pagelocked_empty(self, shape, dtype):
+        fake = self
+
+        class PagelockedHostAllocation(bytearray):
+            def free(self):
+                fake.host_freed += 1
+
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return np.ndarray(shape, dtype, buffer=PagelockedHostAllocation(n))
+
+    def memcpy_htod(self, dest, src):
+        self.require_context()
+        raw = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
+        self.memory[int(dest)][: raw.size] = raw
+
+    def memcpy_htod_async(self, dest, src, stream=None):
+        self.memcpy_htod(dest, src)
+
+    def memcpy_dtoh_async(self, dest, src, stream=None):
+        self.require_context()
+        raw = dest.view(np.uint8).reshape(-1)
+        raw[:] = self.memory[int(src)][: raw.size]
