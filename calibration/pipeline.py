@@ -150,7 +150,7 @@ def _measure(model, observed: Sequence[str], dataset, batch_size: int, config: C
     from .stats import collect_statistics
 
     start = time.perf_counter()
-    collector = collect_statistics(model, observed, dataset.batches(batch_size, desc="calibration statistics"),
+    collector = collect_statistics(model, observed, dataset.batches(batch_size, desc=None),  # it shows progress
                                    total=-(-len(dataset) // batch_size))
     return _Ranges(amax=compute_amax(collector, config), maxima={t: collector.amax(t) for t in observed},
                    reused=False, seconds=time.perf_counter() - start)
