@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..bundle import Bundle, ONNX_FILES, TensorInfo
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
 from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from .dla import check_dla_options, configure_dla, dla_refusal
+from .inspection import engine_information, layers_document, layers_path, network_convolutions
 from .logger import make_logger, make_progress_monitor
 from .sidecar import Sidecar, sidecar_path
 from .versions import (import_tensorrt, parse_version, supports_hardware_compat, supports_implicit_int8,
@@ -56,6 +58,8 @@ class BuildConfig:
     calib_count: int = 512
     calib_batch: int = 8
     calib_seed: int = 0
+    dla_core: int | None = None  # run on this DLA core (Jetson Orin); None: the GPU
+    gpu_fallback: bool = False  # DLA build: layers the DLA cannot run go to the GPU instead of failing
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -93,6 +97,7 @@ class BuildConfig:
             if out.suffix != ".plan":
                 raise UsageError(f"--out {out}: name the engine FILE.plan (its sidecar is FILE.json beside it)")
             object.__setattr__(self, "out", out)
+        check_dla_options(self.dla_core, self.gpu_fallback, self.precision)
 
     @property
     def mode(self) -> str:
@@ -119,6 +124,8 @@ class NetworkPlan:
     version_compatible: bool
     hardware_compat: str | None
     tf32: bool = False  # BuilderFlag.TF32 set (True) or cleared (False)
+    dla_core: int | None = None
+    gpu_fallback: bool = False
 
 
 def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
@@ -134,10 +141,12 @@ def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
         raise UsageError(f"--version-compatible needs TensorRT >= 8.6 (this is {version})")
     if config.hardware_compat and not supports_hardware_compat(version):
         raise UsageError(f"--hardware-compat needs TensorRT >= 8.6 (this is {version})")
+    if config.dla_core is not None and dla_refusal(trt_version):
+        raise UsageError(dla_refusal(trt_version))
     onnx = "fp32" if implicit else config.precision
     return NetworkPlan(onnx_precision=onnx, strongly_typed=not implicit, implicit_int8=implicit,
                        version_compatible=config.version_compatible, hardware_compat=config.hardware_compat,
-                       tf32=config.tf32)
+                       tf32=config.tf32, dla_core=config.dla_core, gpu_fallback=config.gpu_fallback)
 
 
 def engine_paths(bundle: Bundle, precision: str, out: Path | None = None) -> tuple[Path, Path]:
@@ -305,6 +314,7 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
             lines = format_parser_errors(parser.get_error(i) for i in range(parser.num_errors))
             raise EngineError(f"{onnx_path}: TensorRT {trt.__version__} cannot parse it:\n  " + "\n  ".join(lines))
         check_network_inputs(network, bundle.inputs, onnx_path)
+        convolutions = network_convolutions(trt, network)
 
         builder_config = builder.create_builder_config()
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
@@ -320,6 +330,9 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
             builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         if plan.hardware_compat == "ampere+":
             builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+        builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # for the engine inspector
+        if plan.dla_core is not None:
+            configure_dla(trt, builder, builder_config, plan.dla_core, plan.gpu_fallback)
 
         calibrator = None
         cache_path = bundle.path(CALIBRATION_CACHE)
@@ -352,10 +365,13 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
         runtime = trt.Runtime(logger)
         if plan.version_compatible:
             runtime.engine_host_code_allowed = True
+        if plan.dla_core is not None:
+            runtime.DLA_core = plan.dla_core
         engine = runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise EngineError(f"{plan_path.name}: TensorRT built an engine it cannot load back ({logger.last_errors()})")
         io = describe_engine(trt, engine)
+        layers_doc = _inspect(trt, engine, shapes, plan_path, config, convolutions, plan.dla_core)
         del engine, runtime, timing_cache
 
     cache_sha = sha256_file(cache_path) if plan.implicit_int8 and cache_path.is_file() else None
@@ -370,13 +386,29 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
         mode=config.mode, version_compatible=plan.version_compatible, hardware_compat=plan.hardware_compat,
         batch=config.batch, io=io, onnx=onnx_rel, onnx_sha256=sha256_file(onnx_path),
         calibration_cache_sha256=cache_sha, build_seconds=round(seconds, 3), timing_cache=timing_stats,
-        builder=config.options(),
+        builder=config.options(), dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
+        layers=layers_path(plan_path).name if layers_doc is not None else None,
     )
     # Plan first, then sidecar: a crash in between leaves a plan whose hash no sidecar vouches for.
     atomic_write_bytes(plan_path, data)
+    if layers_doc is not None:
+        atomic_write_json(layers_path(plan_path), layers_doc)
     atomic_write_json(json_path, sidecar.to_json())
     log.info("wrote %s (%.1f MiB, built in %.0f s) and %s", plan_path, len(data) / 2**20, seconds, json_path.name)
     return plan_path
+
+
+def _inspect(trt: ModuleType, engine: Any, shapes: Mapping[str, tuple[tuple[int, ...], ...]], plan_path: Path,
+             config: BuildConfig, convolutions: Sequence[str], dla_core: int | None) -> dict[str, Any] | None:
+    """The content of the layers file, or None (with a warning) when TensorRT's inspector gives
+    nothing readable: the engine itself is fine then, only its layer information is missing."""
+    try:
+        info = engine_information(trt, engine, {name: opt for name, (_lo, opt, _hi) in shapes.items()})
+        return layers_document(info, plan=plan_path.name, tensorrt=trt.__version__, precision=config.precision,
+                               mode=config.mode, convolutions=convolutions, dla_core=dla_core)
+    except EngineError as e:
+        log.warning("%s: no layer information: %s", plan_path.name, e)
+        return None
 
 
 def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, network: Any, builder_config: Any,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import json
 import threading
 import types
 
@@ -250,4 +251,181 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNam
             return FakeEngine(cuda)
 
     trt.Runtime = Runtime
+    return trt
+
+
+# ---------------------------------------------------------------- engine inspector, DLA, builder
+# For build_engine end to end on the CPU: a builder that "builds" a FakeEngine whose inspector
+# answers with recorded JSON (tests/trt/inspector_fixtures.py), and the DLA settings it was given.
+class ProfilingVerbosity(enum.Enum):
+    LAYER_NAMES_ONLY = 0
+    NONE = 1
+    DETAILED = 2
+
+
+class LayerInformationFormat(enum.Enum):
+    ONELINE = 0
+    JSON = 1
+
+
+class DeviceType(enum.Enum):
+    GPU = 0
+    DLA = 1
+
+
+class LayerType(enum.Enum):
+    CONVOLUTION = 0
+    ACTIVATION = 1
+    POOLING = 2
+
+
+class FakeInspector:
+    def __init__(self, engine):
+        self.engine = engine
+        self.execution_context = None
+
+    def get_engine_information(self, fmt):
+        assert fmt is LayerInformationFormat.JSON
+        info = self.engine.information
+        return info if isinstance(info, str) else json.dumps(info)
+
+
+class FakeInspectableEngine(FakeEngine):
+    """FakeEngine plus `create_engine_inspector`; `information` is what the inspector returns."""
+
+    def __init__(self, cuda, information):
+        super().__init__(cuda)
+        self.information = information
+        self.inspectors: list[FakeInspector] = []
+
+    def create_engine_inspector(self):
+        self.inspectors.append(FakeInspector(self))
+        return self.inspectors[-1]
+
+
+class FakeNetworkLayer:
+    def __init__(self, name, layer_type, metadata=""):
+        self.name, self.type, self.metadata = name, layer_type, metadata
+        self.num_outputs = 1
+
+    def get_output(self, i):
+        return types.SimpleNamespace(name=f"{self.name}:0")
+
+
+class FakeBuilderConfig:
+    def __init__(self):
+        self.flags: set = set()
+        self.profiles: list = []
+        self.default_device_type = DeviceType.GPU
+        self.DLA_core = -1
+        self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
+        self.progress_monitor = None
+        self.hardware_compatibility_level = None
+        self._timing = b""
+
+    def set_memory_pool_limit(self, pool, nbytes):
+        self.workspace = nbytes
+
+    def add_optimization_profile(self, profile):
+        self.profiles.append(profile)
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def clear_flag(self, flag):
+        self.flags.discard(flag)
+
+    def create_timing_cache(self, data):
+        return types.SimpleNamespace(serialize=lambda: bytes(data) or b"timing")
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        self._timing_cache = cache
+        return True
+
+    def get_timing_cache(self):
+        return self._timing_cache
+
+
+class FakeProfile:
+    def __init__(self):
+        self.shapes = {}
+
+    def set_shape(self, name, lo, opt, hi):
+        self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+
+def with_driver(cuda: FakeCuda, driver_version: int = 12060, total_memory: int = 32 << 30) -> FakeCuda:
+    """FakeCuda plus what `trtdeploy doctor` asks of the driver: its version and each GPU's memory."""
+    cuda.get_driver_version = lambda: driver_version
+    cuda.Device.total_memory = lambda self: total_memory
+    return cuda
+
+
+def make_fake_builder_trt(version: str, cuda: FakeCuda, information, dla_cores: int = 0,
+                          network_layers=()) -> types.SimpleNamespace:
+    """make_fake_trt plus a Builder/OnnxParser/builder config that record what build_engine
+    asked for (`trt.built`: the config and network of the last build), a Runtime that records
+    `DLA_core` when it deserializes, and engines whose inspector returns `information`."""
+    trt = make_fake_trt(version, cuda)
+    trt.ProfilingVerbosity, trt.LayerInformationFormat = ProfilingVerbosity, LayerInformationFormat
+    trt.DeviceType, trt.LayerType = DeviceType, LayerType
+    trt.BuilderFlag = enum.Enum("BuilderFlag", "TF32 VERSION_COMPATIBLE GPU_FALLBACK INT8 FP16")
+    trt.MemoryPoolType = enum.Enum("MemoryPoolType", "WORKSPACE")
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", "STRONGLY_TYPED")
+    trt.HardwareCompatibilityLevel = enum.Enum("HardwareCompatibilityLevel", "AMPERE_PLUS")
+    trt.IProgressMonitor = type("IProgressMonitor", (), {"__init__": lambda self: None})
+    trt.built = {}
+    trt.runtime_dla_cores = []
+
+    class Network:
+        num_inputs = 1
+
+        def __init__(self):
+            self.layers = [FakeNetworkLayer(*spec) for spec in network_layers]
+            self.num_layers = len(self.layers)
+
+        def get_input(self, i):
+            return types.SimpleNamespace(name="x")
+
+        def get_layer(self, i):
+            return self.layers[i]
+
+    class Builder:
+        num_DLA_cores = dla_cores
+
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags):
+            return Network()
+
+        def create_builder_config(self):
+            return FakeBuilderConfig()
+
+        def create_optimization_profile(self):
+            return FakeProfile()
+
+        def build_serialized_network(self, network, config):
+            trt.built.update(config=config, network=network)
+            return b"fake serialized engine"
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse_from_file(self, path):
+            return True
+
+    class Runtime(trt.Runtime):
+        DLA_core = -1
+        num_DLA_cores = dla_cores
+
+        def deserialize_cuda_engine(self, data):
+            trt.runtime_dla_cores.append(self.DLA_core)
+            trt.deserialized.append(bytes(data))
+            return FakeInspectableEngine(cuda, information)
+
+    trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
     return trt
