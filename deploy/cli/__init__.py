@@ -20,6 +20,7 @@ COMMANDS = {
     "infer": "infer",
     "parity": "parity",
     "demo": "demo",
+    "doctor": "doctor",
 }
 
 
