@@ -40,6 +40,10 @@ def check_tensorrt() -> tuple[ModuleType | None, dict[str, Any], list[str]]:
     version = str(trt.__version__)
     info = {"version": version, "path": getattr(trt, "__file__", None), "error": None}
     problems = []
+    try:
+        supported(version, None)
+    except DeployError as e:  # a version string nothing can parse
+        return trt, {**info, "version": None, "error": str(e)}, [str(e)]
     if release(version) < MIN_TENSORRT:
         problems.append(f"TensorRT {version} is older than 10.0: trtdeploy builds and runs engines with TensorRT 10.x "
                         "or 11.x (JetPack 6 or later, or `pip install tensorrt`)")
@@ -70,7 +74,7 @@ def count_dla_cores(trt: ModuleType, cuda: ModuleType) -> tuple[int | None, list
         with primary_context(cuda):
             builder = trt.Builder(make_logger(trt))
             return int(builder.num_DLA_cores), []
-    except TypeError as e:  # "factory function returned nullptr": TensorRT cannot use this GPU
+    except (TypeError, cuda.Error) as e:  # "factory function returned nullptr": TensorRT cannot use this GPU
         return None, [f"TensorRT cannot create a builder on GPU 0 ({e}): check the driver against TensorRT's "
                       "support matrix and `nvidia-smi`"]
 

@@ -211,3 +211,10 @@ def test_doctor_really_runs_here_without_tensorrt_or_pycuda():
     errors = r.stderr.splitlines()
     assert len(errors) == 2 and errors[0].startswith("error: TensorRT is not importable")
     assert errors[1].startswith("error: ") and "pycuda" in errors[1]  # the blocker's ImportError reads as no driver
+
+
+def test_unreadable_tensorrt_version_is_a_problem_not_a_crash(device):
+    device("garbage")
+    report = doctor.diagnose()
+    assert report["tensorrt"]["version"] is None and len(report["problems"]) == 1
+    assert "garbage" in report["problems"][0] and report["ready"] is False
