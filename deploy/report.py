@@ -446,9 +446,29 @@ def render_html(result: Mapping[str, Any]) -> str:
         body.append(_per_layer_text(section))
     else:
         body.append("<p>No per-layer data in this run.</p>")
+    body += ["<h2>What the engines run</h2>", _engine_layers(result)]
     body += ["<h2>Data</h2>", _kv_table(result.get("data") or {}, "data"),
              "<h2>Environment</h2>", _kv_table(result.get("environment") or {}, "environment")]
     title = f"Parity: {bundle.get('model', '')} — {'PASS' if ok else 'FAIL'}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
+
+
+# --- engine layer information (deploy.trt.inspection), read from each engine's layers file ---
+def _engine_layers(result: Mapping[str, Any]) -> str:
+    from .trt.inspection import report_entries
+
+    rows = []
+    for item in report_entries(result):
+        flag = {True: "ok", False: "FLAGGED", None: "—"}[item["ok"]]
+        lines = "<br>".join(_e(line) for line in item["lines"])
+        rows.append(f'<tr class="{"fail" if item["ok"] is False else "pass"}" data-backend="{_e(item["backend"])}">'
+                    f'<td class="l">{_e(item["backend"])}</td><td class="l"><code>{_e(Path(item["engine"]).name)}'
+                    f'</code></td><td class="l result">{flag}</td>'
+                    f'<td class="l" style="white-space:normal">{lines}</td></tr>')
+    if not rows:
+        return "<p>No TensorRT engine ran.</p>"
+    return ('<div class="scroll"><table id="engine-layers"><thead><tr><th class="l">Backend</th><th class="l">Engine'
+            '</th><th class="l">Precision check</th><th class="l">Layers (from the engine inspector)</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")

@@ -29,7 +29,8 @@ BLOCKER = textwrap.dedent(f"""
 DEVICE_MODULES = ["deploy", "deploy.bundle", "deploy.errors", "deploy.fsutil", "deploy.runners.base",
                   "deploy.trt", "deploy.trt.build", "deploy.trt.runtime", "deploy.trt.sidecar",
                   "deploy.trt.calibrator", "deploy.parity", "calibration.cache", "deploy.data.preprocess",
-                  "deploy.data.inputs", "deploy.cli"]
+                  "deploy.data.inputs", "deploy.cli",
+                  "deploy.trt.inspection", "deploy.trt.dla", "deploy.trt.doctor", "deploy.cli.doctor"]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -28,6 +28,7 @@ COMMANDS = {
     "infer": "infer",
     "parity": "parity",
     "demo": "demo",
+    "doctor": "doctor",
 }
 
 

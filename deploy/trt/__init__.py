@@ -10,5 +10,8 @@ Nothing here imports TensorFlow, ONNX or ONNX Runtime.
 - `build`: `BuildConfig` and `build_engine(bundle, config)`.
 - `calibrator`: the TensorRT <= 10 entropy calibrator that serves the bundle's cache.
 - `runtime`: `TrtRunner`, the engine behind the common runner interface.
+- `inspection`: the engine inspector's layers (NAME.PRECISION.layers.json) and what they say.
+- `dla`: DLA builds for Jetson Orin (which releases, which core, GPU fallback).
+- `doctor`: `trtdeploy doctor`, the device and a bundle's engines checked.
 - `api_surface`: how tests find every TensorRT and pycuda name this package uses.
 """

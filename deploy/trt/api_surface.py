@@ -35,6 +35,7 @@ TRT_RECEIVERS = {
     "runtime": "Runtime",
     "engine": "ICudaEngine",
     "context": "IExecutionContext",
+    "inspector": "EngineInspector",
 }
 CUDA_RECEIVERS = {
     "dev": "Device",

@@ -23,6 +23,8 @@ from ..bundle import Bundle, ONNX_FILES, TensorInfo
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
 from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from .choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
+from .dla import check_dla_options, configure_dla, dla_refusal
+from .inspection import engine_information, layers_document, layers_path, network_convolutions
 from .logger import make_logger, make_progress_monitor
 from .sidecar import Sidecar, sidecar_path
 from .versions import check_supported, import_tensorrt, supports_implicit_int8
@@ -52,6 +54,8 @@ class BuildConfig:
     calib_count: int = 512
     calib_batch: int = 8
     calib_seed: int = 0
+    dla_core: int | None = None  # run on this DLA core (Jetson Orin); None: the GPU
+    gpu_fallback: bool = False  # DLA build: layers the DLA cannot run go to the GPU instead of failing
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -89,6 +93,7 @@ class BuildConfig:
             if out.suffix != ".plan":
                 raise UsageError(f"--out {out}: name the engine FILE.plan (its sidecar is FILE.json beside it)")
             object.__setattr__(self, "out", out)
+        check_dla_options(self.dla_core, self.gpu_fallback, self.precision)
 
     @property
     def mode(self) -> str:
@@ -115,6 +120,8 @@ class NetworkPlan:
     version_compatible: bool
     hardware_compat: str | None
     tf32: bool = False  # BuilderFlag.TF32 set (True) or cleared (False)
+    dla_core: int | None = None
+    gpu_fallback: bool = False
 
 
 def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
@@ -126,10 +133,12 @@ def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
             f"--int8-mode implicit needs TensorRT <= 10 (this is {version}): TensorRT 11 removed the INT8 "
             "calibrators and BuilderFlag.INT8; use --int8-mode explicit (the Q/DQ model.int8.onnx)"
         )
+    if config.dla_core is not None and dla_refusal(version):
+        raise UsageError(dla_refusal(version))
     onnx = "fp32" if implicit else config.precision
     return NetworkPlan(onnx_precision=onnx, strongly_typed=not implicit, implicit_int8=implicit,
                        version_compatible=config.version_compatible, hardware_compat=config.hardware_compat,
-                       tf32=config.tf32)
+                       tf32=config.tf32, dla_core=config.dla_core, gpu_fallback=config.gpu_fallback)
 
 
 def engine_paths(bundle: Bundle, precision: str, out: Path | None = None) -> tuple[Path, Path]:
@@ -278,7 +287,6 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
     """Build engines/NAME.PRECISION.plan (+ .json sidecar) and return the plan's path."""
     from .calibrator import make_calibrator
     from .cuda import gpu_info, import_cuda, primary_context
-    from .runtime import describe_engine
 
     trt = import_tensorrt()
     plan = plan_network(config, trt.__version__)
@@ -302,28 +310,9 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
             builder = trt.Builder(logger)
         except TypeError as e:  # "factory function returned nullptr": no usable GPU for TensorRT
             raise EngineError(f"TensorRT cannot create a builder ({e}); check the GPU with `nvidia-smi`") from None
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(str(onnx_path)):
-            lines = format_parser_errors(parser.get_error(i) for i in range(parser.num_errors))
-            raise EngineError(f"{onnx_path}: TensorRT {trt.__version__} cannot parse it:\n  " + "\n  ".join(lines))
-        check_network_inputs(network, bundle.inputs, onnx_path)
-
-        builder_config = builder.create_builder_config()
-        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
-        profile = builder.create_optimization_profile()
-        for name, (lo, opt, hi) in shapes.items():
-            profile.set_shape(name, lo, opt, hi)
-        builder_config.add_optimization_profile(profile)
-        if plan.tf32:
-            builder_config.set_flag(trt.BuilderFlag.TF32)
-        else:
-            builder_config.clear_flag(trt.BuilderFlag.TF32)
-        if plan.version_compatible:
-            builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-        if plan.hardware_compat == "ampere+":
-            builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+        network, parser = _parse_onnx(trt, builder, logger, plan.strongly_typed, onnx_path, bundle.inputs)
+        convolutions = network_convolutions(trt, network)
+        builder_config = _make_builder_config(trt, builder, plan, config, shapes)
 
         calibrator = None
         cache_path = bundle.path(CALIBRATION_CACHE)
@@ -352,15 +341,8 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
             )
         data = bytes(memoryview(serialized))
         _save_timing_cache(builder_config, config.timing_cache, timing_stats)
-
-        runtime = trt.Runtime(logger)
-        if plan.version_compatible:
-            runtime.engine_host_code_allowed = True
-        engine = runtime.deserialize_cuda_engine(data)
-        if engine is None:
-            raise EngineError(f"{plan_path.name}: TensorRT built an engine it cannot load back ({logger.last_errors()})")
-        io = describe_engine(trt, engine)
-        del engine, runtime, timing_cache
+        io, layers_doc = _load_back(trt, logger, data, plan, config, shapes, plan_path, convolutions)
+        del timing_cache, parser
 
     cache_sha = sha256_file(cache_path) if plan.implicit_int8 and cache_path.is_file() else None
     if plan.implicit_int8 and config.calib_data is not None:
@@ -374,13 +356,90 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
         mode=config.mode, version_compatible=plan.version_compatible, hardware_compat=plan.hardware_compat,
         batch=config.batch, io=io, onnx=onnx_rel, onnx_sha256=sha256_file(onnx_path),
         calibration_cache_sha256=cache_sha, build_seconds=round(seconds, 3), timing_cache=timing_stats,
-        builder=config.options(),
+        builder=config.options(), dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
+        layers=layers_path(plan_path).name if layers_doc is not None else None,
     )
-    # Plan first, then sidecar: a crash in between leaves a plan whose hash no sidecar vouches for.
-    atomic_write_bytes(plan_path, data)
-    atomic_write_json(json_path, sidecar.to_json())
+    _write_engine(plan_path, data, layers_doc, sidecar)
     log.info("wrote %s (%.1f MiB, built in %.0f s) and %s", plan_path, len(data) / 2**20, seconds, json_path.name)
     return plan_path
+
+
+def _parse_onnx(trt: ModuleType, builder: Any, logger: Any, strongly_typed: bool, onnx_path: Path,
+                inputs: Sequence[TensorInfo]) -> tuple[Any, Any]:
+    """The network TensorRT's ONNX parser makes of `onnx_path` (EngineError listing the parser's
+    errors, BundleError for inputs other than the manifest's), and the parser, which owns the
+    network's weights: keep it referenced until the build is done."""
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        lines = format_parser_errors(parser.get_error(i) for i in range(parser.num_errors))
+        raise EngineError(f"{onnx_path}: TensorRT {trt.__version__} cannot parse it:\n  " + "\n  ".join(lines))
+    check_network_inputs(network, inputs, onnx_path)
+    return network, parser
+
+
+def _write_engine(plan_path: Path, data: bytes, layers_doc: dict[str, Any] | None, sidecar: Sidecar) -> None:
+    # Plan first, then sidecar: a crash in between leaves a plan whose hash no sidecar vouches for.
+    atomic_write_bytes(plan_path, data)
+    if layers_doc is not None:
+        atomic_write_json(layers_path(plan_path), layers_doc)
+    atomic_write_json(sidecar_path(plan_path), sidecar.to_json())
+
+
+def _make_builder_config(trt: ModuleType, builder: Any, plan: NetworkPlan, config: BuildConfig,
+                         shapes: Mapping[str, tuple[tuple[int, ...], ...]]) -> Any:
+    """The builder config for `plan`: workspace, the optimization profile, TF32, compatibility,
+    detailed profiling verbosity (for the engine inspector) and the DLA core."""
+    builder_config = builder.create_builder_config()
+    builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in shapes.items():
+        profile.set_shape(name, lo, opt, hi)
+    builder_config.add_optimization_profile(profile)
+    if plan.tf32:
+        builder_config.set_flag(trt.BuilderFlag.TF32)
+    else:
+        builder_config.clear_flag(trt.BuilderFlag.TF32)
+    if plan.version_compatible:
+        builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if plan.hardware_compat == "ampere+":
+        builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if plan.dla_core is not None:
+        configure_dla(trt, builder, builder_config, plan.dla_core, plan.gpu_fallback)
+    return builder_config
+
+
+def _load_back(trt: ModuleType, logger: Any, data: bytes, plan: NetworkPlan, config: BuildConfig,
+               shapes: Mapping[str, tuple[tuple[int, ...], ...]], plan_path: Path, convolutions: Sequence[str]
+               ) -> tuple[Any, dict[str, Any] | None]:
+    """Deserialize the new engine as the runtime will (same DLA core): its I/O for the sidecar
+    and the content of its layers file."""
+    from .runtime import describe_engine
+
+    runtime = trt.Runtime(logger)
+    if plan.version_compatible:
+        runtime.engine_host_code_allowed = True
+    if plan.dla_core is not None:
+        runtime.DLA_core = plan.dla_core
+    engine = runtime.deserialize_cuda_engine(data)
+    if engine is None:
+        raise EngineError(f"{plan_path.name}: TensorRT built an engine it cannot load back ({logger.last_errors()})")
+    return describe_engine(trt, engine), _inspect(trt, engine, shapes, plan_path, config, convolutions, plan.dla_core)
+
+
+def _inspect(trt: ModuleType, engine: Any, shapes: Mapping[str, tuple[tuple[int, ...], ...]], plan_path: Path,
+             config: BuildConfig, convolutions: Sequence[str], dla_core: int | None) -> dict[str, Any] | None:
+    """The content of the layers file, or None (with a warning) when TensorRT's inspector gives
+    nothing readable: the engine itself is fine then, only its layer information is missing."""
+    try:
+        info = engine_information(trt, engine, {name: opt for name, (_lo, opt, _hi) in shapes.items()})
+        return layers_document(info, plan=plan_path.name, tensorrt=trt.__version__, precision=config.precision,
+                               mode=config.mode, convolutions=convolutions, dla_core=dla_core)
+    except EngineError as e:
+        log.warning("%s: no layer information: %s", plan_path.name, e)
+        return None
 
 
 def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, network: Any, builder_config: Any,

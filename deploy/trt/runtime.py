@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import EngineError, InputError
 from ..runners.base import Runner, TensorSpec
 from .cuda import gpu_info, import_cuda, pushed, retain_primary
+from .dla import check_engine_dla
 from .logger import make_logger
 from .sidecar import IOTensor, Sidecar, check_compatible, load_plan, read_sidecar
 from .versions import import_tensorrt
@@ -170,6 +171,9 @@ class TrtRunner(Runner):
         self._runtime = trt.Runtime(logger)
         if self.sidecar.version_compatible:
             self._runtime.engine_host_code_allowed = True  # version-compatible plans embed a lean runtime
+        if self.sidecar.dla_core is not None:  # a DLA engine runs on the core it was built for
+            check_engine_dla(self.sidecar, int(self._runtime.num_DLA_cores), self.engine_path)
+            self._runtime.DLA_core = self.sidecar.dla_core
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise EngineError(f"{self.engine_path}: TensorRT cannot load it ({logger.last_errors()})")

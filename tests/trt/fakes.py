@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import json
 import threading
 import types
 
@@ -267,7 +268,9 @@ class LayerType(enum.Enum):
     CONVOLUTION = 0
     CONSTANT = 1
     ELEMENTWISE = 2
-    OTHER = 3
+    ACTIVATION = 3
+    POOLING = 4
+    OTHER = 5
 
 
 class BuilderFlag(enum.Enum):
@@ -275,6 +278,7 @@ class BuilderFlag(enum.Enum):
     INT8 = 1
     TF32 = 2
     VERSION_COMPATIBLE = 3
+    GPU_FALLBACK = 4
 
 
 class NetworkDefinitionCreationFlag(enum.IntEnum):
@@ -290,6 +294,38 @@ class HardwareCompatibilityLevel(enum.Enum):
     AMPERE_PLUS = 1
 
 
+class ProfilingVerbosity(enum.Enum):
+    LAYER_NAMES_ONLY = 0
+    NONE = 1
+    DETAILED = 2
+
+
+class LayerInformationFormat(enum.Enum):
+    ONELINE = 0
+    JSON = 1
+
+
+class DeviceType(enum.Enum):
+    GPU = 0
+    DLA = 1
+
+
+# What the inspector of an engine built by make_fake_trt's builder says when a test gives nothing
+# else: names only, as for an engine built without ProfilingVerbosity.DETAILED.
+NAMES_ONLY_INFORMATION = {"Layers": ["x + y"], "Bindings": ["x", "y"]}
+
+
+class FakeInspector:
+    def __init__(self, engine):
+        self.engine = engine
+        self.execution_context = None
+
+    def get_engine_information(self, fmt):
+        assert fmt is LayerInformationFormat.JSON
+        info = self.engine.information
+        return info if isinstance(info, str) else json.dumps(info)
+
+
 class FakeEngine:
     """An engine with input x [-1, 3] (profile batch 1..8) and output y [-1, 2] where
     y = x[:, :2] * 2 + x[:, 2:], computed from the device memory bound to each name."""
@@ -297,9 +333,11 @@ class FakeEngine:
     io = {"x": (TensorIOMode.INPUT, (-1, 3)), "y": (TensorIOMode.OUTPUT, (-1, 2))}
     profile = ((1, 3), (4, 3), (8, 3))
 
-    def __init__(self, cuda: FakeCuda):
+    def __init__(self, cuda: FakeCuda, information=NAMES_ONLY_INFORMATION):
         self.cuda = cuda
         self.num_io_tensors = len(self.io)
+        self.information = information  # what its engine inspector returns (JSON text or a dict)
+        self.inspectors: list[FakeInspector] = []
 
     def get_tensor_name(self, i):
         return list(self.io)[i]
@@ -318,6 +356,10 @@ class FakeEngine:
 
     def create_execution_context(self):
         return FakeContext(self)
+
+    def create_engine_inspector(self):
+        self.inspectors.append(FakeInspector(self))
+        return self.inspectors[-1]
 
 
 class FakeContext:
@@ -360,9 +402,17 @@ class FakeTensor:
 
 
 class FakeLayer:
-    def __init__(self, type, outputs):
+    """A network layer; `metadata` is what TensorRT 10's ONNX parser records ("[ONNX Layer: NODE]")."""
+
+    def __init__(self, type, outputs, name="", metadata=""):
         self.type, self._outputs = type, outputs
         self.num_outputs = len(outputs)
+        self.name, self.metadata = name, metadata
+
+    @classmethod
+    def named(cls, name, type, metadata=""):
+        """A layer with one output, `NAME:0`."""
+        return cls(type, [FakeTensor(f"{name}:0")], name, metadata)
 
     def get_output(self, index):
         return self._outputs[index]
@@ -393,12 +443,20 @@ class FakeNetwork:
 
 
 class FakeOnnxParser:
+    """Parses the ONNX file at `path`, or, where the test gave `trt.network_layers`, makes the
+    network from those (inputs: the manifest's "x") without reading the file."""
+
+    trt: types.SimpleNamespace
     num_errors = 0
 
     def __init__(self, network, logger):
         self.network = network
 
     def parse_from_file(self, path):
+        if self.trt.network_layers is not None:
+            self.network.inputs = [FakeTensor("x")]
+            self.network.layers = list(self.trt.network_layers)
+            return True
         import onnx
         from onnx import TensorProto
 
@@ -409,7 +467,8 @@ class FakeOnnxParser:
                                for i in model.graph.input if i.name not in inits]
         self.network.layers = [FakeLayer(LayerType.CONSTANT, [FakeTensor(t.name)]) for t in model.graph.initializer]
         kinds = {"Conv": LayerType.CONVOLUTION, "Add": LayerType.ELEMENTWISE}
-        self.network.layers += [FakeLayer(kinds.get(n.op_type, LayerType.OTHER), [FakeTensor(o) for o in n.output])
+        self.network.layers += [FakeLayer(kinds.get(n.op_type, LayerType.OTHER), [FakeTensor(o) for o in n.output],
+                                          n.name, f"[ONNX Layer: {n.name}]")
                                 for n in model.graph.node]
         return True
 
@@ -423,7 +482,9 @@ class FakeTimingCache:
 
 
 class FakeBuilderConfig:
-    def __init__(self, trt):
+    """`IBuilderConfig`; `trt` (the fake module) is needed only to check a loaded timing cache."""
+
+    def __init__(self, trt=None):
         self._trt = trt
         self.flags: set = set()
         self.profiles: list = []
@@ -432,6 +493,9 @@ class FakeBuilderConfig:
         self.progress_monitor = None
         self.hardware_compatibility_level = HardwareCompatibilityLevel.NONE
         self.timing_cache: FakeTimingCache | None = None
+        self.default_device_type = DeviceType.GPU
+        self.DLA_core = -1
+        self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
 
     def set_memory_pool_limit(self, pool, size):
         self.workspace = size
@@ -491,6 +555,7 @@ class FakeBuilder:
 
     def __init__(self, logger):
         self.logger = logger
+        self.num_DLA_cores = self.trt.dla_cores
 
     def create_network(self, flags):
         return FakeNetwork(flags)
@@ -502,6 +567,7 @@ class FakeBuilder:
         return FakeProfile()
 
     def build_serialized_network(self, network, config):
+        self.trt.built.update(config=config, network=network)
         if self.trt.fail_build:
             self.logger.log(Severity.ERROR, "out of memory")
             return None
@@ -537,7 +603,8 @@ class FakeBuilder:
         return True
 
 
-def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNamespace:
+def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAMES_ONLY_INFORMATION,
+                  dla_cores: int = 0, network_layers=None) -> types.SimpleNamespace:
     """A `tensorrt` module object: ILogger, IInt8EntropyCalibrator2, IProgressMonitor, the
     enums, nptype, a Builder and a Runtime that deserializes to FakeEngine.
 
@@ -547,15 +614,25 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNam
     calibrator's cache as TensorRT does: only under a header naming its own version and
     EntropyCalibration2 (and only while `trt.accept_cache`); otherwise it asks `get_batch`
     for data and fails with no scaling factors when none comes. `trt.scales` keeps the
-    scales it accepted, `trt.batches_asked` the get_batch calls.
+    scales it accepted, `trt.batches_asked` the get_batch calls, `trt.built` the config and
+    network of the last build.
+
+    Builder and Runtime report `dla_cores` DLA cores; the Runtime records the `DLA_core` it
+    deserializes on (`trt.runtime_dla_cores`); engines' inspectors answer `information`.
+    `network_layers` (FakeLayer), when given, is the parsed network instead of the ONNX file.
     """
     trt = types.SimpleNamespace(__version__=version, ILogger=ILogger, TensorIOMode=TensorIOMode,
                                 DataType=DataType, nptype=nptype, LayerType=LayerType, BuilderFlag=BuilderFlag,
                                 NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
                                 MemoryPoolType=MemoryPoolType, HardwareCompatibilityLevel=HardwareCompatibilityLevel,
-                                IProgressMonitor=IProgressMonitor, OnnxParser=FakeOnnxParser)
+                                IProgressMonitor=IProgressMonitor, ProfilingVerbosity=ProfilingVerbosity,
+                                LayerInformationFormat=LayerInformationFormat, DeviceType=DeviceType)
     trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     trt.deserialized: list[bytes] = []
+    trt.information, trt.dla_cores = information, dla_cores
+    trt.network_layers = None if network_layers is None else list(network_layers)
+    trt.built: dict = {}
+    trt.runtime_dla_cores: list[int] = []
     trt.timing_key = f"TIMING:{version}".encode()
     trt.fail_build = False
     trt.accept_cache = True
@@ -564,14 +641,33 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None) -> types.SimpleNam
 
     class Runtime:
         engine_host_code_allowed = False
+        DLA_core = -1
+        num_DLA_cores = dla_cores
 
         def __init__(self, logger):
             self.logger = logger
 
         def deserialize_cuda_engine(self, data):
+            trt.runtime_dla_cores.append(self.DLA_core)
             trt.deserialized.append(bytes(data))
-            return FakeEngine(cuda)
+            return FakeEngine(cuda, trt.information)
 
     trt.Builder = type("Builder", (FakeBuilder,), {"trt": trt})
+    trt.OnnxParser = type("OnnxParser", (FakeOnnxParser,), {"trt": trt})
     trt.Runtime = Runtime
     return trt
+
+
+def make_fake_builder_trt(version: str, cuda: FakeCuda, information, dla_cores: int = 0,
+                          network_layers=()) -> types.SimpleNamespace:
+    """make_fake_trt for a build that never reads its ONNX file: the network is
+    `network_layers`, given as (name, LayerType, metadata) tuples."""
+    return make_fake_trt(version, cuda, information=information, dla_cores=dla_cores,
+                         network_layers=[FakeLayer.named(*spec) for spec in network_layers])
+
+
+def with_driver(cuda: FakeCuda, driver_version: int = 12060, total_memory: int = 32 << 30) -> FakeCuda:
+    """FakeCuda plus what `trtdeploy doctor` asks of the driver: its version and each GPU's memory."""
+    cuda.get_driver_version = lambda: driver_version
+    cuda.Device.total_memory = lambda self: total_memory
+    return cuda

@@ -83,7 +83,8 @@ def test_cli_builds_implicit_int8_on_tensorrt_10_16(bundle, monkeypatch, capsys)
     fake_tensorrt(monkeypatch, "10.16.1.11")
     assert main(["build", str(bundle.root), "--precision", "int8", "--int8-mode", "implicit",
                  "--batch", "1", "8", "8"]) == 0
-    assert capsys.readouterr().out.strip().endswith("resnet_v2_digits.int8.plan")
+    # The plan first; the layer summary (deploy.trt.inspection) follows it.
+    assert capsys.readouterr().out.splitlines()[0].endswith("resnet_v2_digits.int8.plan")
 
 
 def activations(bundle) -> list[str]:
