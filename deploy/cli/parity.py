@@ -74,6 +74,7 @@ def _per_layer(bundle, backends: str | None) -> dict | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bundle import open_bundle
+    from ..layer_timing import load_profiles
     from ..parity import parse_threshold_args, run_parity
     from ..report import write_report
 
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_parity(bundle, backends=args.backends, data=args.data, num_images=args.num_images,
                         engines=args.engine or None, thresholds=parse_threshold_args(args.threshold),
                         batch_size=args.batch_size, seed=args.seed, per_layer=_per_layer(bundle, args.backends))
+    result["layer_timing"] = load_profiles(bundle.reports_dir)  # written by `trtdeploy profile`
     json_path, html_path = write_report(result, args.out or bundle.reports_dir)
     ref = result["reference"]
     print(f"reference: {ref['name']} ({ref['note']}); {result['data']['num_images']} images")
