@@ -244,6 +244,17 @@ def _engine_info(plan: Path) -> dict[str, Any]:
     return {"path": str(plan), "build": build}
 
 
+def _engine_forward(plan: Path, batch: int, config: TimingConfig, seed: int) -> dict[str, Any]:
+    """A TensorRT engine timed by `trtdeploy bench` (CUDA events: H2D, GPU compute, D2H, and the
+    runner's overhead), with the keys every forward result has (`latency_ms`: wall per call)."""
+    from .trt.enginebench import BenchConfig, bench_engine
+
+    res = bench_engine(plan, BenchConfig(batch=batch, iters=config.iters, warmup_iters=config.warmup, seed=seed))
+    res.update(warmup=config.warmup, iters=config.iters, latency_ms=res["wall_ms"],
+               images_per_s=res["throughput"]["images_per_s"])
+    return res
+
+
 def forward_benchmark(model: str = "resnet_v2_152", batch: int = 32, image_size: int = 224,
                       config: TimingConfig = TimingConfig(), bundle_dir: str | Path | None = None,
                       backends: Sequence[str] | None = None, engines: Sequence[str | Path] | None = None,
@@ -280,9 +291,13 @@ def forward_benchmark(model: str = "resnet_v2_152", batch: int = 32, image_size:
             log.info("benchmark: %s skipped: %s", name, runner.reason)
             continue
         try:
-            with runner:
-                feed = random_feed(runner.input_specs(), batch, seed)
-                res = time_runner(runner, feed, config, desc=name)
+            if name.startswith("trt-") and bundle is not None:
+                plan = parity.engine_path(bundle, parity.backend_precision(name), engine_map)
+                res = _engine_forward(plan, batch, config, seed)
+            else:
+                with runner:
+                    feed = random_feed(runner.input_specs(), batch, seed)
+                    res = time_runner(runner, feed, config, desc=name)
         except DeployError as e:
             results[name] = {"status": "skipped", "reason": str(e)}
             continue

@@ -28,7 +28,8 @@ BLOCKER = textwrap.dedent(f"""
 DEVICE_MODULES = ["deploy", "deploy.bundle", "deploy.errors", "deploy.fsutil", "deploy.runners.base",
                   "deploy.trt", "deploy.trt.build", "deploy.trt.runtime", "deploy.trt.sidecar",
                   "deploy.trt.calibrator", "deploy.parity", "calibration.cache", "calibration.preprocess",
-                  "calibration.datasets", "deploy.cli"]
+                  "calibration.datasets", "deploy.cli", "deploy.trt.graphs", "deploy.trt.profiler",
+                  "deploy.trt.enginebench", "deploy.trt.machine", "deploy.layer_timing"]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
