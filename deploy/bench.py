@@ -276,6 +276,17 @@ def _runner(name: str, bundle: Any, model: str, batch: int, image_size: int,
         return parity.Skip(str(e))
 
 
+def _engine_forward(plan: Path, batch: int, config: TimingConfig, seed: int) -> dict[str, Any]:
+    """A TensorRT engine timed by `trtdeploy bench` (CUDA events: H2D, GPU compute, D2H, and the
+    runner's overhead), with the keys every forward result has (`latency_ms`: wall per call)."""
+    from .trt.enginebench import BenchConfig, bench_engine
+
+    res = bench_engine(plan, BenchConfig(batch=batch, iters=config.iters, warmup_iters=config.warmup, seed=seed))
+    res.update(warmup=config.warmup, iters=config.iters, latency_ms=res["wall_ms"],
+               images_per_s=res["throughput"]["images_per_s"])
+    return res
+
+
 def forward_benchmark(model: str | None = None, batch: int = 32, image_size: int | None = None,
                       config: TimingConfig = TimingConfig(), bundle_dir: str | Path | None = None,
                       backends: Sequence[str] | None = None, engines: Sequence[str | Path] | None = None,
@@ -312,9 +323,18 @@ def forward_benchmark(model: str | None = None, batch: int = 32, image_size: int
             log.info("benchmark: %s skipped: %s", name, runner.reason)
             continue
         try:
-            with runner:
-                feed = random_feed(runner.input_specs(), batch, seed)
-                res = time_runner(runner, feed, config, desc=name)
+            # A batch the engine takes in one call is timed by `trtdeploy bench`; a larger one
+            # is split by time_runner (one pass, several calls), as parity and infer split it.
+            engine = name.startswith("trt-") and bundle is not None
+            if engine and batch <= (runner.max_batch or batch):
+                plan = parity.engine_path(bundle, parity.backend_precision(name), engine_map)
+                res = _engine_forward(plan, batch, config, seed)
+            else:
+                if engine:
+                    runner.timing = True  # parity's runners record no CUDA events; device_ms needs them
+                with runner:
+                    feed = random_feed(runner.input_specs(), batch, seed)
+                    res = time_runner(runner, feed, config, desc=name)
         except DeployError as e:
             results[name] = {"status": "skipped", "reason": str(e)}
             continue

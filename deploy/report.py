@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .fsutil import atomic_write_json, atomic_write_text
+from .layer_timing import layer_timing_html
 from .parity import UPPER_KEYS
 
 log = logging.getLogger(__name__)
@@ -446,6 +447,7 @@ def render_html(result: Mapping[str, Any]) -> str:
         body.append(_per_layer_text(section))
     else:
         body.append("<p>No per-layer data in this run.</p>")
+    body.append(layer_timing_html(result.get("layer_timing"), section))
     body += ["<h2>What the engines run</h2>", _engine_layers(result)]
     body += ["<h2>Data</h2>", _kv_table(result.get("data") or {}, "data"),
              "<h2>Environment</h2>", _kv_table(result.get("environment") or {}, "environment")]

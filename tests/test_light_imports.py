@@ -30,7 +30,9 @@ DEVICE_MODULES = ["deploy", "deploy.bundle", "deploy.errors", "deploy.fsutil", "
                   "deploy.trt", "deploy.trt.build", "deploy.trt.runtime", "deploy.trt.sidecar",
                   "deploy.trt.calibrator", "deploy.parity", "calibration.cache", "deploy.data.preprocess",
                   "deploy.data.inputs", "deploy.cli",
-                  "deploy.trt.inspection", "deploy.trt.dla", "deploy.trt.doctor", "deploy.cli.doctor"]
+                  "deploy.trt.inspection", "deploy.trt.dla", "deploy.trt.doctor", "deploy.cli.doctor",
+                  "deploy.trt.graphs", "deploy.trt.profiler", "deploy.trt.enginebench", "deploy.trt.machine",
+                  "deploy.layer_timing"]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -79,6 +79,7 @@ def _per_layer(bundle, backends: str | None) -> dict | None:
 def run(args: argparse.Namespace) -> int:
     from ..bundle import open_bundle
     from ..errors import UsageError
+    from ..layer_timing import load_profiles
     from ..parity import engines_by_precision, parse_threshold_args, run_parity
     from ..report import write_report
 
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
                         engines=engines or None, thresholds=parse_threshold_args(args.threshold),
                         batch_size=args.batch_size, seed=args.seed, per_layer=_per_layer(bundle, args.backends),
                         skip_bad=args.skip_bad)
+    result["layer_timing"] = load_profiles(bundle.reports_dir)  # written by `trtdeploy profile`
     json_path, html_path = write_report(result, args.out or bundle.reports_dir)
     ref = result["reference"]
     for warning in result["bundle"]["warnings"]:

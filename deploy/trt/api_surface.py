@@ -51,6 +51,7 @@ OVERRIDES = {
     "ILogger": ("log",),
     "IInt8EntropyCalibrator2": ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"),
     "IProgressMonitor": ("phase_start", "step_complete", "phase_finish"),
+    "IProfiler": ("report_layer_time",),
 }
 
 # Functions that run only when `versions.supports_implicit_int8` holds (TensorRT <= 10):

@@ -18,6 +18,7 @@ from ..errors import DeployError
 from .cuda import import_cuda, primary_context, sm_tag
 from .dla import check_engine_dla, dla_refusal
 from .logger import make_logger
+from .machine import driver_version
 from .versions import import_tensorrt, supports_implicit_int8
 
 
@@ -45,8 +46,7 @@ def check_cuda() -> tuple[ModuleType | None, dict[str, Any], list[dict[str, Any]
         cuda = import_cuda()
     except DeployError as e:
         return None, {"driver_version": None, "error": str(e)}, [], [str(e)]
-    driver = int(cuda.get_driver_version())  # e.g. 12060 for CUDA 12.6
-    info = {"driver_version": f"{driver // 1000}.{driver % 1000 // 10}", "error": None}
+    info = {"driver_version": driver_version(cuda), "error": None}
     gpus = []
     for i in range(cuda.Device.count()):
         dev = cuda.Device(i)

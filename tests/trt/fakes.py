@@ -1,7 +1,8 @@
-"""Stand-ins for `tensorrt` and `pycuda.driver` with the same names, for CPU tests of the
-bookkeeping around them. They model what the code relies on (per-thread context stack,
-device memory addressed by integer pointers, tensor addresses bound once) and nothing
-more; names and signatures are checked against the real bindings in test_bindings_api.py."""
+"""Stand-ins for `tensorrt`, `pycuda.driver` and libcuda's graph functions with the same
+names, for CPU tests of the bookkeeping around them. They model what the code relies on
+(per-thread context stack, device memory addressed by integer pointers, tensor addresses
+bound once, stream capture recording work instead of running it) and nothing more; names
+and signatures are checked against the real bindings in test_bindings_api.py."""
 from __future__ import annotations
 
 import enum
@@ -83,16 +84,20 @@ class FakeCuda(types.SimpleNamespace):
       the driver's stack (cuCtxPushCurrent) and release it, never popping; from another
       thread, nothing (the reference leaks). It is invalid afterwards either way.
     A primary context whose last reference is released is reset: CUDA calls fail in it.
+    `driver_version` (12060 for CUDA 12.6) and each GPU's `total_memory` are what
+    `get_driver_version()` and `Device.total_memory()` answer.
     """
 
-    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1):
+    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1, driver_version=12080, total_memory=8 << 30):
         super().__init__()
+        self.driver_version = driver_version
         self.memory: dict[int, np.ndarray] = {}
         self.freed: list[int] = []
         self.host_freed = 0
         self.retained = 0
         self.detached = 0
         self.primary_refs: dict[int, int] = {}  # device -> the driver's reference count
+        self.capturing: dict[int, list] = {}  # stream handle -> work recorded by a capture
         self._next = itertools.count(0x1000, 0x1000)
         self._local = threading.local()
         fake = self
@@ -110,6 +115,12 @@ class FakeCuda(types.SimpleNamespace):
 
             def compute_capability(self):
                 return capability
+
+            def total_memory(self):
+                return total_memory
+
+            def get_attribute(self, attribute):
+                return {"CLOCK_RATE": 1_300_000, "MEMORY_CLOCK_RATE": 3_200_000}[attribute]  # kHz
 
             def retain_primary_context(self):
                 fake.retained += 1
@@ -138,6 +149,10 @@ class FakeCuda(types.SimpleNamespace):
 
         self.Device, self.Context, self.Stream, self.Event = Device, Context, Stream, Event
         self.Error = FakeCudaError
+        self.device_attribute = types.SimpleNamespace(CLOCK_RATE="CLOCK_RATE", MEMORY_CLOCK_RATE="MEMORY_CLOCK_RATE")
+
+    def get_driver_version(self):
+        return self.driver_version
 
     def stack(self) -> list:
         """pycuda's context stack on this thread."""
@@ -264,6 +279,11 @@ class IProgressMonitor:
         pass
 
 
+class IProfiler:
+    def __init__(self):
+        pass
+
+
 class LayerType(enum.Enum):
     CONVOLUTION = 0
     CONSTANT = 1
@@ -363,17 +383,33 @@ class FakeEngine:
 
 
 class FakeContext:
+    # Layer times TensorRT would report per call: (name, ms per image).
+    layers = (("conv1 + relu", 0.5), ("pool", 0.01), ("fc", 0.1))
+
     def __init__(self, engine: FakeEngine):
         self.engine = engine
         self.addresses: dict[str, int] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.calls = 0
+        self.shape_calls = 0
+        self.capturable = True  # False: like an engine with data-dependent shapes
+        self.profiler = None
+        self.enqueue_emits_profile = True
+        self.last_batch = None
 
     def set_input_shape(self, name, shape):
+        self.shape_calls += 1
         lo, _opt, hi = self.engine.profile
         if not all(a <= d <= b for d, a, b in zip(shape, lo, hi)):
             return False
         self.shapes[name] = tuple(shape)
+        return True
+
+    def report_to_profiler(self):
+        if self.profiler is None or self.last_batch is None:
+            return False
+        for name, ms in self.layers:
+            self.profiler.report_layer_time(name, ms * self.last_batch)
         return True
 
     def get_tensor_shape(self, name):
@@ -387,12 +423,100 @@ class FakeContext:
     def execute_async_v3(self, stream_handle):
         cuda = self.engine.cuda
         cuda.require_context()
+        self.calls += 1
         n = self.shapes["x"][0]
+        capture = cuda.capturing.get(stream_handle)
+        if capture is None:
+            self._compute(n)
+            self.last_batch = n
+        elif not self.capturable:
+            return False
+        else:
+            capture.append(lambda: self._compute(n))  # the shape is baked into the graph
+        return True
+
+    def _compute(self, n):
+        cuda = self.engine.cuda
         x = cuda.memory[self.addresses["x"]][: n * 3 * 4].view(np.float32).reshape(n, 3)
         y = x[:, :2] * 2 + x[:, 2:]
         cuda.memory[self.addresses["y"]][: y.nbytes] = y.astype(np.float32).view(np.uint8).reshape(-1)
-        self.calls += 1
-        return True
+
+
+# ---------------------------------------------------------------- libcuda (graphs)
+def _value(arg):
+    """The integer inside a ctypes argument (c_void_p, byref(...)) or a plain int."""
+    arg = getattr(arg, "_obj", arg)
+    return int(getattr(arg, "value", arg) or 0)
+
+
+class FakeLibcuda:
+    """libcuda's graph calls over a FakeCuda: a capture records what execute_async_v3
+    enqueues on the stream, a launch runs it. `fail` maps a function name to the CUresult
+    it returns instead of working."""
+
+    INVALIDATED = 901  # CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+
+    def __init__(self, cuda: FakeCuda, fail: dict[str, int] | None = None):
+        self.cuda = cuda
+        self.fail = dict(fail or {})
+        self.graphs: dict[int, list] = {}
+        self.execs: dict[int, list] = {}
+        self.launches = 0
+        self.calls: list[str] = []
+        self._ids = itertools.count(0x100)
+
+    def _enter(self, name):
+        self.calls.append(name)
+        self.cuda.require_context()
+        return self.fail.get(name, 0)
+
+    def cuStreamBeginCapture_v2(self, stream, mode):  # noqa: N802 - the driver's names
+        code = self._enter("cuStreamBeginCapture_v2")
+        if not code:
+            self.cuda.capturing[_value(stream)] = []
+        return code
+
+    def cuStreamEndCapture(self, stream, graph_out):  # noqa: N802
+        code = self._enter("cuStreamEndCapture")
+        work = self.cuda.capturing.pop(_value(stream))
+        if code:
+            return code
+        graph = next(self._ids)
+        self.graphs[graph] = work
+        graph_out._obj.value = graph
+        return 0
+
+    def cuGraphInstantiateWithFlags(self, exec_out, graph, flags):  # noqa: N802
+        code = self._enter("cuGraphInstantiateWithFlags")
+        if code:
+            return code
+        exe = next(self._ids)
+        self.execs[exe] = self.graphs[_value(graph)]
+        exec_out._obj.value = exe
+        return 0
+
+    def cuGraphLaunch(self, exe, stream):  # noqa: N802
+        code = self._enter("cuGraphLaunch")
+        if code:
+            return code
+        for work in self.execs[_value(exe)]:
+            work()
+        self.launches += 1
+        return 0
+
+    def cuGraphExecDestroy(self, exe):  # noqa: N802
+        self._enter("cuGraphExecDestroy")
+        del self.execs[_value(exe)]
+        return 0
+
+    def cuGraphDestroy(self, graph):  # noqa: N802
+        self._enter("cuGraphDestroy")
+        del self.graphs[_value(graph)]
+        return 0
+
+    def cuGetErrorName(self, code, name_out):  # noqa: N802
+        name_out._obj.value = {self.INVALIDATED: b"CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"}.get(code, b"CUDA_ERROR_UNKNOWN")
+        return 0
 
 
 # ---------------------------------------------------------------- tensorrt: the builder
@@ -605,7 +729,7 @@ class FakeBuilder:
 
 def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAMES_ONLY_INFORMATION,
                   dla_cores: int = 0, network_layers=None) -> types.SimpleNamespace:
-    """A `tensorrt` module object: ILogger, IInt8EntropyCalibrator2, IProgressMonitor, the
+    """A `tensorrt` module object: ILogger, IInt8EntropyCalibrator2, IProgressMonitor, IProfiler, the
     enums, nptype, a Builder and a Runtime that deserializes to FakeEngine.
 
     The builder does what build_engine relies on: it parses the ONNX into a FakeNetwork,
@@ -628,6 +752,7 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAM
                                 IProgressMonitor=IProgressMonitor, ProfilingVerbosity=ProfilingVerbosity,
                                 LayerInformationFormat=LayerInformationFormat, DeviceType=DeviceType)
     trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+    trt.IProfiler = IProfiler
     trt.deserialized: list[bytes] = []
     trt.information, trt.dla_cores = information, dla_cores
     trt.network_layers = None if network_layers is None else list(network_layers)
@@ -664,10 +789,3 @@ def make_fake_builder_trt(version: str, cuda: FakeCuda, information, dla_cores: 
     `network_layers`, given as (name, LayerType, metadata) tuples."""
     return make_fake_trt(version, cuda, information=information, dla_cores=dla_cores,
                          network_layers=[FakeLayer.named(*spec) for spec in network_layers])
-
-
-def with_driver(cuda: FakeCuda, driver_version: int = 12060, total_memory: int = 32 << 30) -> FakeCuda:
-    """FakeCuda plus what `trtdeploy doctor` asks of the driver: its version and each GPU's memory."""
-    cuda.get_driver_version = lambda: driver_version
-    cuda.Device.total_memory = lambda self: total_memory
-    return cuda

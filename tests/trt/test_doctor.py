@@ -14,7 +14,7 @@ from deploy.errors import ToolMissingError
 from deploy.trt import doctor
 
 from . import inspector_fixtures as fx
-from .fakes import FakeCuda, make_fake_builder_trt, with_driver
+from .fakes import FakeCuda, make_fake_builder_trt
 from .test_inspection import MANIFEST, write_engine
 
 NO_TRT = "TensorRT is not importable (ModuleNotFoundError: No module named 'tensorrt'): install it from JetPack or " \
@@ -33,7 +33,8 @@ def _missing(message):
 def device(monkeypatch):
     """Install stand-ins: `device(trt_version or None, gpu=True, dla_cores=0)`."""
     def install(trt_version="10.16.1.11", gpu=True, dla_cores=0, capability=(8, 7), devices=1):
-        cuda = with_driver(FakeCuda(name="Orin", capability=capability, devices=devices), 12060, 30 << 30)
+        cuda = FakeCuda(name="Orin", capability=capability, devices=devices, driver_version=12060,
+                        total_memory=30 << 30)
         trt = make_fake_builder_trt(trt_version, cuda, {}, dla_cores=dla_cores) if trt_version else None
         if trt is not None:  # imported by the real import_tensorrt, which checks the release
             trt.__file__ = "/usr/lib/python3/dist-packages/tensorrt/__init__.py"
