@@ -14,7 +14,9 @@ def add_parser(subparsers) -> None:
                     "compute). Writes JSON with the machine (GPU, driver, clocks, TensorRT). Needs TensorRT "
                     "and a GPU.",
     )
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    from . import BUNDLE_HELP
+
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
     p.add_argument("--engine", type=Path, metavar="PLAN", help="the engine (default: the bundle's only engine)")
     p.add_argument("--batch", type=int, metavar="N", help="batch size (default: the engine's opt batch)")
     length = p.add_mutually_exclusive_group()

@@ -13,7 +13,9 @@ def add_parser(subparsers) -> None:
                     "BUNDLE/reports/profile.NAME.json (NAME: the plan's name), which `trtdeploy parity` shows "
                     "beside the per-layer error. Needs TensorRT and a GPU.",
     )
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    from . import BUNDLE_HELP
+
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
     p.add_argument("--engine", type=Path, metavar="PLAN", help="the engine (default: the bundle's only engine)")
     p.add_argument("--batch", type=int, metavar="N", help="batch size (default: the engine's opt batch)")
     p.add_argument("--iters", type=int, default=50, metavar="K", help="profiled calls (default: %(default)s)")
