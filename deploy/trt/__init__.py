@@ -13,5 +13,9 @@ Nothing here imports TensorFlow, ONNX or ONNX Runtime.
 - `inspection`: the engine inspector's layers (NAME.PRECISION.layers.json) and what they say.
 - `dla`: DLA builds for Jetson Orin (which releases, which core, GPU fallback).
 - `doctor`: `trtdeploy doctor`, the device and a bundle's engines checked.
+- `graphs`: CUDA-graph capture and replay of `execute_async_v3` through libcuda (ctypes).
+- `profiler`: `trtdeploy profile`, per-layer times from TensorRT's IProfiler.
+- `enginebench`: `trtdeploy bench`, trtexec's metrics through the runner.
+- `machine`: the GPU, driver, clocks and TensorRT that bench and profile JSON record.
 - `api_surface`: how tests find every TensorRT and pycuda name this package uses.
 """
