@@ -76,9 +76,32 @@ def _usable_cpus() -> int | None:
 
 
 @dataclass(frozen=True)
+class GpuDevice:
+    """A GPU as the device side reads it through pycuda (deploy/trt/machine.py); a clock the
+    driver does not report is None (left out of the JSON rather than guessed)."""
+
+    index: int
+    name: str
+    compute_capability: str  # "sm_87"
+    memory_mib: int
+    cuda_driver: str  # "12.8", as nvidia-smi's "CUDA Version"
+    clock_mhz: int | None = None
+    memory_clock_mhz: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "name": self.name, "compute_capability": self.compute_capability,
+                               "memory_mib": self.memory_mib, "cuda_driver": self.cuda_driver}
+        for key, value in (("clock_mhz", self.clock_mhz), ("memory_clock_mhz", self.memory_clock_mhz)):
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
 class MachineInfo:
     """The machine a result was made on; `cpu_usable` is what this process may use (a container
-    or taskset often allows fewer than `cpu_count`)."""
+    or taskset often allows fewer than `cpu_count`). `gpu`: the GPU a device-side result
+    (`trtdeploy bench`, `profile`) ran on; None elsewhere."""
 
     python: str
     numpy: str
@@ -88,11 +111,15 @@ class MachineInfo:
     cpu_count: int | None
     cpu_usable: int | None
     tools: dict[str, str] = field(default_factory=dict)
+    gpu: GpuDevice | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"python": self.python, "numpy": self.numpy, "platform": self.platform, "machine": self.machine,
-                "cpu": self.cpu, "cpu_count": self.cpu_count, "cpu_usable": self.cpu_usable,
-                "tools": dict(self.tools)}
+        out = {"python": self.python, "numpy": self.numpy, "platform": self.platform, "machine": self.machine,
+               "cpu": self.cpu, "cpu_count": self.cpu_count, "cpu_usable": self.cpu_usable,
+               "tools": dict(self.tools)}
+        if self.gpu is not None:
+            out["gpu"] = self.gpu.to_json()
+        return out
 
 
 def machine_info() -> MachineInfo:

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 
 from deploy import __version__
-from deploy.env import TOOLS, machine_info
+from deploy.env import TOOLS, GpuDevice, machine_info
 
 
 def test_machine_info_keys():
@@ -33,3 +34,13 @@ def test_machine_info_names_each_version_once():
     info = machine_info()
     assert info.tools["trtdeploy"] == __version__
     assert "python" not in info.tools and "numpy" not in info.tools  # fields of their own
+
+
+def test_gpu_only_where_a_device_side_result_ran_on_one():
+    info = machine_info()
+    assert info.gpu is None and "gpu" not in info.to_json()
+    gpu = GpuDevice(0, "Orin", "sm_87", 30720, "12.6")  # a driver that reports no clocks
+    out = replace(info, gpu=gpu).to_json()
+    assert out["gpu"] == {"index": 0, "name": "Orin", "compute_capability": "sm_87", "memory_mib": 30720,
+                          "cuda_driver": "12.6"}
+    assert replace(gpu, clock_mhz=1300).to_json()["clock_mhz"] == 1300

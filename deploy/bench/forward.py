@@ -4,6 +4,10 @@ The seed experiment (the TF-slim ResNet tutorial) times forward passes of resnet
 batch 32 on 224x224 images after a warm-up; `forward_benchmark` does the same for every
 backend: TensorFlow (the `deploy.slim` model, or a bundle's SavedModel), ONNX Runtime on the
 CPU and TensorRT engines, each through the common runner interface and `timing.time_runner`.
+A TensorRT engine that takes the batch in one call is timed by `trtdeploy bench`
+(deploy/trt/enginebench.py: CUDA events for H2D, GPU compute, D2H, and the runner's overhead);
+a larger batch is split by `time_runner` (one pass, several calls), as parity and infer split
+it, with the runner's CUDA events on.
 
 Needs only numpy at import.
 """
@@ -116,12 +120,30 @@ def _open(bundle_dir: str | Path | None, model: str | None, image_size: int | No
     return bundle
 
 
-def _time_one(runner: Runner, batch: int, config: TimingConfig, seed: int, desc: str) -> dict[str, Any]:
-    """One backend's timings, or why it was skipped (a runner that cannot start here)."""
+def _engine_forward(plan: Path, batch: int, config: TimingConfig, seed: int) -> dict[str, Any]:
+    """A TensorRT engine timed by `trtdeploy bench`, with the keys every forward result has
+    (`latency_ms`: wall time per call)."""
+    from ..trt.enginebench import BenchConfig, bench_engine
+
+    res = bench_engine(plan, BenchConfig(batch=batch, iters=config.iters, warmup_iters=config.warmup, seed=seed))
+    res.update(warmup=config.warmup, iters=config.iters, latency_ms=res["wall_ms"],
+               images_per_s=res["throughput"]["images_per_s"])
+    return res
+
+
+def _time_one(runner: Runner, batch: int, config: TimingConfig, seed: int, desc: str,
+              plan: Path | None = None) -> dict[str, Any]:
+    """One backend's timings, or why it was skipped (a runner that cannot start here). `plan`:
+    the engine a trt-* runner runs."""
     try:
-        with runner:
-            feed = random_feed(runner.input_specs(), batch, seed)
-            res = time_runner(runner, feed, config, desc=desc)
+        if plan is not None and batch <= (runner.max_batch or batch):
+            res = _engine_forward(plan, batch, config, seed)
+        else:
+            if plan is not None:
+                runner.timing = True  # parity's TensorRT runners record no CUDA events; device_ms needs them
+            with runner:
+                feed = random_feed(runner.input_specs(), batch, seed)
+                res = time_runner(runner, feed, config, desc=desc)
     except DeployError as e:
         return {"status": "skipped", "reason": str(e)}
     res["status"] = "ran"
@@ -155,11 +177,14 @@ def forward_benchmark(model: str | None = None, batch: int = 32, image_size: int
             results[name] = {"status": "skipped", "reason": runner.reason}
             log.info("benchmark: %s skipped: %s", name, runner.reason)
             continue
-        res = results[name] = _time_one(runner, batch, config, seed, desc=name)
+        plan = None
+        if name.startswith("trt-") and bundle is not None:
+            plan = parity_backends.engine_path(bundle, backend_precision(name), engine_map)
+        res = results[name] = _time_one(runner, batch, config, seed, name, plan)
         if res["status"] != "ran":
             continue
-        if name.startswith("trt-") and bundle is not None:
-            res["engine"] = _engine_info(parity_backends.engine_path(bundle, backend_precision(name), engine_map))
+        if plan is not None:
+            res["engine"] = _engine_info(plan)
         res["model"] = model
         log.info("benchmark: %s median %.2f ms, %.1f images/s", name, res["latency_ms"]["median"],
                  res["images_per_s"] or 0.0)

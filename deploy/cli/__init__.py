@@ -20,8 +20,11 @@ COMMANDS = {
     "fp16": "fp16",
     "build": "build",
     "infer": "infer",
+    "profile": "profile",
+    "bench": "bench",
     "parity": "parity",
     "demo": "demo",
+    "doctor": "doctor",
 }
 
 

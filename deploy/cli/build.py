@@ -39,6 +39,10 @@ def add_parser(subparsers) -> None:
                             "BUNDLE/engines/NAME.PRECISION.plan")
     add_data(p, "implicit INT8: calibrate live on this data instead of using calibration/trt.cache",
              old_name="--calib-data")
+    p.add_argument("--dla-core", type=int, metavar="N",
+                   help="run on DLA core N (Jetson Orin; FP16/INT8; TensorRT 10.x up to 10.7 or 11.4.1+)")
+    p.add_argument("--gpu-fallback", action="store_true",
+                   help="with --dla-core: layers the DLA cannot run go to the GPU (listed after the build)")
     p.set_defaults(func=run)
 
 
@@ -50,8 +54,19 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, batch=tuple(args.batch), workspace_mib=args.workspace,
         timing_cache=args.timing_cache, int8_mode=args.int8_mode, version_compatible=args.version_compatible,
         hardware_compat=args.hardware_compat, tf32=args.tf32, calib_data=args.data,
-        out=args.out,
+        out=args.out, dla_core=args.dla_core, gpu_fallback=args.gpu_fallback,
     )
     plan = build_engine(open_bundle(args.bundle), config)
     print(plan)
+    print_layer_summary(plan)
     return 0
+
+
+def print_layer_summary(plan: Path) -> None:
+    """What the engine runs ("48 of 53 convolutions run in INT8; ..."), from its layers file."""
+    from ..trt.inspection import load_summary
+
+    summary = load_summary(plan)
+    if summary is not None:
+        for line in summary.lines():
+            print(line)

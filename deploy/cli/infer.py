@@ -32,6 +32,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per image (default: %(default)s)")
     p.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="tensorrt: replay the engine as a CUDA graph per batch size (falls back, saying why)")
     p.set_defaults(func=run)
 
 
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if backend == "tensorrt":
         from ..trt.runtime import TrtRunner
 
-        runner = TrtRunner(args.engine or pick_engine(bundle))
+        runner = TrtRunner(args.engine or pick_engine(bundle), timing=False, cuda_graph=args.cuda_graph)
     else:
         from ..runners.ort import OrtRunner
 

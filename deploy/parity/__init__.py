@@ -7,6 +7,8 @@
 - `layers`: per-layer error against FP32 and the calibrate line that keeps layers in float.
 - `run`: `run_parity`, the run and the judging.
 - `result`: the typed result (`ParityResult`; `to_json()` is parity.json).
+- `engine_layers`: what each TensorRT engine that ran really runs (its layers file).
+- `layer_timing`: the bundle's `trtdeploy profile` results, time beside per-layer error.
 - `report`: parity.json and the self-contained parity.html.
 
 Every module needs only numpy at import; TensorFlow, ONNX Runtime, TensorRT, onnx and

@@ -139,6 +139,6 @@ def _trt_runner(backend: str, bundle: Bundle, engines: Mapping[str, Path] | None
     except (ImportError, OSError) as e:
         return Skip(f"TensorRT runtime unavailable: {e}")
     try:
-        return TrtRunner(plan, name=backend)
+        return TrtRunner(plan, name=backend, timing=False)
     except (ImportError, OSError, DeployError) as e:  # no sidecar, no TensorRT, no driver
         return Skip(str(e))

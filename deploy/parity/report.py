@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..fsutil import atomic_write_json, atomic_write_text
+from .engine_layers import engine_layers_html
+from .layer_timing import layer_timing_html
 from .layers import LayerSection
 from .metrics import PerClass
 from .result import ERROR, RAN, SKIPPED, BackendEntry, BundleInfo, ParityResult
@@ -436,6 +438,8 @@ def _charts_and_layers(result: ParityResult, mpl) -> list[str]:
         body.append(_per_layer_text(section))
     else:
         body.append("<p>No per-layer data in this run.</p>")
+    body.append(layer_timing_html(result.layer_timing, section))
+    body += ["<h2>What the engines run</h2>", engine_layers_html(result.engine_layers)]
     return body
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..env import MachineInfo
+from .engine_layers import EngineLayers
+from .layer_timing import EngineProfile
 from .layers import LayerSection
 from .metrics import Accuracy, Histogram, OutputMetrics
 from .thresholds import Thresholds
@@ -125,6 +127,8 @@ class ParityResult:
     bundle: BundleInfo
     created: str
     per_layer: dict[str, LayerSection] | None = None
+    engine_layers: tuple[EngineLayers, ...] = ()  # what each TensorRT engine that ran runs
+    layer_timing: tuple[EngineProfile, ...] = ()  # the bundle's `trtdeploy profile` results
 
     def ran(self) -> dict[str, BackendEntry]:
         return {b: e for b, e in self.backends.items() if e.status == RAN}
@@ -136,4 +140,6 @@ class ParityResult:
                "bundle": self.bundle.to_json(), "created": self.created}
         if self.per_layer:
             out["per_layer"] = {k: s.to_json() for k, s in self.per_layer.items()}
+        out["engine_layers"] = [e.to_json() for e in self.engine_layers]
+        out["layer_timing"] = [p.to_json() for p in self.layer_timing]
         return out

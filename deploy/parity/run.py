@@ -31,7 +31,9 @@ from ..progress import progress
 from ..runners import backend_precision
 from ..runners.base import Runner
 from . import backends as _backends
+from .engine_layers import engine_layers
 from .inputs import Batch, folder_batches, load_reference_npz, npz_batches
+from .layer_timing import load_profiles
 from .layers import LayerError, calibration_source, onnx_nodes as read_onnx_nodes, per_layer_section
 from .metrics import Accuracy, AccuracyCounter, OutputComparison
 from .result import ERROR, RAN, SKIPPED, BackendEntry, BundleInfo, DataInfo, ParityResult, Reference
@@ -269,5 +271,7 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
         layers = per_layer_section(per_layer, bundle.root, onnx_nodes=nodes,
                                    calibration_data=calibration_source(bundle))
     return ParityResult(Reference(ref.name, ref.note, tally.reference_accuracy()), passed, verdict, ordered,
-                        machine_info(), info, _bundle_info(bundle), created, layers)
+                        machine_info(), info, _bundle_info(bundle), created, layers,
+                        engine_layers((b, e.engine) for b, e in ordered.items() if e.engine),
+                        load_profiles(bundle.reports_dir))  # `trtdeploy profile` writes there
 

@@ -35,6 +35,7 @@ TRT_RECEIVERS = {
     "runtime": "Runtime",
     "engine": "ICudaEngine",
     "context": "IExecutionContext",
+    "inspector": "EngineInspector",
 }
 CUDA_RECEIVERS = {
     "dev": "Device",
@@ -50,6 +51,7 @@ OVERRIDES = {
     "ILogger": ("log",),
     "IInt8EntropyCalibrator2": ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"),
     "IProgressMonitor": ("phase_start", "step_complete", "phase_finish"),
+    "IProfiler": ("report_layer_time",),
 }
 
 # Functions that run only when `versions.supports_implicit_int8` holds (TensorRT <= 10):

@@ -23,6 +23,8 @@ from ..bundle import ONNX_FILES, TRT_CACHE, Bundle, TensorInfo
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
 from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from .choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
+from .dla import check_dla_options, configure_dla, dla_refusal
+from .inspection import engine_information, layers_document, layers_path, network_convolutions
 from .logger import make_logger, make_progress_monitor
 from .sidecar import Sidecar, sidecar_path
 from .versions import check_supported, import_tensorrt, supports_implicit_int8
@@ -50,6 +52,8 @@ class BuildConfig:
     calib_count: int = 512
     calib_batch: int = 8
     calib_seed: int = 0
+    dla_core: int | None = None  # run on this DLA core (Jetson Orin); None: the GPU
+    gpu_fallback: bool = False  # DLA build: layers the DLA cannot run go to the GPU instead of failing
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -87,6 +91,7 @@ class BuildConfig:
             if out.suffix != ".plan":
                 raise UsageError(f"--out {out}: name the engine FILE.plan (its sidecar is FILE.json beside it)")
             object.__setattr__(self, "out", out)
+        check_dla_options(self.dla_core, self.gpu_fallback, self.precision)
 
     @property
     def mode(self) -> str:
@@ -113,6 +118,8 @@ class NetworkPlan:
     version_compatible: bool
     hardware_compat: str | None
     tf32: bool = False  # BuilderFlag.TF32 set (True) or cleared (False)
+    dla_core: int | None = None
+    gpu_fallback: bool = False
 
 
 def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
@@ -124,10 +131,12 @@ def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
             f"--int8-mode implicit needs TensorRT <= 10 (this is {version}): TensorRT 11 removed the INT8 "
             "calibrators and BuilderFlag.INT8; use --int8-mode explicit (the Q/DQ model.int8.onnx)"
         )
+    if config.dla_core is not None and dla_refusal(version):
+        raise UsageError(dla_refusal(version))
     onnx = "fp32" if implicit else config.precision
     return NetworkPlan(onnx_precision=onnx, strongly_typed=not implicit, implicit_int8=implicit,
                        version_compatible=config.version_compatible, hardware_compat=config.hardware_compat,
-                       tf32=config.tf32)
+                       tf32=config.tf32, dla_core=config.dla_core, gpu_fallback=config.gpu_fallback)
 
 
 def engine_paths(bundle: Bundle, precision: str, out: Path | None = None) -> tuple[Path, Path]:
@@ -306,34 +315,42 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
         mode=config.mode, version_compatible=plan.version_compatible, hardware_compat=plan.hardware_compat,
         batch=config.batch, io=built.io, onnx=onnx_rel, onnx_sha256=sha256_file(onnx_path),
         calibration_cache_sha256=cache_sha, build_seconds=round(built.seconds, 3), timing_cache=built.timing_stats,
-        builder=config.options(),
+        builder=config.options(), dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
+        layers=layers_path(plan_path).name if built.layers is not None else None,
     )
-    # Plan first, then sidecar: a crash in between leaves a plan whose hash no sidecar vouches for.
-    atomic_write_bytes(plan_path, built.data)
-    atomic_write_json(json_path, sidecar.to_json())
+    _write_engine(plan_path, built, sidecar)
     log.info("wrote %s (%.1f MiB, built in %.0f s) and %s", plan_path, len(built.data) / 2**20, built.seconds,
              json_path.name)
     return plan_path
 
 
+def _write_engine(plan_path: Path, built: "_Built", sidecar: Sidecar) -> None:
+    # Plan first, then sidecar: a crash in between leaves a plan whose hash no sidecar vouches for.
+    atomic_write_bytes(plan_path, built.data)
+    if built.layers is not None:
+        atomic_write_json(layers_path(plan_path), built.layers)
+    atomic_write_json(sidecar_path(plan_path), sidecar.to_json())
+
+
 @dataclass(frozen=True)
 class _Built:
-    """What one TensorRT build made: the plan's bytes, its I/O as loaded back, and how long it took."""
+    """What one TensorRT build made: the plan's bytes, its I/O as loaded back, how long it took,
+    and the content of its layers file (None when the inspector gave nothing readable)."""
 
     data: bytes
     io: Any
     seconds: float
     timing_stats: dict[str, Any]
+    layers: dict[str, Any] | None
 
 
 def _build_in_context(trt: ModuleType, cuda: ModuleType, bundle: Bundle, config: BuildConfig, plan: NetworkPlan,
                       onnx_path: Path, shapes: Mapping[str, tuple[tuple[int, ...], ...]], plan_name: str) -> _Built:
     """Parse, configure, build, and load the plan back once (with the CUDA context current)."""
-    from .runtime import describe_engine
-
     logger = make_logger(trt)
     # The parser owns the network's weights: it stays referenced until the build returns.
     builder, network, parser = _parse(trt, logger, plan, onnx_path, bundle.inputs)
+    convolutions = network_convolutions(trt, network)  # the inspection counts how many run in INT8
     builder_config = builder.create_builder_config()
     _configure(trt, builder, builder_config, config, plan, shapes)
     calibrator = None
@@ -364,16 +381,41 @@ def _build_in_context(trt: ModuleType, cuda: ModuleType, bundle: Bundle, config:
         )
     data = bytes(memoryview(serialized))
     _save_timing_cache(builder_config, config.timing_cache, timing_stats)
+    io, layers = _load_back(trt, logger, data, plan, config, shapes, plan_name, convolutions)
+    del timing_cache, parser
+    return _Built(data=data, io=io, seconds=seconds, timing_stats=timing_stats, layers=layers)
+
+
+def _load_back(trt: ModuleType, logger: Any, data: bytes, plan: NetworkPlan, config: BuildConfig,
+               shapes: Mapping[str, tuple[tuple[int, ...], ...]], plan_name: str, convolutions: Sequence[str]
+               ) -> tuple[Any, dict[str, Any] | None]:
+    """Deserialize the new engine as the runtime will (same DLA core): its I/O for the sidecar
+    and the content of its layers file."""
+    from .runtime import describe_engine
 
     runtime = trt.Runtime(logger)
     if plan.version_compatible:
         runtime.engine_host_code_allowed = True
+    if plan.dla_core is not None:
+        runtime.DLA_core = plan.dla_core
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
         raise EngineError(f"{plan_name}: TensorRT built an engine it cannot load back ({logger.last_errors()})")
-    io = describe_engine(trt, engine)
-    del engine, runtime, timing_cache, parser
-    return _Built(data=data, io=io, seconds=seconds, timing_stats=timing_stats)
+    return describe_engine(trt, engine), _inspect(trt, engine, shapes, plan_name, config, convolutions,
+                                                  plan.dla_core)
+
+
+def _inspect(trt: ModuleType, engine: Any, shapes: Mapping[str, tuple[tuple[int, ...], ...]], plan_name: str,
+             config: BuildConfig, convolutions: Sequence[str], dla_core: int | None) -> dict[str, Any] | None:
+    """The content of the layers file, or None (with a warning) when TensorRT's inspector gives
+    nothing readable: the engine itself is fine then, only its layer information is missing."""
+    try:
+        info = engine_information(trt, engine, {name: opt for name, (_lo, opt, _hi) in shapes.items()})
+        return layers_document(info, plan=plan_name, tensorrt=trt.__version__, precision=config.precision,
+                               mode=config.mode, convolutions=convolutions, dla_core=dla_core)
+    except EngineError as e:
+        log.warning("%s: no layer information: %s", plan_name, e)
+        return None
 
 
 def _parse(trt: ModuleType, logger: Any, plan: NetworkPlan, onnx_path: Path,
@@ -395,7 +437,8 @@ def _parse(trt: ModuleType, logger: Any, plan: NetworkPlan, onnx_path: Path,
 
 def _configure(trt: ModuleType, builder: Any, builder_config: Any, config: BuildConfig, plan: NetworkPlan,
                shapes: Mapping[str, tuple[tuple[int, ...], ...]]) -> None:
-    """Workspace, the optimization profile, TF32 and the compatibility settings."""
+    """Workspace, the optimization profile, TF32, the compatibility settings, detailed profiling
+    verbosity (for the engine inspector) and the DLA core."""
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in shapes.items():
@@ -409,6 +452,9 @@ def _configure(trt: ModuleType, builder: Any, builder_config: Any, config: Build
         builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if plan.hardware_compat == "ampere+":
         builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if plan.dla_core is not None:
+        configure_dla(trt, builder, builder_config, plan.dla_core, plan.gpu_fallback)
 
 
 def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, network: Any, builder_config: Any,

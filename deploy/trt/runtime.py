@@ -6,10 +6,19 @@
   per process (see `cuda.retain_primary`) and pushed/popped around every call, so the
   runner works from any thread and leaves each thread's context stack as it found it.
 - Buffers: page-locked host and device buffers sized once for the profile's largest
-  shapes, bound once with `set_tensor_address`; per call `set_input_shape`, async H2D,
-  `execute_async_v3` on one stream, async D2H, and numpy copies the caller owns.
-- Timing with CUDA events: GPU compute (around `execute_async_v3`) and host latency
-  (H2D + compute + D2H), in `last_timing` and `timings()`.
+  shapes, bound once with `set_tensor_address`; per call async H2D, `execute_async_v3` on
+  one stream, async D2H, and numpy copies the caller owns.
+- Per input shape, once (`_Binding`): the feed's checks against the profile,
+  `set_input_shape`, the output shapes, shaped views of the pinned buffers. A call with the
+  shapes of an earlier one checks only dtypes and contiguity; `set_input_shape` runs only
+  when the shapes differ from the previous call's.
+- `timing=True` (the default): CUDA events around H2D, `execute_async_v3` and D2H, in
+  `last_timing` and `timings()`; `timing=False` records none (four event records and four
+  elapsed-time queries less per call).
+- `cuda_graph=True`: `execute_async_v3` captured once per input shape and replayed
+  (deploy/trt/graphs.py); if the capture fails the runner says why and runs without.
+- `profiler`: a `trt.IProfiler` attached to the context; TensorRT reports each call's
+  layer times to it after the call (deploy/trt/profiler.py).
 """
 from __future__ import annotations
 
@@ -24,23 +33,46 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EngineError, InputError
+from ..bench import summarize_ms
+from ..errors import EngineError, InputError, UsageError
 from ..runners.base import Runner, TensorSpec
 from .cuda import gpu_info, import_cuda, pushed, retain_primary
+from .dla import check_engine_dla
+from .graphs import Graph, GraphError, Graphs, open_driver
 from .logger import make_logger
 from .sidecar import IOTensor, Sidecar, check_compatible, load_plan, read_sidecar
 from .versions import import_tensorrt
 
 log = logging.getLogger("trtdeploy.trt")
 
+# Distinct input shapes kept bound (with their graphs); the oldest is dropped beyond this.
+MAX_BINDINGS = 64
+
 
 @dataclass(frozen=True)
 class Timing:
-    """One call. `gpu_ms`: execute_async_v3 on the stream; `host_ms`: H2D + compute + D2H."""
+    """One call, from CUDA events on the stream. `gpu_ms`: execute_async_v3 (or its graph);
+    `host_ms`: H2D + compute + D2H; `h2d_ms`, `d2h_ms`: the copies."""
 
     batch: int
     gpu_ms: float
     host_ms: float
+    h2d_ms: float
+    d2h_ms: float
+
+
+class _Binding:
+    """One set of input shapes: shaped views of the pinned buffers and, once captured, its graph."""
+
+    __slots__ = ("shapes", "batch", "inputs", "outputs", "graph")
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], batch: int,
+                 inputs: tuple[tuple[str, np.ndarray, Any], ...], outputs: tuple[tuple[str, np.ndarray, Any], ...]):
+        self.shapes = shapes
+        self.batch = batch
+        self.inputs = inputs  # (name, pinned view in the input's shape, device allocation)
+        self.outputs = outputs  # (name, pinned view in the output's shape, device allocation)
+        self.graph: Graph | None = None
 
 
 def volume(shape: Sequence[int]) -> int:
@@ -91,17 +123,20 @@ def check_profile(inputs: Sequence[IOTensor], feed: Mapping[str, np.ndarray], wh
                 )
 
 
-def summarize(values: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), "median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
-            "min": float(a.min()), "max": float(a.max())}
-
-
 class TrtRunner(Runner):
-    """Runs `engines/NAME.PRECISION.plan`. Use as a context manager (or call close())."""
+    """Runs `engines/NAME.PRECISION.plan`. Use as a context manager (or call close()).
+
+    `timing`: record CUDA events per call (`last_timing`, `timings()`); `cuda_graph`: replay
+    `execute_async_v3` as a CUDA graph per input shape where the engine allows it;
+    `profiler`: a `trt.IProfiler` that receives each call's layer times.
+    """
 
     def __init__(self, engine_path: str | Path, sidecar: Sidecar | str | Path | None = None,
-                 name: str | None = None, device: int = 0):
+                 name: str | None = None, device: int = 0, timing: bool = True, cuda_graph: bool = False,
+                 profiler: Any = None):
+        if cuda_graph and profiler is not None:
+            raise UsageError("a profiled engine cannot be replayed as a CUDA graph (TensorRT reports layer "
+                             "times per enqueue); drop --cuda-graph to profile")
         self.engine_path = Path(engine_path)
         if sidecar is None:
             sidecar = read_sidecar(self.engine_path)
@@ -124,6 +159,16 @@ class TrtRunner(Runner):
         self._device_buffers: dict[str, Any] = {}
         self._inputs: tuple[IOTensor, ...] = sidecar.inputs
         self._outputs: tuple[IOTensor, ...] = sidecar.outputs
+        self.timing = timing
+        self.cuda_graph = cuda_graph
+        # Why graphs are not replayed although asked for (None while they are, or not asked).
+        self.graph_fallback: str | None = None
+        self._profiler = profiler
+        self._graphs: Graphs | None = None
+        self._bindings: dict[tuple[tuple[int, ...], ...], _Binding] = {}
+        self._bound: _Binding | None = None  # whose shapes the context holds
+        self._fresh = True  # shapes set since the last enqueue (TensorRT has deferred work to do)
+        self._dtypes: tuple[tuple[str, np.dtype], ...] = ()
 
     # --- interface ------------------------------------------------------------
     def input_specs(self) -> list[TensorSpec]:
@@ -170,6 +215,9 @@ class TrtRunner(Runner):
         self._runtime = trt.Runtime(logger)
         if self.sidecar.version_compatible:
             self._runtime.engine_host_code_allowed = True  # version-compatible plans embed a lean runtime
+        if self.sidecar.dla_core is not None:  # a DLA engine runs on the core it was built for
+            check_engine_dla(self.sidecar, int(self._runtime.num_DLA_cores), self.engine_path)
+            self._runtime.DLA_core = self.sidecar.dla_core
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise EngineError(f"{self.engine_path}: TensorRT cannot load it ({logger.last_errors()})")
@@ -188,6 +236,16 @@ class TrtRunner(Runner):
             self._context.set_tensor_address(name, int(self._device_buffers[name]))
         self._stream = cuda.Stream()
         self._events = [cuda.Event() for _ in range(4)]
+        self._dtypes = tuple((t.name, np.dtype(t.dtype)) for t in self._inputs)
+        self._bound = None  # _max_shapes left the profile's max in the context
+        if self._profiler is not None:
+            self._context.profiler = self._profiler
+            self._context.enqueue_emits_profile = False  # reported after synchronize, by report_to_profiler
+        if self.cuda_graph:
+            try:
+                self._graphs = Graphs(open_driver(), self._stream.handle)
+            except GraphError as e:
+                self._no_graphs(str(e))
 
     def _max_shapes(self) -> dict[str, tuple[int, ...]]:
         """Input shapes at the profile's max, and the output shapes they imply."""
@@ -212,6 +270,7 @@ class TrtRunner(Runner):
     def _release(self) -> None:
         try:
             with pushed(self._cuda, self._ctx):
+                self._drop_bindings()  # graphs hold the buffers' addresses: destroyed first
                 for allocation in self._device_buffers.values():
                     allocation.free()
                 for host in self._host.values():
@@ -229,44 +288,151 @@ class TrtRunner(Runner):
             self._ctx = None  # never detached: see cuda.retain_primary
 
     # --- running -----------------------------------------------------------------
-    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.activate()
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._ctx is None:
+            self.activate()
+        binding = self._known(feed)
+        if binding is None:
+            self.validate(feed)
+            binding = self._bind(feed)
+        return self._run(binding, feed)
+
+    def _known(self, feed: Mapping[str, np.ndarray]) -> _Binding | None:
+        """The binding of an earlier call with these shapes, if the feed passes what can
+        still differ (dtype, contiguity); None sends the feed through the full checks."""
+        if len(feed) != len(self._dtypes):
+            return None
+        try:
+            binding = self._bindings.get(tuple([feed[name].shape for name, _ in self._dtypes]))
+        except (KeyError, AttributeError, TypeError):
+            return None
+        if binding is None:
+            return None
+        for name, dtype in self._dtypes:
+            array = feed[name]
+            if not isinstance(array, np.ndarray) or array.dtype != dtype or not array.flags.c_contiguous:
+                return None
+        return binding
+
+    def _bind(self, feed: Mapping[str, np.ndarray]) -> _Binding:
+        """Set the (validated) feed's shapes in the context and keep what follows from them."""
+        shapes = {t.name: tuple(feed[t.name].shape) for t in self._inputs}
         with self._lock, pushed(self._cuda, self._ctx):
-            cuda = self._cuda
-            ev_start, ev_compute_from, ev_compute_to, ev_end = self._events
+            self._set_shapes(shapes)
+            self._fresh = True
+            inputs, outputs = [], []
             for t in self._inputs:
-                if not self._context.set_input_shape(t.name, feed[t.name].shape):
-                    raise InputError(f"{self.name}: TensorRT refused shape {feed[t.name].shape} for {t.name!r}")
-            ev_start.record(self._stream)
-            for t in self._inputs:
-                array = feed[t.name]
-                host = self._host[t.name][: array.size]
-                np.copyto(host, array.reshape(-1))
-                cuda.memcpy_htod_async(self._device_buffers[t.name], host, self._stream)
-            ev_compute_from.record(self._stream)
-            if not self._context.execute_async_v3(self._stream.handle):
-                raise EngineError(f"{self.name}: execute_async_v3 failed; see the TensorRT log")
-            ev_compute_to.record(self._stream)
-            shapes = {}
+                shape = shapes[t.name]
+                inputs.append((t.name, self._host[t.name][: volume(shape)].reshape(shape),
+                               self._device_buffers[t.name]))
             for t in self._outputs:
                 shape = tuple(int(d) for d in self._context.get_tensor_shape(t.name))
-                shapes[t.name] = shape
-                cuda.memcpy_dtoh_async(self._host[t.name][: volume(shape)], self._device_buffers[t.name],
-                                       self._stream)
-            ev_end.record(self._stream)
-            self._stream.synchronize()
-            outputs = {name: self._host[name][: volume(shape)].reshape(shape).copy()
-                       for name, shape in shapes.items()}
-            timing = Timing(batch=int(next(iter(feed.values())).shape[0]) if feed else 0,
-                            gpu_ms=ev_compute_from.time_till(ev_compute_to), host_ms=ev_start.time_till(ev_end))
-        self.last_timing = timing
-        self._timings.append(timing)
+                outputs.append((t.name, self._host[t.name][: volume(shape)].reshape(shape),
+                                self._device_buffers[t.name]))
+            first = shapes[self._inputs[0].name]
+            binding = _Binding(shapes, int(first[0]) if first else 0, tuple(inputs), tuple(outputs))
+            self._bound = binding
+            if len(self._bindings) >= MAX_BINDINGS:
+                self._forget(next(iter(self._bindings)))
+            self._bindings[tuple(shapes[name] for name, _ in self._dtypes)] = binding
+        return binding
+
+    def _set_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        for name, shape in shapes.items():
+            if not self._context.set_input_shape(name, shape):
+                self._bound = None  # the context may hold some of the new shapes
+                raise InputError(f"{self.name}: TensorRT refused shape {shape} for {name!r}")
+
+    def _forget(self, key: tuple[tuple[int, ...], ...]) -> None:
+        binding = self._bindings.pop(key)
+        if binding.graph is not None and self._graphs is not None:
+            self._graphs.destroy(binding.graph)
+        binding.graph = None  # a call holding this binding still may run it, without its graph
+        if self._bound is binding:
+            self._bound = None
+
+    def _drop_bindings(self) -> None:
+        for key in list(self._bindings):
+            self._forget(key)
+        if self._graphs is not None:
+            self._graphs.destroy_all()  # captured for a binding dropped while a call held it
+        self._graphs = None
+
+    def _run(self, binding: _Binding, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cuda, stream = self._cuda, self._stream
+        events = self._events if self.timing else None
+        with self._lock:
+            self._ctx.push()
+            try:
+                if self._bound is not binding:  # another call changed the shapes since
+                    self._set_shapes(binding.shapes)
+                    self._bound = binding
+                    self._fresh = True
+                if events:
+                    events[0].record(stream)
+                for name, host, device in binding.inputs:
+                    np.copyto(host, feed[name])
+                    cuda.memcpy_htod_async(device, host, stream)
+                if events:
+                    events[1].record(stream)
+                self._enqueue(binding, self._fresh)
+                self._fresh = False
+                if events:
+                    events[2].record(stream)
+                for _name, host, device in binding.outputs:
+                    cuda.memcpy_dtoh_async(host, device, stream)
+                if events:
+                    events[3].record(stream)
+                stream.synchronize()
+                if self._profiler is not None and not self._context.report_to_profiler():
+                    raise EngineError(f"{self.name}: report_to_profiler failed; see the TensorRT log")
+                outputs = {name: host.copy() for name, host, _device in binding.outputs}
+                if events:
+                    self._record_timing(binding.batch, events)
+            finally:
+                cuda.Context.pop()
         return outputs
 
+    def _enqueue(self, binding: _Binding, fresh: bool) -> None:
+        """execute_async_v3, or its graph. TensorRT wants one plain enqueue after a shape
+        change before a capture (and, to be safe, before a replay): `fresh` calls run plain."""
+        graphs = self._graphs
+        if graphs is not None and not fresh:
+            try:
+                if binding.graph is None:
+                    binding.graph = graphs.capture(self._execute)
+                graphs.launch(binding.graph)
+                return
+            except GraphError as e:
+                self._no_graphs(f"{e}; shapes {binding.shapes}")
+                binding.graph = None
+        if not self._execute():
+            raise EngineError(f"{self.name}: execute_async_v3 failed; see the TensorRT log")
+
+    def _execute(self) -> bool:
+        return bool(self._context.execute_async_v3(self._stream.handle))
+
+    def _no_graphs(self, why: str) -> None:
+        log.warning("%s: running without CUDA graphs: %s", self.name, why)
+        self.graph_fallback = why
+        if self._graphs is not None:
+            self._graphs.destroy_all()
+        for binding in self._bindings.values():
+            binding.graph = None
+        self._graphs = None
+
+    def _record_timing(self, batch: int, events: list[Any]) -> None:
+        ev_start, ev_h2d, ev_compute, ev_end = events
+        timing = Timing(batch, gpu_ms=ev_h2d.time_till(ev_compute), host_ms=ev_start.time_till(ev_end),
+                        h2d_ms=ev_start.time_till(ev_h2d), d2h_ms=ev_compute.time_till(ev_end))
+        self.last_timing = timing
+        self._timings.append(timing)
+
     def timings(self) -> dict[str, Any]:
-        """Summary (mean, median, p90, min, max in ms) of every call of this runner."""
+        """Summary (deploy.bench.summarize_ms) of every timed call of this runner."""
         if not self._timings:
             return {"calls": 0}
         return {"calls": len(self._timings),
-                "gpu_ms": summarize([t.gpu_ms for t in self._timings]),
-                "host_ms": summarize([t.host_ms for t in self._timings])}
+                **{key: summarize_ms([getattr(t, key) for t in self._timings])
+                   for key in ("gpu_ms", "host_ms", "h2d_ms", "d2h_ms")}}
+

@@ -78,6 +78,10 @@ class Sidecar:
     timing_cache: dict[str, Any] = field(default_factory=dict)
     builder: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT_VERSION
+    # Added after format 1 shipped, so optional: sidecars without them still load.
+    dla_core: int | None = None  # the DLA core the engine runs on (Jetson); None: GPU only
+    gpu_fallback: bool = False  # DLA build that lets unsupported layers run on the GPU
+    layers: str | None = None  # file name of the engine's layer information, beside the plan
 
     @property
     def inputs(self) -> tuple[IOTensor, ...]:
@@ -112,6 +116,8 @@ class Sidecar:
                 calibration_cache_sha256=d.get("calibration_cache_sha256"),
                 build_seconds=float(d.get("build_seconds", 0.0)),
                 timing_cache=dict(d.get("timing_cache") or {}), builder=dict(d.get("builder") or {}),
+                dla_core=None if d.get("dla_core") is None else int(d["dla_core"]),
+                gpu_fallback=bool(d.get("gpu_fallback", False)), layers=d.get("layers"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise EngineError(
@@ -142,6 +148,8 @@ def rebuild_command(sidecar: Sidecar, bundle: str) -> str:
         parts += ["--hardware-compat", sidecar.hardware_compat]
     if sidecar.builder.get("tf32"):
         parts.append("--tf32")
+    if sidecar.dla_core is not None:
+        parts += ["--dla-core", str(sidecar.dla_core)] + (["--gpu-fallback"] if sidecar.gpu_fallback else [])
     return " ".join(parts)
 
 

@@ -6,9 +6,10 @@ import json
 import pytest
 
 from deploy.parity import backends
-from deploy.bench import forward
+from deploy.bench import forward, summarize_ms
 from deploy.bench.timing import TimingConfig
 from deploy.errors import ToolMissingError, UsageError
+from deploy.trt import enginebench
 
 from .fakes import Clock, LimitedRunner, SteppingRunner, fake_bundle, load_tool
 
@@ -29,8 +30,14 @@ def fakes(monkeypatch):
     def no_tf(model, batch, size):
         raise ToolMissingError("TensorFlow is not installed")
 
+    def bench_engine(plan, config):
+        made["bench_engine"] = (plan, config)
+        return {"engine": str(plan), "batch": config.batch, "wall_ms": summarize_ms([2.0, 4.0]),
+                "gpu_compute_ms": summarize_ms([1.0, 1.5]), "throughput": {"images_per_s": 1000.0}}
+
     monkeypatch.setattr(backends, "make_runner", make_runner)
     monkeypatch.setattr(forward, "tf_forward_runner", no_tf)
+    monkeypatch.setattr(enginebench, "bench_engine", bench_engine)
     return made
 
 
@@ -50,7 +57,12 @@ def test_forward_benchmark_json(tmp_path, fakes):
     assert r["ort-fp32"]["status"] == "ran" and r["ort-fp32"]["batch"] == 4
     assert fakes["ort-fp32"].calls == 6
     assert r["trt-fp16"]["engine"]["build"] == {"precision": "fp16", "tensorrt": "10.3.0"}
-    assert set(r["trt-fp16"]["device_ms"]) == {"gpu", "host"}
+    # TensorRT engines are timed by `trtdeploy bench` (CUDA events), with the forward keys added
+    plan, config = fakes["bench_engine"]
+    assert plan == root / "engines" / "tiny.fp16.plan"
+    assert config == enginebench.BenchConfig(batch=4, iters=5, warmup_iters=1)
+    assert r["trt-fp16"]["latency_ms"] == summarize_ms([2.0, 4.0]) and r["trt-fp16"]["images_per_s"] == 1000.0
+    assert r["trt-fp16"]["gpu_compute_ms"]["median"] == 1.25 and r["trt-fp16"]["iters"] == 5
     with pytest.raises(UsageError, match="unknown backend"):
         forward.forward_benchmark(backends=["onnx"])
     # Without a bundle, bundle backends are skipped with the reason.
@@ -113,3 +125,29 @@ def test_benchmark_tool_refuses_a_network_beside_a_bundle(tmp_path, fakes, capsy
     assert tool.main(["forward", "--bundle", str(fake_bundle(tmp_path)), "--model", "resnet_v2_152"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --model and --image-size choose the network without --bundle") and "(tiny)" in err
+
+
+class EventRunner(LimitedRunner):
+    """As backends.make_runner makes a TrtRunner: `last_timing` (CUDA events) only with `timing` set."""
+
+    timing = False
+
+    def _infer(self, feed):
+        self.timings = self.timing
+        return super()._infer(feed)
+
+
+def test_split_engine_batches_are_timed_with_cuda_events(tmp_path, monkeypatch):
+    clock = Clock()
+    made = {}
+
+    def make_runner(backend, bundle, engines=None):
+        made[backend] = EventRunner(clock, [0.001] * 50)
+        return made[backend]
+
+    monkeypatch.setattr(backends, "make_runner", make_runner)
+    out = forward.forward_benchmark(batch=7, config=TimingConfig(warmup=0, iters=2), bundle_dir=fake_bundle(tmp_path),
+                                    backends=["trt-fp16"])
+    r = out["results"]["trt-fp16"]
+    assert r["status"] == "ran" and r["calls_per_pass"] == 3  # above the profile: split, not `trtdeploy bench`
+    assert r["device_ms"]["gpu"]["median"] == pytest.approx(1.5)  # 3 slices x 0.001 s x 500, summed

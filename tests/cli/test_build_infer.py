@@ -60,3 +60,39 @@ def test_label_offset_and_background():
     # a labels file with one line per model output (background included) is indexed by output
     assert label_for(2, 1, ["background", "cat", "dog"], 3).label == "dog"
     assert label_for(1, 0, None, 10).label == "class 1"
+
+
+def test_infer_runs_tensorrt_without_events_and_with_graphs_on_request(default_bundle_dir, tmp_path, monkeypatch,
+                                                                        capsys):
+    from PIL import Image
+
+    from deploy.trt import runtime as runtime_module
+
+    seen = {}
+
+    class Recorder:
+        name = "tensorrt-fp16"
+        max_batch = 8  # TrtRunner.max_batch: the profile's largest batch, infer chunks by it
+
+        def __init__(self, plan, **options):
+            seen.update(options, plan=plan)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def infer(self, feed):
+            (x,) = feed.values()
+            return {"logits": np.tile(np.arange(10.0), (len(x), 1))}
+
+    monkeypatch.setattr(runtime_module, "TrtRunner", Recorder)
+    image = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(image)
+    plan = tmp_path / "m.fp16.plan"
+    assert main(["infer", str(default_bundle_dir), str(image), "--engine", str(plan), "--cuda-graph"]) == 0
+    assert seen == {"plan": plan, "timing": False, "cuda_graph": True}
+    assert main(["infer", str(default_bundle_dir), str(image), "--engine", str(plan)]) == 0
+    assert seen["cuda_graph"] is False
+    assert "class 9" in capsys.readouterr().out

@@ -1,7 +1,8 @@
-"""A stand-in for `pycuda.driver` with the same names, for CPU tests of the bookkeeping around
-it. It models what the code relies on (per-thread context stack, device memory addressed by
-integer pointers) and nothing more; names and signatures are checked against a real pycuda
-build in test_bindings_api.py."""
+"""Stand-ins for `pycuda.driver` and libcuda's graph functions with the same names, for CPU tests
+of the bookkeeping around them. They model what the code relies on (per-thread context stack,
+device memory addressed by integer pointers, stream capture recording work instead of running
+it) and nothing more; names and signatures are checked against a real pycuda build in
+test_bindings_api.py."""
 from __future__ import annotations
 
 import itertools
@@ -80,16 +81,20 @@ class FakeCuda(types.SimpleNamespace):
       the driver's stack (cuCtxPushCurrent) and release it, never popping; from another
       thread, nothing (the reference leaks). It is invalid afterwards either way.
     A primary context whose last reference is released is reset: CUDA calls fail in it.
+    `driver_version` (12060 for CUDA 12.6) and each GPU's `total_memory` are what
+    `get_driver_version()` and `Device.total_memory()` answer.
     """
 
-    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1):
+    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1, driver_version=12080, total_memory=8 << 30):
         super().__init__()
+        self.driver_version = driver_version
         self.memory: dict[int, np.ndarray] = {}
         self.freed: list[int] = []
         self.host_freed = 0
         self.retained = 0
         self.detached = 0
         self.primary_refs: dict[int, int] = {}  # device -> the driver's reference count
+        self.capturing: dict[int, list] = {}  # stream handle -> work recorded by a capture
         self._next = itertools.count(0x1000, 0x1000)
         self._local = threading.local()
         fake = self
@@ -107,6 +112,12 @@ class FakeCuda(types.SimpleNamespace):
 
             def compute_capability(self):
                 return capability
+
+            def total_memory(self):
+                return total_memory
+
+            def get_attribute(self, attribute):
+                return {"CLOCK_RATE": 1_300_000, "MEMORY_CLOCK_RATE": 3_200_000}[attribute]  # kHz
 
             def retain_primary_context(self):
                 fake.retained += 1
@@ -135,6 +146,10 @@ class FakeCuda(types.SimpleNamespace):
 
         self.Device, self.Context, self.Stream, self.Event = Device, Context, Stream, Event
         self.Error = FakeCudaError
+        self.device_attribute = types.SimpleNamespace(CLOCK_RATE="CLOCK_RATE", MEMORY_CLOCK_RATE="MEMORY_CLOCK_RATE")
+
+    def get_driver_version(self):
+        return self.driver_version
 
     def stack(self) -> list:
         """pycuda's context stack on this thread."""
@@ -216,3 +231,80 @@ class FakeCuda(types.SimpleNamespace):
         self.require_context()
         raw = dest.view(np.uint8).reshape(-1)
         raw[:] = self.memory[int(src)][: raw.size]
+
+
+# ---------------------------------------------------------------- libcuda (graphs)
+def _value(arg):
+    """The integer inside a ctypes argument (c_void_p, byref(...)) or a plain int."""
+    arg = getattr(arg, "_obj", arg)
+    return int(getattr(arg, "value", arg) or 0)
+
+
+class FakeLibcuda:
+    """libcuda's graph calls over a FakeCuda: a capture records what execute_async_v3
+    enqueues on the stream, a launch runs it. `fail` maps a function name to the CUresult
+    it returns instead of working."""
+
+    INVALIDATED = 901  # CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+
+    def __init__(self, cuda: FakeCuda, fail: dict[str, int] | None = None):
+        self.cuda = cuda
+        self.fail = dict(fail or {})
+        self.graphs: dict[int, list] = {}
+        self.execs: dict[int, list] = {}
+        self.launches = 0
+        self.calls: list[str] = []
+        self._ids = itertools.count(0x100)
+
+    def _enter(self, name):
+        self.calls.append(name)
+        self.cuda.require_context()
+        return self.fail.get(name, 0)
+
+    def cuStreamBeginCapture_v2(self, stream, mode):  # noqa: N802 - the driver's names
+        code = self._enter("cuStreamBeginCapture_v2")
+        if not code:
+            self.cuda.capturing[_value(stream)] = []
+        return code
+
+    def cuStreamEndCapture(self, stream, graph_out):  # noqa: N802
+        code = self._enter("cuStreamEndCapture")
+        work = self.cuda.capturing.pop(_value(stream))
+        if code:
+            return code
+        graph = next(self._ids)
+        self.graphs[graph] = work
+        graph_out._obj.value = graph
+        return 0
+
+    def cuGraphInstantiateWithFlags(self, exec_out, graph, flags):  # noqa: N802
+        code = self._enter("cuGraphInstantiateWithFlags")
+        if code:
+            return code
+        exe = next(self._ids)
+        self.execs[exe] = self.graphs[_value(graph)]
+        exec_out._obj.value = exe
+        return 0
+
+    def cuGraphLaunch(self, exe, stream):  # noqa: N802
+        code = self._enter("cuGraphLaunch")
+        if code:
+            return code
+        for work in self.execs[_value(exe)]:
+            work()
+        self.launches += 1
+        return 0
+
+    def cuGraphExecDestroy(self, exe):  # noqa: N802
+        self._enter("cuGraphExecDestroy")
+        del self.execs[_value(exe)]
+        return 0
+
+    def cuGraphDestroy(self, graph):  # noqa: N802
+        self._enter("cuGraphDestroy")
+        del self.graphs[_value(graph)]
+        return 0
+
+    def cuGetErrorName(self, code, name_out):  # noqa: N802
+        name_out._obj.value = {self.INVALIDATED: b"CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"}.get(code, b"CUDA_ERROR_UNKNOWN")
+        return 0

@@ -191,6 +191,10 @@ def test_collector_sees_the_calls_that_matter():
         ("trt", "BuilderFlag.INT8", "read"), ("trt", "IInt8EntropyCalibrator2", "subclass"),
         ("cuda", "memcpy_htod_async", "call"), ("cuda", "Device.retain_primary_context", "call"),
         ("cuda", "Context.pop", "call"), ("cuda", "Event.time_till", "call"), ("cuda", "Stream.handle", "read"),
+        ("trt", "IProfiler", "subclass"), ("trt", "IExecutionContext.profiler", "write"),
+        ("trt", "IExecutionContext.enqueue_emits_profile", "write"),
+        ("trt", "IExecutionContext.report_to_profiler", "call"), ("cuda", "Device.get_attribute", "call"),
+        ("cuda", "device_attribute.CLOCK_RATE", "read"), ("cuda", "get_driver_version", "call"),
     ]:
         assert anchor in seen, f"{anchor} not collected: is the receiver-naming convention followed?"
 

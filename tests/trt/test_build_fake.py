@@ -85,7 +85,8 @@ def test_cli_builds_implicit_int8_on_tensorrt_10_16(bundle, monkeypatch, capsys)
     fake_tensorrt(monkeypatch, "10.16.1.11")
     assert main(["build", str(bundle.root), "--precision", "int8", "--int8-mode", "implicit",
                  "--batch", "1", "8", "8"]) == 0
-    assert capsys.readouterr().out.strip().endswith("resnet_v2_digits.int8.plan")
+    # The plan first; the layer summary (deploy.trt.inspection) follows it.
+    assert capsys.readouterr().out.splitlines()[0].endswith("resnet_v2_digits.int8.plan")
 
 
 def activations(bundle) -> list[str]:
@@ -198,7 +199,7 @@ def test_defaults_clear_tf32_and_implicit_int8_is_weakly_typed(bundle, monkeypat
 
 
 def test_parser_errors_name_the_nodes(bundle, monkeypatch):
-    from .fakes import FakeParserError
+    from .fake_builder import FakeParserError
 
     trt, _ = fake_tensorrt(monkeypatch, "10.16.1.11")
     trt.parse_errors = [FakeParserError(3, "unit_1/conv1", "Conv", "weights are not constant"),

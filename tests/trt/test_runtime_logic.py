@@ -1,4 +1,4 @@
-"""TrtRunner bookkeeping on a stand-in engine and pycuda (see fakes.py, fake_cuda.py): checks before
+"""TrtRunner bookkeeping on a stand-in engine and pycuda (see fake_engine.py, fake_cuda.py): checks before
 deserializing, buffers sized for the profile, per-call shapes, copies the caller owns, input
 validation, timing, the context pushed on the calling thread, and clean release. What TensorRT
 itself computes is tested on a GPU (test_gpu_engines.py)."""
@@ -11,15 +11,17 @@ import threading
 import numpy as np
 import pytest
 
+from deploy.bench import summarize_ms
 from deploy.errors import EngineError, InputError, ToolMissingError
 from deploy.fsutil import sha256_bytes
 from deploy.trt import runtime as runtime_module
 from deploy.trt.cuda import import_cuda, sm_tag
-from deploy.trt.runtime import TrtRunner, check_profile, describe_engine, summarize, volume
+from deploy.trt.runtime import TrtRunner, check_profile, describe_engine, volume
 from deploy.trt.sidecar import IOTensor, Sidecar, sidecar_path
 
 from .fake_cuda import FakeCuda
-from .fakes import FakeEngine, make_fake_trt
+from .fake_engine import FakeEngine
+from .fakes import make_fake_trt
 
 PLAN = b"fake plan"
 
@@ -73,7 +75,11 @@ def test_runs_batches_of_any_size_in_the_profile(tmp_path, fakes):
         np.testing.assert_allclose(again["y"], expected(small), rtol=1e-6)
         assert not np.shares_memory(again["y"], out_small["y"])
         assert runner.last_timing.batch == 2 and runner.last_timing.host_ms > runner.last_timing.gpu_ms > 0
-        assert runner.timings()["calls"] == 3
+        timings = runner.timings()
+        assert timings["calls"] == 3
+        # the statistics are deploy.bench's, one function for every benchmark
+        assert timings["gpu_ms"] == summarize_ms([1.0, 1.0, 1.0])
+        assert set(timings) == {"calls", "gpu_ms", "host_ms", "h2d_ms", "d2h_ms"}
     assert trt.deserialized == [PLAN]
 
 
@@ -212,8 +218,6 @@ def test_check_profile_names_the_dimension():
 
 def test_helpers():
     assert volume((8, 3, 224, 224)) == 8 * 3 * 224 * 224 and volume(()) == 1
-    s = summarize([1.0, 2.0, 3.0, 10.0])
-    assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 10.0 and s["mean"] == 4.0
     assert sm_tag((8, 7)) == "sm_87" and sm_tag((12, 0)) == "sm_120"
 
 
@@ -222,3 +226,62 @@ def test_no_pycuda_says_so(monkeypatch):
     monkeypatch.delitem(sys.modules, "pycuda.driver", raising=False)
     with pytest.raises(ToolMissingError, match="pycuda is not installed"):
         import_cuda()
+
+
+def test_repeated_shapes_skip_the_shape_work(tmp_path, fakes):
+    with TrtRunner(write_engine(tmp_path), timing=False) as runner:
+        context = runner._context
+        after_load = context.shape_calls  # the profile's max, to size the buffers
+        x2, x3 = np.ones((2, 3), np.float32), np.ones((3, 3), np.float32)
+        for _ in range(5):
+            runner.infer({"x": x2})
+        assert context.shape_calls == after_load + 1
+        runner.infer({"x": x3})
+        runner.infer({"x": x2})  # back to a known shape: set again, since the context holds 3
+        assert context.shape_calls == after_load + 3
+        np.testing.assert_allclose(runner.infer({"x": x3 * 2})["y"], expected(x3 * 2), rtol=1e-6)
+
+
+def test_known_shapes_are_still_checked_for_dtype_and_layout(tmp_path, fakes):
+    with TrtRunner(write_engine(tmp_path)) as runner:
+        runner.infer({"x": np.ones((2, 3), np.float32)})
+        with pytest.raises(InputError, match="dtype float64"):
+            runner.infer({"x": np.ones((2, 3))})
+        with pytest.raises(InputError, match="not C-contiguous"):
+            runner.infer({"x": np.ones((3, 2), np.float32).T})
+        with pytest.raises(InputError, match="unexpected"):
+            runner.infer({"x": np.ones((2, 3), np.float32), "z": np.ones((2, 3), np.float32)})
+
+
+def test_timing_off_records_no_events(tmp_path, fakes, monkeypatch):
+    _, cuda = fakes
+    recorded = []
+    monkeypatch.setattr(cuda.Event, "record", lambda self, stream=None: recorded.append(self))
+    with TrtRunner(write_engine(tmp_path), timing=False) as runner:
+        out = runner.infer({"x": np.ones((2, 3), np.float32)})
+        np.testing.assert_allclose(out["y"], np.full((2, 2), 3.0))
+    assert recorded == [] and runner.last_timing is None and runner.timings() == {"calls": 0}
+
+
+def test_shape_cache_is_bounded(tmp_path, fakes, monkeypatch):
+    monkeypatch.setattr(runtime_module, "MAX_BINDINGS", 3)
+    with TrtRunner(write_engine(tmp_path), timing=False) as runner:
+        for n in range(1, 9):
+            x = np.full((n, 3), n, np.float32)
+            np.testing.assert_allclose(runner.infer({"x": x})["y"], expected(x))
+        assert sorted(k[0][0] for k in runner._bindings) == [6, 7, 8]
+
+
+def test_profiler_receives_each_calls_layer_times(tmp_path, fakes):
+    trt, _ = fakes
+    seen = []
+
+    class Profiler(trt.IProfiler):
+        def report_layer_time(self, layer_name, ms):
+            seen.append((layer_name, ms))
+
+    profiler = Profiler()
+    with TrtRunner(write_engine(tmp_path), profiler=profiler) as runner:
+        assert runner._context.profiler is profiler and runner._context.enqueue_emits_profile is False
+        runner.infer({"x": np.ones((2, 3), np.float32)})
+    assert seen == [("conv1 + relu", 1.0), ("pool", 0.02), ("fc", 0.2)]

@@ -1,0 +1,51 @@
+"""`trtdeploy bench BUNDLE --engine PLAN --batch N`: throughput and latency, trtexec's metrics."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .args import add_bundle, add_out
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="engine throughput and latency (trtexec's metrics) and the runner's overhead",
+        description="Run an engine on random inputs through the pycuda runner: throughput (images/s), host "
+                    "latency (H2D + GPU compute + D2H), GPU compute, H2D and D2H times from CUDA events "
+                    "(min/mean/median/p90/p99), and the runner's overhead per call (wall time minus GPU "
+                    "compute). Writes JSON with the machine (GPU, driver, clocks, TensorRT). Needs TensorRT "
+                    "and a GPU.",
+    )
+    add_bundle(p)
+    p.add_argument("--engine", type=Path, metavar="PLAN", help="the engine (default: the bundle's only engine)")
+    p.add_argument("--batch", type=int, metavar="N", help="batch size (default: the engine's opt batch)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--duration", type=float, metavar="S", help="timed seconds per stream (default: 3)")
+    length.add_argument("--iters", type=int, metavar="K", help="timed calls per stream instead of --duration")
+    p.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds before timing (default: 0.2)")
+    p.add_argument("--streams", type=int, default=1, metavar="K",
+                   help="K runners (execution contexts) on K CUDA streams in K threads; throughput is their sum "
+                        "(default: %(default)s)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="replay execute_async_v3 as a CUDA graph (falls back, saying why, if the engine cannot "
+                        "be captured)")
+    add_out(p, "FILE.json", "where to write the JSON (default: BUNDLE/reports/bench.NAME.json)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bundle import open_bundle
+    from ..fsutil import atomic_write_json
+    from ..trt.enginebench import BenchConfig, bench_engine, summary_text
+    from .profile import engine_of
+
+    config = BenchConfig(batch=args.batch, iters=args.iters, duration_s=args.duration, warmup_s=args.warmup,
+                         streams=args.streams, cuda_graph=args.cuda_graph)
+    bundle = open_bundle(args.bundle)
+    plan = engine_of(bundle, args.engine)
+    result = bench_engine(plan, config)
+    name = plan.name[: -len(".plan")] if plan.name.endswith(".plan") else plan.name
+    out = atomic_write_json(args.out or bundle.reports_dir / f"bench.{name}.json", result)
+    print(summary_text(result))
+    print(f"bench: {out}")
+    return 0

@@ -1,0 +1,55 @@
+"""`trtdeploy profile BUNDLE --engine PLAN`: time per engine layer (TensorRT's IProfiler)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .args import add_bundle, add_out
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "profile", help="time per engine layer, slowest first (JSON in BUNDLE/reports, shown by the parity report)",
+        description="Run an engine on random inputs with TensorRT's IProfiler attached and report each layer's "
+                    "median time and share of the total, slowest first. Writes "
+                    "BUNDLE/reports/profile.NAME.json (NAME: the plan's name), which `trtdeploy parity` shows "
+                    "beside the per-layer error. Needs TensorRT and a GPU.",
+    )
+    add_bundle(p)
+    p.add_argument("--engine", type=Path, metavar="PLAN", help="the engine (default: the bundle's only engine)")
+    p.add_argument("--batch", type=int, metavar="N", help="batch size (default: the engine's opt batch)")
+    p.add_argument("--iters", type=int, default=50, metavar="K", help="profiled calls (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=10, metavar="K",
+                   help="calls before profiling (default: %(default)s)")
+    p.add_argument("--top", type=int, default=15, metavar="N", help="layers to print (default: %(default)s)")
+    add_out(p, "FILE.json", "where to write the JSON (default: BUNDLE/reports/profile.NAME.json)")
+    p.set_defaults(func=run)
+
+
+def engine_of(bundle, engine: Path | None) -> Path:
+    """--engine, or the bundle's only engine; a missing file is a usage error naming it."""
+    from ..errors import UsageError
+    from .infer import pick_engine
+
+    plan = engine or pick_engine(bundle)
+    if not plan.is_file():
+        raise UsageError(f"{plan}: no such engine; build one with `trtdeploy build {bundle.root} --precision fp16` "
+                         "or give --engine PLAN")
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bundle import open_bundle
+    from ..fsutil import atomic_write_json
+    from ..parity.layer_timing import profile_path
+    from ..trt.profiler import profile_engine, top_layers_text
+
+    bundle = open_bundle(args.bundle)
+    plan = engine_of(bundle, args.engine)
+    result = profile_engine(plan, batch=args.batch, iters=args.iters, warmup=args.warmup)
+    out = atomic_write_json(args.out or profile_path(bundle.reports_dir, plan), result)
+    print(f"{plan.name}, batch {result['batch']}: {result['total_ms']['median']:.4f} ms per call "
+          f"(sum of layer times, median of {result['calls']} calls)")
+    print(top_layers_text(result, args.top))
+    print(f"profile: {out}")
+    return 0
