@@ -9,25 +9,17 @@ DLA), and for a bundle, each engine checked against its sidecar as the runtime w
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..env import tool_versions
 from ..errors import DeployError
 from .cuda import import_cuda, primary_context
 from .dla import check_engine_dla, dla_refusal
 from .logger import make_logger
 from .machine import driver_version, gpu_device
 from .versions import import_tensorrt, supports_implicit_int8
-
-
-def _package_version(name: str) -> str | None:
-    try:
-        module = importlib.import_module(name)
-    except (ImportError, OSError):
-        return None
-    return str(getattr(module, "VERSION_TEXT", None) or getattr(module, "__version__", "unknown"))
 
 
 def check_tensorrt() -> tuple[ModuleType | None, dict[str, Any], list[str]]:
@@ -134,9 +126,10 @@ def diagnose(bundle: str | Path | None = None) -> dict[str, Any]:
         dla_cores, builder_problems = count_dla_cores(trt, cuda)
         problems += builder_problems
     tensorrt["dla_cores"] = dla_cores
+    versions = tool_versions()  # installed, as every JSON we write records them; importable is checked above
     report: dict[str, Any] = {
         "tensorrt": tensorrt, "cuda": driver, "gpus": gpus,
-        "packages": {"numpy": _package_version("numpy"), "pycuda": _package_version("pycuda")},
+        "packages": {name: versions.get(name) for name in ("numpy", "pycuda")},
         "supports": supported(tensorrt["version"], dla_cores), "bundle": None,
     }
     if bundle is not None:

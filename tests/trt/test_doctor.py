@@ -7,9 +7,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from deploy.cli import main
+from deploy.env import tool_versions
 from deploy.errors import ToolMissingError
 from deploy.trt import doctor
 
@@ -60,7 +62,8 @@ def test_ready_device_reports_everything(device):
                                "cuda_driver": "12.6", "clock_mhz": 1300, "memory_clock_mhz": 3200}]
     assert report["supports"] == {"fp16": True, "explicit_int8": True, "implicit_int8": True,
                                   "version_compatible": True, "hardware_compat": True, "dla": True}
-    assert report["packages"]["numpy"] and report["bundle"] is None
+    assert report["packages"] == {"numpy": np.__version__, "pycuda": tool_versions().get("pycuda")}
+    assert report["bundle"] is None
     lines = doctor.format_report(report)
     assert lines[0] == "TensorRT     10.3.0.30 (/usr/lib/python3/dist-packages/tensorrt/__init__.py)"
     assert "GPU 0        Orin (sm_87), 30720 MiB" in lines and "DLA cores    2" in lines and lines[-1] == "ready"
