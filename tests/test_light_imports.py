@@ -61,6 +61,8 @@ def test_help_without_heavy_dependencies(argv):
 # What building the parser must not import: the modules behind the commands, which a device
 # lacking one of their dependencies could not import; each runs only inside `run`.
 NOT_FOR_PARSING = ("deploy.trt.build", "deploy.trt.runtime", "deploy.trt.calibrator", "deploy.trt.sidecar",
+                   "deploy.trt.inspection", "deploy.trt.dla", "deploy.trt.doctor", "deploy.trt.graphs",
+                   "deploy.trt.profiler", "deploy.trt.enginebench", "deploy.trt.machine",
                    "deploy.parity", "deploy.bench", "deploy.export", "deploy.precision", "deploy.slim", "deploy.data.",
                    "deploy.onnx_graph", "calibration")
 
