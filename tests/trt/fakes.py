@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import types
 
-from .fake_builder import (BuilderFlag, DeviceType, FakeBuilder, FakeLayer, FakeOnnxParser, FakeParserError,
-                           HardwareCompatibilityLevel, IInt8EntropyCalibrator2, IProgressMonitor, LayerType,
-                           MemoryPoolType, NetworkDefinitionCreationFlag, ProfilingVerbosity)
-from .fake_cuda import FakeCuda
-from .fake_engine import (NAMES_ONLY_INFORMATION, DataType, FakeEngine, ILogger, IProfiler, LayerInformationFormat,
-                          Severity, TensorIOMode, nptype)
+# Absolute imports: ../shared/gpu/runner_check.py imports this file as a top-level `fakes` module.
+from tests.trt.fake_builder import (BuilderFlag, DeviceType, FakeBuilder, FakeLayer, FakeOnnxParser,
+                                    FakeParserError, HardwareCompatibilityLevel, IInt8EntropyCalibrator2,
+                                    IProgressMonitor, LayerType, MemoryPoolType, NetworkDefinitionCreationFlag,
+                                    ProfilingVerbosity)
+from tests.trt.fake_cuda import FakeCuda
+from tests.trt.fake_engine import (NAMES_ONLY_INFORMATION, DataType, FakeEngine, ILogger, IProfiler,
+                                   LayerInformationFormat, Severity, TensorIOMode, nptype)
 
 
 def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAMES_ONLY_INFORMATION,
