@@ -241,6 +241,8 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
     `per_layer`: {backend or precision: compare_intermediates(...)} to rank layers by;
     `onnx_nodes`: (name, op_type) of the FP32 ONNX's nodes for the calibrate command (read
     from model.onnx when onnx is installed and they are not given).
+    The result also carries what each TensorRT engine that ran runs (its layers file) and the
+    bundle's `trtdeploy profile` results (BUNDLE/reports/profile.*.json), for the report.
     """
     names = _backends.parse_backends(backends)
     overrides = _checked_overrides(bundle, batch_size, num_images, thresholds)
