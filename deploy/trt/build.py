@@ -5,6 +5,9 @@ the Q/DQ model.int8.onnx) and the network is strongly typed. TensorRT 10 users m
 instead build INT8 "implicitly" from the FP32 ONNX with BuilderFlag.INT8 + FP16 and the
 entropy calibrator, which serves the bundle's calibration/trt.cache (no GPU calibration
 pass). TensorRT 11 removed that path; asking for it there is refused with the reason.
+Every engine is built with detailed profiling verbosity and gets NAME.PRECISION.layers.json
+beside it from TensorRT's engine inspector (inspection.py); `dla_core` builds for a Jetson
+DLA core (dla.py).
 
 The decisions (which ONNX, which flags, profile shapes, file names) are pure functions
 tested without TensorRT; `build_engine` only carries them out.
