@@ -110,8 +110,16 @@ class Bundle:
         return int(self.manifest.get("label_offset", 0))
 
     @property
-    def num_classes(self) -> int:
-        return int(self.manifest["model"]["num_classes"])
+    def num_classes(self) -> int | None:
+        n = self.manifest["model"].get("num_classes")
+        return None if n is None else int(n)
+
+    @property
+    def class_outputs(self) -> list[str]:
+        """Outputs with one score per class, `[N, num_classes]` (logits, predictions); none for a
+        backbone whose outputs are feature maps (`--outputs resnet_v2_50/block3`)."""
+        n = self.num_classes
+        return [o.name for o in self.outputs if n is not None and tuple(o.shape[1:]) == (n,)]
 
     # --- writing -----------------------------------------------------------
     def record_file(self, rel: str) -> str:
