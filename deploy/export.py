@@ -135,7 +135,8 @@ def build_model(config: ExportConfig):
 
     spec, checkpoint = resolve_spec(config)
     try:
-        model = SlimNet(spec, seed=config.seed)
+        # Weights a checkpoint will overwrite start as zeros (the load assigns all or none).
+        model = SlimNet(spec, seed=config.seed, random_init=checkpoint is None)
     except ValueError as e:  # shapes the spec checks cannot foresee
         raise UsageError(f"{spec.name}: {e}") from None
     if checkpoint is not None:
@@ -155,7 +156,7 @@ def list_outputs(config: ExportConfig) -> str:
     from .slim.net import SlimNet
 
     spec, _ = resolve_spec(config)
-    model = SlimNet(spec, seed=config.seed)
+    model = SlimNet(spec, random_init=False)
     return format_outputs(model, trace_outputs(model, spec.image_size))
 
 

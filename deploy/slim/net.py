@@ -26,11 +26,11 @@ def tf_blocks(spec: NetSpec) -> list[Block] | list[VggBlock]:
 class SlimNet(tf.Module):
     """The network of `spec`; `self(images)` returns `(net, end_points)` like tf-slim."""
 
-    def __init__(self, spec: NetSpec, seed: int = 0, probe_size: int | None = None):
+    def __init__(self, spec: NetSpec, seed: int = 0, probe_size: int | None = None, random_init: bool = True):
         super().__init__(name=None)
         self.spec = spec
         self.blocks = tf_blocks(spec)
-        self.store = VariableStore(seed=seed)
+        self.store = VariableStore(seed=seed, random_init=random_init)
         # One eager pass creates every variable with its final shape. ResNet variables do not
         # depend on the input size (a small probe is cheap); VGG's fc6 kernel needs its real size.
         size = spec.image_size if spec.family == "vgg" else (probe_size or 32,) * 2

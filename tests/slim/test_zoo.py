@@ -105,3 +105,13 @@ def test_checkpoint_of_another_family_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"holds a resnet_v2 network under tiny/, the model is resnet_v1; "
                                               r"pick the matching --model \(or the spec's \"family\"\)"):
         load_slim_checkpoint(_net(TINY_V1).variables_by_name, tmp_path / "v2.ckpt", "tiny")
+
+
+def test_weights_a_checkpoint_overwrites_start_as_zeros(tmp_path):
+    """export builds with random_init=False when it loads a checkpoint: same net once loaded."""
+    trained = _net(TINY_V1, seed=4)
+    save_slim_checkpoint(trained.variables_by_name, tmp_path / "model.ckpt")
+    blank = SlimNet(NetSpec.from_json(TINY_V1), random_init=False)
+    assert not np.any(blank.variables_by_name["tiny/conv1/weights"].numpy())
+    load_slim_checkpoint(blank.variables_by_name, tmp_path / "model.ckpt", "tiny")
+    np.testing.assert_array_equal(blank(_x(33))[0].numpy(), trained(_x(33))[0].numpy())
