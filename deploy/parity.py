@@ -26,7 +26,7 @@ Definitions (per output; arrays are batch-first and flattened per sample):
   taken over finite values, and a sample with any non-finite value never agrees.
 
 Accuracy (percent) is judged on the main output (the first `[N, num_classes]` output) with
-labels: dataset label L is logit index L + `label_offset` (1001-class slim models keep
+labels (a bundle whose outputs are all feature maps has no accuracy, only the metrics above): dataset label L is logit index L + `label_offset` (1001-class slim models keep
 background at index 0). `delta_top1_vs_fp32` is in percentage points against the reference's
 own accuracy on the same images (negative: worse).
 
@@ -758,11 +758,10 @@ def _calibration_source(bundle: Bundle) -> str | None:
 
 
 def main_output(bundle: Bundle) -> str:
-    """The output accuracy and histograms are judged on: the first [N, num_classes] output."""
-    for o in bundle.outputs:
-        if len(o.shape) == 2 and o.shape[1] == bundle.num_classes:
-            return o.name
-    return bundle.outputs[0].name
+    """The output accuracy and histograms are judged on: the first [N, num_classes] output, else
+    (a backbone's feature maps) the first output, judged by its errors and cosines only."""
+    classes = bundle.class_outputs
+    return classes[0] if classes else bundle.outputs[0].name
 
 
 def _entry(backend: str, status: str, reason: str | None = None) -> dict[str, Any]:
@@ -840,7 +839,8 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
         ref_acc = AccuracyCounter(bundle.label_offset)
         missing_out: dict[str, set[str]] = {b: set() for b in runners}
         seen = 0
-        have_labels = True
+        # Accuracy needs class scores: a backbone's feature maps are judged by errors and cosines.
+        have_labels = main in bundle.class_outputs
         for batch in batch_iter:
             done = seen
             seen += len(next(iter(batch.feed.values())))
