@@ -23,6 +23,7 @@ from .errors import UsageError
 from .fsutil import atomic_path
 from .parity import OutputMetrics, Thresholds, compare_outputs
 from .slim.netspec import NetSpec
+from .slim.registry import DEFAULT_MODEL, REGISTRY, get_model_info, zoo_spec
 
 log = logging.getLogger("trtdeploy.export")
 
@@ -86,7 +87,7 @@ def check_out_dir(out: Path, force: bool) -> None:
 
 def requested_spec(config: ExportConfig) -> NetSpec:
     """The registry's or the file's spec with the CLI's overrides, checked (no TensorFlow needed)."""
-    spec = config.spec if config.spec is not None else NetSpec.for_name(config.model)
+    spec = config.spec if config.spec is not None else zoo_spec(config.model)
     overrides = {k: v for k, v in (("num_classes", config.num_classes), ("output_stride", config.output_stride),
                                    ("global_pool", config.global_pool),
                                    ("image_size", tuple(config.image_size) if config.image_size else None))
@@ -100,8 +101,6 @@ def requested_spec(config: ExportConfig) -> NetSpec:
 
 def resolve_spec(config: ExportConfig) -> tuple[NetSpec, Path | None]:
     """The spec to build and the checkpoint to load; --num-classes defaults from the checkpoint."""
-    from .slim.registry import get_model_info
-
     spec = requested_spec(config)
     checkpoint = config.checkpoint or (get_model_info(config.model).checkpoint if config.model else None)
     if config.checkpoint is not None and not Path(str(config.checkpoint) + ".index").exists() \
@@ -142,8 +141,6 @@ def build_model(config: ExportConfig):
 def _trained_image_size(checkpoint: Path) -> list[int] | None:
     """The size the package's embedded weights were trained at, whether --model or a --spec
     loads them; unknown (None) for a user's checkpoint."""
-    from .slim.registry import REGISTRY
-
     path = Path(checkpoint).resolve()
     for info in REGISTRY.values():
         if info.checkpoint is not None and info.trained_image_size and info.checkpoint.resolve() == path:
@@ -165,7 +162,6 @@ def reference_inputs(spec: NetSpec, config: ExportConfig) -> tuple[np.ndarray, n
     """NHWC samples for reference.npz: held-out digits for the default model, else seeded noise
     over the range the model's preprocessing produces."""
     from .data.preprocess import VGG_RGB_MEANS
-    from .slim.registry import DEFAULT_MODEL, get_model_info
 
     size = spec.image_size
     if spec.name == DEFAULT_MODEL and spec.preprocessing == "digits" and size == get_model_info(DEFAULT_MODEL).image_size:

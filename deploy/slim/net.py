@@ -6,19 +6,19 @@ import dataclasses
 
 import tensorflow as tf
 
+from . import resnet_v1, resnet_v2
 from .layers import VariableStore
 from .netspec import NetSpec, ResNetBlock, VggBlock
+from .resnet_utils import resnet
 from .spec import Block
+from .vgg import vgg
 
 
 def tf_blocks(spec: NetSpec) -> list[Block] | list[VggBlock]:
     """The spec's blocks with their unit function (`bottleneck` v1 or v2), as the stacker takes them."""
     if spec.family == "vgg":
         return list(spec.blocks)
-    if spec.family == "v1":
-        from .resnet_v1 import bottleneck
-    else:
-        from .resnet_v2 import bottleneck
+    bottleneck = resnet_v1.bottleneck if spec.family == "v1" else resnet_v2.bottleneck
     blocks: list[ResNetBlock] = list(spec.blocks)  # type: ignore[arg-type]
     return [Block(b.scope, bottleneck, [dataclasses.asdict(u) for u in b.units]) for b in blocks]
 
@@ -41,12 +41,8 @@ class SlimNet(tf.Module):
                  ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         c = self.spec
         if c.family == "vgg":
-            from .vgg import vgg
-
             return vgg(images, self.blocks, c.num_classes, is_training=is_training,
                        spatial_squeeze=c.spatial_squeeze, scope_name=c.name, fc_depth=c.fc_depth, store=self.store)
-        from .resnet_utils import resnet
-
         return resnet(images, self.blocks, 1 if c.family == "v1" else 2, c.num_classes, is_training=is_training,
                       global_pool=c.global_pool, output_stride=c.output_stride,
                       include_root_block=c.include_root_block, spatial_squeeze=c.spatial_squeeze,

@@ -103,13 +103,6 @@ class NetSpec:
     def __post_init__(self) -> None:
         _check_spec(self)
 
-    @classmethod
-    def for_name(cls, name: str, **overrides: Any) -> "NetSpec":
-        """The zoo's spec for `--model NAME`, with fields replaced (`num_classes=10`, ...)."""
-        from .registry import zoo_spec
-
-        return dataclasses.replace(zoo_spec(name), **overrides) if overrides else zoo_spec(name)
-
     @property
     def scope(self) -> str:
         return self.name

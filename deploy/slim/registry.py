@@ -7,8 +7,10 @@ ImageNet means). The embedded default model is trained here on scikit-learn's di
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from .netspec import NetSpec, ResNetBlock, VggBlock
@@ -52,12 +54,14 @@ def get_model_info(name: str) -> ModelInfo:
                          "(or describe your own with --spec FILE.json)") from None
 
 
-def zoo_spec(name: str) -> NetSpec:
-    """The NetSpec of a registry model (`default` is the embedded digits model)."""
+def zoo_spec(name: str, **overrides: Any) -> NetSpec:
+    """The NetSpec of a registry model (`default` is the embedded digits model), with fields
+    replaced (`num_classes=10`, ...)."""
     info = get_model_info(name)
     if info.family == "vgg":
         blocks: tuple = tuple(VggBlock(*b) for b in VGG_LAYOUTS[info.name])
     else:
         blocks = tuple(ResNetBlock.uniform(*b) for b in LAYOUTS[info.name])
-    return NetSpec(info.name, info.family, blocks, num_classes=info.num_classes, image_size=info.image_size,
+    spec = NetSpec(info.name, info.family, blocks, num_classes=info.num_classes, image_size=info.image_size,
                    preprocessing=info.preprocessing, label_offset=info.label_offset)
+    return dataclasses.replace(spec, **overrides) if overrides else spec

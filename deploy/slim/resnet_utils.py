@@ -9,7 +9,7 @@ from typing import Any
 import tensorflow as tf
 
 from .layers import Context, VariableStore, batch_norm, conv2d, conv2d_same, scope
-from .spec import Block
+from .spec import LAYOUTS, Block
 
 
 def stack_blocks_dense(ctx: Context, net: tf.Tensor, blocks: list[Block],
@@ -76,15 +76,14 @@ def resnet(inputs: tf.Tensor, blocks: list[Block], version: int, num_classes: in
     return net, ctx.end_points
 
 
-def named_resnet(name: str, generator):
-    """`resnet_v1_50(inputs, num_classes, ...)` and friends: a zoo layout bound to its generator."""
-    from .spec import LAYOUTS, blocks_from_layout
-
-    family = "v1" if name.startswith("resnet_v1") else "v2"
+def named_resnet(name: str, generator, make_block):
+    """`resnet_v1_50(inputs, num_classes, ...)` and friends: a zoo layout bound to its generator
+    and its family's block maker (`resnet_v1_block`, `resnet_v2_block`)."""
 
     def build(inputs, num_classes=None, is_training=False, global_pool=True, output_stride=None,
               spatial_squeeze=True, store=None, scope_name=name, **bn_args):
-        return generator(inputs, blocks_from_layout(LAYOUTS[name], family), num_classes, is_training, global_pool,
+        blocks = [make_block(*b) for b in LAYOUTS[name]]
+        return generator(inputs, blocks, num_classes, is_training, global_pool,
                          output_stride, include_root_block=True, spatial_squeeze=spatial_squeeze,
                          scope_name=scope_name, store=store, **bn_args)
     build.__name__ = name

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from .layers import Context, VariableStore, conv2d, conv2d_same, scope, subsample
 from .resnet_utils import named_resnet, resnet
-from .spec import Block
+from .spec import Block, resnet_block
 
 
 def bottleneck(ctx: Context, inputs: tf.Tensor, depth: int, depth_bottleneck: int, stride: int,
@@ -36,6 +36,12 @@ def bottleneck(ctx: Context, inputs: tf.Tensor, depth: int, depth_bottleneck: in
         return ctx.collect(sc, output)
 
 
+def resnet_v1_block(scope: str, base_depth: int, num_units: int, stride: int) -> Block:
+    """tf-slim's `resnet_v1_block`: `num_units` v1 bottlenecks, depth 4 x `base_depth`, the stride
+    in the last unit."""
+    return resnet_block(scope, base_depth, num_units, stride, bottleneck)
+
+
 def resnet_v1(inputs: tf.Tensor, blocks: list[Block], num_classes: int | None = None,
               is_training: bool = False, global_pool: bool = True, output_stride: int | None = None,
               include_root_block: bool = True, spatial_squeeze: bool = True, scope_name: str = "resnet_v1",
@@ -49,7 +55,7 @@ def resnet_v1(inputs: tf.Tensor, blocks: list[Block], num_classes: int | None = 
                   include_root_block, spatial_squeeze, scope_name, store, **bn_args)
 
 
-resnet_v1_50 = named_resnet("resnet_v1_50", resnet_v1)
-resnet_v1_101 = named_resnet("resnet_v1_101", resnet_v1)
-resnet_v1_152 = named_resnet("resnet_v1_152", resnet_v1)
-resnet_v1_200 = named_resnet("resnet_v1_200", resnet_v1)
+resnet_v1_50 = named_resnet("resnet_v1_50", resnet_v1, resnet_v1_block)
+resnet_v1_101 = named_resnet("resnet_v1_101", resnet_v1, resnet_v1_block)
+resnet_v1_152 = named_resnet("resnet_v1_152", resnet_v1, resnet_v1_block)
+resnet_v1_200 = named_resnet("resnet_v1_200", resnet_v1, resnet_v1_block)

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from .layers import Context, VariableStore, batch_norm, conv2d, conv2d_same, scope, subsample
 from .resnet_utils import named_resnet, resnet
-from .spec import Block
+from .spec import Block, resnet_block
 
 
 def bottleneck(ctx: Context, inputs: tf.Tensor, depth: int, depth_bottleneck: int, stride: int,
@@ -32,6 +32,12 @@ def bottleneck(ctx: Context, inputs: tf.Tensor, depth: int, depth_bottleneck: in
         return ctx.collect(sc, output)
 
 
+def resnet_v2_block(scope: str, base_depth: int, num_units: int, stride: int) -> Block:
+    """tf-slim's `resnet_v2_block`: `num_units` v2 bottlenecks, depth 4 x `base_depth`, the stride
+    in the last unit."""
+    return resnet_block(scope, base_depth, num_units, stride, bottleneck)
+
+
 def resnet_v2(inputs: tf.Tensor, blocks: list[Block], num_classes: int | None = None,
               is_training: bool = False, global_pool: bool = True, output_stride: int | None = None,
               include_root_block: bool = True, spatial_squeeze: bool = True, scope_name: str = "resnet_v2",
@@ -48,17 +54,7 @@ def resnet_v2(inputs: tf.Tensor, blocks: list[Block], num_classes: int | None = 
                   include_root_block, spatial_squeeze, scope_name, store, **bn_args)
 
 
-resnet_v2_50 = named_resnet("resnet_v2_50", resnet_v2)
-resnet_v2_101 = named_resnet("resnet_v2_101", resnet_v2)
-resnet_v2_152 = named_resnet("resnet_v2_152", resnet_v2)
-resnet_v2_200 = named_resnet("resnet_v2_200", resnet_v2)
-
-
-def __getattr__(name: str):
-    # The names train.py and the tests used before the zoo had other families: any zoo spec
-    # (`ResNetConfig.for_name("resnet_v2_digits", num_classes=10)`) builds through SlimNet.
-    if name in ("ResNetConfig", "ResNetV2"):
-        from .net import NetSpec, SlimNet
-
-        return NetSpec if name == "ResNetConfig" else SlimNet
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+resnet_v2_50 = named_resnet("resnet_v2_50", resnet_v2, resnet_v2_block)
+resnet_v2_101 = named_resnet("resnet_v2_101", resnet_v2, resnet_v2_block)
+resnet_v2_152 = named_resnet("resnet_v2_152", resnet_v2, resnet_v2_block)
+resnet_v2_200 = named_resnet("resnet_v2_200", resnet_v2, resnet_v2_block)

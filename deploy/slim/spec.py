@@ -23,23 +23,10 @@ class Block(collections.namedtuple("Block", ["scope", "unit_fn", "args"])):
 def resnet_block(scope: str, base_depth: int, num_units: int, stride: int,
                  unit_fn: Callable[..., Any]) -> Block:
     """A bottleneck block; the stride is applied in the last unit, as tf-slim's
-    `resnet_v1_block` and `resnet_v2_block` both do."""
+    `resnet_v1_block` and `resnet_v2_block` both do (they live beside their unit, in resnet_v1.py
+    and resnet_v2.py, as in tf-slim: the unit needs TensorFlow, the spec does not)."""
     unit = {"depth": base_depth * 4, "depth_bottleneck": base_depth, "stride": 1}
     return Block(scope, unit_fn, [dict(unit)] * (num_units - 1) + [dict(unit, stride=stride)])
-
-
-def resnet_v1_block(scope: str, base_depth: int, num_units: int, stride: int) -> Block:
-    from .resnet_v1 import bottleneck  # the unit needs TensorFlow; the spec does not
-
-    return resnet_block(scope, base_depth, num_units, stride, bottleneck)
-
-
-def resnet_v2_block(scope: str, base_depth: int, num_units: int, stride: int,
-                    unit_fn: Callable[..., Any] | None = None) -> Block:
-    if unit_fn is None:
-        from .resnet_v2 import bottleneck
-        unit_fn = bottleneck
-    return resnet_block(scope, base_depth, num_units, stride, unit_fn)
 
 
 # ResNet depth -> [(block scope, base_depth, num_units, stride)], the same for v1 and v2 in tf-slim.
@@ -62,8 +49,3 @@ VGG_LAYOUTS: dict[str, list[tuple[str, int, int]]] = {
     "vgg_16": [("conv1", 2, 64), ("conv2", 2, 128), ("conv3", 3, 256), ("conv4", 3, 512), ("conv5", 3, 512)],
     "vgg_19": [("conv1", 2, 64), ("conv2", 2, 128), ("conv3", 4, 256), ("conv4", 4, 512), ("conv5", 4, 512)],
 }
-
-
-def blocks_from_layout(layout: list[tuple[str, int, int, int]] | list[list[Any]], family: str = "v2") -> list[Block]:
-    make = resnet_v1_block if family == "v1" else resnet_v2_block
-    return [make(scope, int(base), int(n), int(stride)) for scope, base, n, stride in layout]

@@ -117,7 +117,7 @@ def test_overrides_are_checked_too():
         dataclasses.replace(zoo_spec("vgg_16"), output_stride=16)
     with pytest.raises(SpecError, match="drop --no-global-pool"):
         dataclasses.replace(zoo_spec("vgg_16"), global_pool=False)
-    assert NetSpec.for_name("resnet_v2_digits", num_classes=7).num_classes == 7
+    assert zoo_spec("resnet_v2_digits", num_classes=7).num_classes == 7
 
 
 def test_the_readme_example_is_a_valid_spec():
