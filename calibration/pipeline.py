@@ -302,15 +302,18 @@ def evaluate_top1(models: Mapping[str, str | Path], samples: Iterable[tuple[Mapp
 def evaluate_accuracy(bundle: Bundle, data_path: str | Path, precisions: Sequence[str] = ("fp32", "int8"),
                       batch_size: int = DEFAULT_BATCH_SIZE, num_images: int | None = None, seed: int = 0,
                       skip_bad: bool = False) -> Accuracy | None:
-    """Top-1 of the bundle's ONNX files (ONNX Runtime) on a labelled set; None when it has no labels.
+    """Top-1 of the bundle's ONNX files (ONNX Runtime) on a labelled set; None when the set has no
+    labels or the bundle no [N, num_classes] output.
 
     `data_path` may be a loaded set (`CalibrationResult.dataset`: used as it is, so its
     messages are not logged twice); `num_images`/`seed` pick the same subset calibration picks.
     Agreement is with the first precision.
     """
+    if not bundle.class_outputs:  # a backbone's feature maps: no classes to be accurate about
+        return None
     dataset = _load_set(bundle, data_path, num_images, seed, skip_bad)
     if dataset.labels is None:
         return None
     models = {p: bundle.onnx_path(p) for p in precisions}
     return evaluate_top1(models, dataset.batches_with_labels(batch_size, desc="accuracy"),
-                         output=bundle.outputs[0].name, label_offset=bundle.label_offset)
+                         output=bundle.class_outputs[0], label_offset=bundle.label_offset)

@@ -84,8 +84,15 @@ def manifest_problem(m: Any) -> str | None:
         return (f"manifest format {m['format']}, but this trtdeploy reads format {FORMAT_VERSION} "
                 "(open it with the trtdeploy that wrote it)")
     model = m["model"]
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not _is_int(model.get("num_classes")):
-        return "'model' must be an object with a string 'name' and an integer 'num_classes'"
+    # num_classes null: a backbone exported with --outputs, whose outputs are feature maps.
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or "num_classes" not in model \
+            or not (model["num_classes"] is None or _is_int(model["num_classes"])):
+        return ("'model' must be an object with a string 'name' and an integer 'num_classes' "
+                "(null for a backbone without classes)")
+    if "family" in model and not isinstance(model["family"], str):
+        return f"'model.family' must be a string, got {model['family']!r}"
+    if "spec" in model and not isinstance(model["spec"], dict):
+        return "'model.spec' must be an object (the net's spec, as `export --spec` reads it)"
     for key in ("inputs", "outputs"):
         if not isinstance(m[key], list) or not m[key]:
             return f"{key!r} must be a non-empty list of tensors"
@@ -189,8 +196,16 @@ class Bundle:
         return int(self.manifest.get("label_offset", 0))
 
     @property
-    def num_classes(self) -> int:
-        return int(self.manifest["model"]["num_classes"])
+    def num_classes(self) -> int | None:
+        n = self.manifest["model"].get("num_classes")
+        return None if n is None else int(n)
+
+    @property
+    def class_outputs(self) -> list[str]:
+        """Outputs with one score per class, `[N, num_classes]` (logits, predictions); none for a
+        backbone whose outputs are feature maps (`--outputs resnet_v2_50/block3`)."""
+        n = self.num_classes
+        return [o.name for o in self.outputs if n is not None and tuple(o.shape[1:]) == (n,)]
 
     @property
     def warnings(self) -> list[str]:

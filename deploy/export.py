@@ -5,6 +5,9 @@
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import gc
 import logging
 import os
 import time
@@ -18,27 +21,38 @@ from .bundle import FORMAT_VERSION, ONNX_FILES, REFERENCE_NPZ, Bundle, TensorInf
 from .env import tool_versions
 from .errors import UsageError
 from .fsutil import atomic_path
+from .parity import OutputMetrics, Thresholds, compare_outputs
+from .slim.netspec import NetSpec
+from .slim.registry import DEFAULT_MODEL, REGISTRY, get_model_info, zoo_spec
 
 log = logging.getLogger("trtdeploy.export")
 
 INPUT_NAME = "input"
-OUTPUT_NAMES = ("logits", "predictions")
+# Export parity, TF vs ONNX Runtime on the same FP32 graph: every output's max |diff| over its
+# max |value|, within the FP32 limit `trtdeploy parity` applies (see deploy.parity.Thresholds).
+EXPORT_TOLERANCE_SCALED = Thresholds.for_precision("fp32").max_abs_scaled
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    model: str
+    """What to export: a registry `model` or a user `spec` (one of the two), with overrides."""
+
+    model: str | None = None
     checkpoint: Path | None = None
     num_classes: int | None = None
     image_size: tuple[int, int] | None = None
     output_stride: int | None = None
-    global_pool: bool = True
+    global_pool: bool | None = None  # None: the model's own (True for the zoo's classifiers)
     layout: str = "nchw"
     opset: int = 17
     seed: int = 0
     num_reference: int = 8
+    spec: NetSpec | None = None
+    outputs: tuple[str, ...] | None = None  # tf-slim end point names; None: logits and predictions
 
     def __post_init__(self):
+        if (self.model is None) == (self.spec is None):
+            raise UsageError("give one of --model NAME (the zoo) or --spec FILE.json (your own net)")
         if self.layout not in ("nchw", "nhwc"):
             raise UsageError(f"--layout {self.layout!r}: use nchw (TensorRT's default) or nhwc")
         if self.opset < 17:
@@ -47,6 +61,13 @@ class ExportConfig:
             raise UsageError(f"--image-size {self.image_size}: both sides must be at least 8 pixels")
         if self.num_reference < 1:
             raise UsageError("--num-reference must be at least 1")
+        if self.outputs is not None:
+            if not self.outputs or not all(self.outputs):
+                raise UsageError("--outputs: give NAME[,NAME...] without empty names (see --list-outputs)")
+            dup = next((o for o in self.outputs if self.outputs.count(o) > 1), None)
+            if dup is not None:
+                raise UsageError(f"--outputs: {dup!r} is given twice; name each output once")
+        requested_spec(self)  # a spec the overrides break fails here, before any work
 
 
 def check_out_dir(out: Path, force: bool) -> None:
@@ -64,53 +85,134 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise UsageError(f"{probe}: not writable; choose an --out you can write to")
 
 
-def build_model(config: ExportConfig):
-    """The TF model with weights: checkpoint, the registry's embedded one, or seeded random."""
-    from .slim.checkpoint import checkpoint_num_classes, load_slim_checkpoint
-    from .slim.registry import get_model_info
-    from .slim.resnet_v2 import ResNetConfig, ResNetV2
+def requested_spec(config: ExportConfig) -> NetSpec:
+    """The registry's or the file's spec with the CLI's overrides, checked (no TensorFlow needed)."""
+    spec = config.spec if config.spec is not None else zoo_spec(config.model)
+    overrides = {k: v for k, v in (("num_classes", config.num_classes), ("output_stride", config.output_stride),
+                                   ("global_pool", config.global_pool),
+                                   ("image_size", tuple(config.image_size) if config.image_size else None))
+                 if v is not None}
+    try:
+        return dataclasses.replace(spec, **overrides)
+    except UsageError as e:
+        what = f"--model {spec.name}" if config.spec is None else f"spec {spec.name}"
+        raise UsageError(f"{what}: {e}") from None
 
-    info = get_model_info(config.model)
-    checkpoint = config.checkpoint or info.checkpoint
+
+def resolve_spec(config: ExportConfig) -> tuple[NetSpec, Path | None]:
+    """The spec to build and the checkpoint to load; --num-classes defaults from the checkpoint."""
+    spec = requested_spec(config)
+    checkpoint = config.checkpoint or (get_model_info(config.model).checkpoint if config.model else None)
     if config.checkpoint is not None and not Path(str(config.checkpoint) + ".index").exists() \
             and not Path(config.checkpoint).exists():
         raise UsageError(f"{config.checkpoint}: no such checkpoint (give the prefix, e.g. model.ckpt)")
-    num_classes = config.num_classes
-    if num_classes is None and checkpoint is not None:
-        num_classes = checkpoint_num_classes(checkpoint, info.name)
-    num_classes = num_classes or info.num_classes
-    rc = ResNetConfig.for_name(info.name, num_classes=num_classes, output_stride=config.output_stride,
-                               global_pool=config.global_pool)
+    if config.num_classes is None and checkpoint is not None and spec.num_classes is not None:
+        from .slim.checkpoint import checkpoint_num_classes
+
+        stored = checkpoint_num_classes(checkpoint, spec.logits_scope)
+        if stored is not None and stored != spec.num_classes:
+            spec = dataclasses.replace(spec, num_classes=stored)
+    return spec, checkpoint
+
+
+def build_model(config: ExportConfig):
+    """The TF model with weights: checkpoint, the registry's embedded one, or seeded random."""
+    from .slim.checkpoint import load_slim_checkpoint
+    from .slim.net import SlimNet
+
+    spec, checkpoint = resolve_spec(config)
     try:
-        model = ResNetV2(rc, seed=config.seed)
-    except ValueError as e:  # unreachable output_stride and the like
-        raise UsageError(f"--model {info.name}: {e}") from None
+        # Weights a checkpoint will overwrite start as zeros (the load assigns all or none).
+        model = SlimNet(spec, seed=config.seed, random_init=checkpoint is None)
+    except ValueError as e:  # shapes the spec checks cannot foresee
+        raise UsageError(f"{spec.name}: {e}") from None
     if checkpoint is not None:
-        load_slim_checkpoint(model.variables_by_name, checkpoint, info.name)
-        embedded = info.checkpoint is not None and Path(checkpoint).resolve() == info.checkpoint.resolve()
-        trained = info.trained_image_size if embedded else None  # unknown for a user's checkpoint
+        load_slim_checkpoint(model.variables_by_name, checkpoint, spec.name)
         weights = {"weights": "checkpoint", "checkpoint": str(checkpoint),
-                   "trained_image_size": list(trained) if trained else None}
+                   "trained_image_size": _trained_image_size(checkpoint)}
     else:
         log.warning("no checkpoint for %s: exporting SEEDED RANDOM weights (seed %d), not a trained model",
-                    info.name, config.seed)
+                    spec.name, config.seed)
         weights = {"weights": "random", "seed": config.seed,
                    "warning": "seeded random weights: NOT a trained model; pass --checkpoint"}
-    return info, rc, model, weights
+    return spec, model, weights
 
 
-def reference_inputs(info, config: ExportConfig, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """NHWC samples for reference.npz: held-out digits for the default model, seeded noise otherwise."""
-    from .slim.registry import DEFAULT_MODEL
+def _trained_image_size(checkpoint: Path) -> list[int] | None:
+    """The size the package's embedded weights were trained at, whether --model or a --spec
+    loads them; unknown (None) for a user's checkpoint."""
+    path = Path(checkpoint).resolve()
+    for info in REGISTRY.values():
+        if info.checkpoint is not None and info.trained_image_size and info.checkpoint.resolve() == path:
+            return list(info.trained_image_size)
+    return None
 
-    if info.name == DEFAULT_MODEL and size == info.image_size:
+
+def list_outputs(config: ExportConfig) -> str:
+    """The `--list-outputs` text for the configured model (random weights: names and shapes only)."""
+    from .slim.end_points import format_outputs, trace_outputs
+    from .slim.net import SlimNet
+
+    spec, _ = resolve_spec(config)
+    model = SlimNet(spec, random_init=False)
+    return format_outputs(model, trace_outputs(model, spec.image_size))
+
+
+def reference_inputs(spec: NetSpec, config: ExportConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """NHWC samples for reference.npz: held-out digits for the default model, else seeded noise
+    over the range the model's preprocessing produces."""
+    from .data.preprocess import VGG_RGB_MEANS
+
+    size = spec.image_size
+    if spec.name == DEFAULT_MODEL and spec.preprocessing == "digits" and size == get_model_info(DEFAULT_MODEL).image_size:
         from .digits import load_digits_rgb, split
         from .train import scale_images
 
         images, labels = split(*load_digits_rgb(size[0]))["test"]
         return scale_images(images[: config.num_reference]), labels[: config.num_reference]
     rng = np.random.default_rng(config.seed)
-    return rng.uniform(-1, 1, (config.num_reference, *size, 3)).astype(np.float32), None
+    shape = (config.num_reference, *size, 3)
+    if spec.preprocessing == "vgg":
+        return (rng.uniform(0, 255, shape) - np.asarray(VGG_RGB_MEANS)).astype(np.float32), None
+    return rng.uniform(-1, 1, shape).astype(np.float32), None
+
+
+@contextlib.contextmanager
+def _tf2onnx_lean():
+    """tf2onnx's memory, kept near a few copies of the weights (vgg_16, 550 MB, peaked past 18 GB).
+
+    - It rewrites every node's NodeProto after each of its ~24 optimizer passes (`del
+      attribute[:]`, then `extend`). Under protobuf's upb runtime a removed sub-message stays in
+      its parent's arena until the parent dies, so each pass leaked the weights once; each rewrite
+      now gets a fresh NodeProto, which frees the old arena.
+    - Before each pass it deep-copies the whole graph to restore it if the pass fails; the copies
+      sit in reference cycles until the garbage collector happens by. TF2ONNX_CATCH_ERRORS=FALSE
+      turns that off, so a failing pass raises instead of being skipped with a warning.
+    The graph tf2onnx builds is the same.
+    """
+    from onnx import NodeProto
+    from tf2onnx.graph import Node
+
+    original = Node.update_proto
+
+    def update_proto(self, external_tensor_storage=None):
+        old = self._op
+        self._op = NodeProto(**{f: getattr(old, f) for f in ("name", "op_type", "domain", "doc_string")
+                                if old.HasField(f)})
+        return original(self, external_tensor_storage)
+
+    env_before = os.environ.get("TF2ONNX_CATCH_ERRORS")
+    Node.update_proto = update_proto
+    os.environ["TF2ONNX_CATCH_ERRORS"] = "FALSE"
+    try:
+        yield
+    finally:
+        Node.update_proto = original
+        if env_before is None:
+            os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
+        else:
+            os.environ["TF2ONNX_CATCH_ERRORS"] = env_before
+        gc.collect()
 
 
 def _rename_io(model_proto, mapping: dict[str, str]) -> None:
@@ -121,6 +223,14 @@ def _rename_io(model_proto, mapping: dict[str, str]) -> None:
         vi.name = mapping.get(vi.name, vi.name)
 
 
+def _order_outputs(model_proto, names: tuple[str, ...]) -> None:
+    """Graph outputs in the order asked for (TF flattens the signature's dict by sorted key)."""
+    by_name = {o.name: o for o in model_proto.graph.output}
+    ordered = [by_name[n] for n in names]
+    del model_proto.graph.output[:]
+    model_proto.graph.output.extend(ordered)
+
+
 def _set_batch_dim(model_proto, name: str = "batch") -> None:
     for vi in list(model_proto.graph.input) + list(model_proto.graph.output):
         dim0 = vi.type.tensor_type.shape.dim[0]
@@ -129,13 +239,17 @@ def _set_batch_dim(model_proto, name: str = "batch") -> None:
 
 
 def export_parity(tf_out: dict[str, np.ndarray], ort_out: dict[str, np.ndarray]) -> dict[str, Any]:
-    from .parity import compare_outputs
+    """TF vs ONNX Runtime for every output: max |diff| / max |TF value| <= EXPORT_TOLERANCE_SCALED."""
+    metrics = {name: compare_outputs(ref, ort_out[name], name) for name, ref in tf_out.items()}
 
-    outputs = {name: compare_outputs(ref, ort_out[name], name).to_json() for name, ref in tf_out.items()}
-    logits = tf_out["logits"]
-    tol = 1e-4 * float(np.abs(logits).max())
+    def ok(m: OutputMetrics) -> bool:
+        if m.nonfinite:
+            return False
+        return m.max_abs == 0 if m.max_abs_scaled is None else m.max_abs_scaled <= EXPORT_TOLERANCE_SCALED
+
+    outputs = {name: m.to_json() for name, m in metrics.items()}
     return {"reference": "tf", "candidate": "onnxruntime-fp32", "outputs": outputs,
-            "tolerance_max_abs_logits": tol, "pass": outputs["logits"]["max_abs"] <= tol}
+            "tolerance_max_abs_scaled": EXPORT_TOLERANCE_SCALED, "pass": all(ok(m) for m in metrics.values())}
 
 
 def export(config: ExportConfig, out: str | Path, force: bool = False) -> Bundle:
@@ -151,29 +265,49 @@ def export(config: ExportConfig, out: str | Path, force: bool = False) -> Bundle
     return Bundle(out)
 
 
-def _write_bundle(config: ExportConfig, tmp: Path) -> None:
+def _to_onnx(serve, signature, outputs: tuple[str, ...], config: ExportConfig, path: Path):
+    """tf2onnx of `serve`: input `input` (NCHW unless --layout nhwc), outputs by their names in
+    the order asked for, a dynamic batch everywhere; checked, then saved to `path`."""
     import onnx
     import tf2onnx
 
+    with _tf2onnx_lean():
+        proto, _ = tf2onnx.convert.from_function(
+            serve, input_signature=signature, opset=config.opset,
+            inputs_as_nchw=[f"{INPUT_NAME}:0"] if config.layout == "nchw" else None)
+    structured = serve.get_concrete_function().structured_outputs
+    _rename_io(proto, {f"{INPUT_NAME}:0": INPUT_NAME, **{structured[k].name: k for k in outputs}})
+    _order_outputs(proto, outputs)
+    _set_batch_dim(proto)
+    proto.producer_name = "trtdeploy (tf2onnx)"
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+    return proto
+
+
+def _write_bundle(config: ExportConfig, tmp: Path) -> None:
     from .runners.ort import OrtRunner
     from .runners.tf import import_tf
-    from .slim.spec import blocks_to_json
+    from .slim.end_points import output_tensors, select_outputs, trace_outputs
 
     tf = import_tf()  # TF32 off: the reference outputs are FP32
-    log.info("[1/5] building %s", config.model)
-    info, rc, model, weights = build_model(config)
-    size = tuple(config.image_size or info.image_size)
+    log.info("[1/5] building %s", config.model or config.spec.name)
+    spec, model, weights = build_model(config)
+    size = spec.image_size
+    outputs = select_outputs(config.outputs, trace_outputs(model, size), model)
     nchw = config.layout == "nchw"
     signature = [tf.TensorSpec([None, *size, 3], tf.float32, name=INPUT_NAME)]
     end_point_names: dict[str, str] = {}
 
     @tf.function(input_signature=signature)
     def serve(images):
-        logits, end_points = model(images)
+        net, end_points = model(images)
         for key, tensor in end_points.items():
             end_point_names[key] = tensor.name
-        return {"logits": tf.identity(logits, name="logits"),
-                "predictions": tf.identity(end_points["predictions"], name="predictions")}
+        chosen = output_tensors(net, end_points, spec.num_classes is not None)
+        # Each output gets its own Identity: two names for one tensor (a block and its last
+        # unit) stay two graph outputs.
+        return {k: tf.identity(chosen[k], name=k.replace("/", "_")) for k in outputs}
 
     model.serve = serve
     log.info("[2/5] saving the SavedModel")
@@ -181,24 +315,17 @@ def _write_bundle(config: ExportConfig, tmp: Path) -> None:
 
     log.info("[3/5] converting to ONNX with tf2onnx (opset %d, %s input)", config.opset, config.layout.upper())
     start = time.time()
-    proto, _ = tf2onnx.convert.from_function(
-        serve, input_signature=signature, opset=config.opset,
-        inputs_as_nchw=[f"{INPUT_NAME}:0"] if nchw else None)
-    structured = serve.get_concrete_function().structured_outputs
-    _rename_io(proto, {f"{INPUT_NAME}:0": INPUT_NAME, **{structured[k].name: k for k in OUTPUT_NAMES}})
-    _set_batch_dim(proto)
-    proto.producer_name = "trtdeploy (tf2onnx)"
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(tmp / ONNX_FILES["fp32"]))
+    proto = _to_onnx(serve, signature, outputs, config, tmp / ONNX_FILES["fp32"])
     onnx_seconds = time.time() - start
     produced = {o for n in proto.graph.node for o in n.output}
     end_points = {k: v for k, v in end_point_names.items() if v in produced}
 
     log.info("[4/5] reference outputs from TensorFlow")
-    x_nhwc, labels = reference_inputs(info, config, size)
-    tf_out = {k: v.numpy() for k, v in serve(tf.constant(x_nhwc)).items()}
+    x_nhwc, labels = reference_inputs(spec, config)
+    served = serve(tf.constant(x_nhwc))
+    tf_out = {k: served[k].numpy() for k in outputs}
     x_model = np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)) if nchw else x_nhwc
-    ref = {"input": x_model, **{f"output:{k}": v for k, v in tf_out.items()}}
+    ref = {"input": x_model, **{f"output:{k}": tf_out[k] for k in outputs}}
     if labels is not None:
         ref["labels"] = labels
     np.savez(tmp / REFERENCE_NPZ, **ref)
@@ -210,15 +337,18 @@ def _write_bundle(config: ExportConfig, tmp: Path) -> None:
 
     layout = config.layout.upper()
     in_shape = (-1, 3, *size) if nchw else (-1, *size, 3)
-    model_json = {**rc.to_json(), "image_size": list(size), "spec": blocks_to_json(model.blocks), **weights}
+    model_json: dict[str, Any] = {"name": spec.name, "family": spec.family, "num_classes": spec.num_classes,
+                                  "image_size": list(size), "spec": spec.to_json(), **weights}
+    if spec.family != "vgg":  # ResNets: how the head was built, without reading the spec
+        model_json.update(global_pool=spec.global_pool, output_stride=spec.output_stride)
     model_json["warnings"] = model_warnings(model_json)  # the CLI prints them; the manifest keeps them
     manifest: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "model": model_json,
         "inputs": [TensorInfo(INPUT_NAME, in_shape, "float32", layout).to_json()],
-        "outputs": [TensorInfo(k, (-1, *tf_out[k].shape[1:]), "float32").to_json() for k in OUTPUT_NAMES],
-        "preprocessing": {"preset": info.preprocessing, "height": size[0], "width": size[1], "layout": layout},
-        "label_offset": info.label_offset,
+        "outputs": [TensorInfo(k, (-1, *tf_out[k].shape[1:]), "float32").to_json() for k in outputs],
+        "preprocessing": _preprocessing(spec, layout),
+        "label_offset": spec.label_offset,
         "end_points": end_points,
         "opset": config.opset,
         "export_parity": parity,
@@ -229,3 +359,13 @@ def _write_bundle(config: ExportConfig, tmp: Path) -> None:
     for rel in ("saved_model", ONNX_FILES["fp32"], REFERENCE_NPZ):
         bundle.record_file(rel)
     bundle.save()
+
+
+def _preprocessing(spec: NetSpec, layout: str) -> dict[str, Any]:
+    from .data.preprocess import VGG_RESIZE_SIDE
+
+    d = {"preset": spec.preprocessing, "height": spec.image_size[0], "width": spec.image_size[1], "layout": layout}
+    if spec.preprocessing == "vgg" and max(spec.image_size) > VGG_RESIZE_SIDE:
+        # tf-slim resizes the shorter side to 256 before a 224 crop; a larger crop needs a larger side.
+        d["resize_side"] = max(spec.image_size)
+    return d

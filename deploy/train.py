@@ -28,8 +28,8 @@ def train_default(out_dir: str | Path, epochs: int = 30, batch_size: int = 64, s
     from .progress import progress
     from .runners.tf import import_tf
     from .slim.checkpoint import save_slim_checkpoint
-    from .slim.registry import DEFAULT_MODEL
-    from .slim.resnet_v2 import ResNetConfig, ResNetV2
+    from .slim.net import SlimNet
+    from .slim.registry import DEFAULT_MODEL, zoo_spec
 
     tf = import_tf()
     tf.keras.utils.set_random_seed(seed)
@@ -38,7 +38,7 @@ def train_default(out_dir: str | Path, epochs: int = 30, batch_size: int = 64, s
     xtr, ytr = scale_images(data["train"][0]), data["train"][1]
     xte, yte = scale_images(data["test"][0]), data["test"][1]
 
-    model = ResNetV2(ResNetConfig.for_name(DEFAULT_MODEL, num_classes=10), seed=seed)
+    model = SlimNet(zoo_spec(DEFAULT_MODEL, num_classes=10), seed=seed)
     trainable = [v for v in model.variables_by_name.values() if v.trainable]
     decayed = [v for n, v in model.variables_by_name.items() if n.endswith("/weights")]
     steps_per_epoch = int(np.ceil(len(xtr) / batch_size))

@@ -40,6 +40,12 @@ BAD = [
                  id="shape-string"),
     pytest.param({**VALID, "model": "tiny"}, "'model' must be an object", id="model-string"),
     pytest.param({**VALID, "model": {"name": "tiny"}}, "integer 'num_classes'", id="no-num-classes"),
+    pytest.param({**VALID, "model": {"name": "tiny", "num_classes": "10"}}, "integer 'num_classes'",
+                 id="num-classes-string"),
+    pytest.param({**VALID, "model": {**VALID["model"], "spec": ["v1"]}}, "'model.spec' must be an object",
+                 id="spec-list"),
+    pytest.param({**VALID, "model": {**VALID["model"], "family": 1}}, "'model.family' must be a string",
+                 id="family-number"),
     pytest.param({**VALID, "preprocessing": None}, "'preprocessing' must be an object", id="preprocessing-null"),
     pytest.param({**VALID, "label_offset": "1"}, "'label_offset' must be an integer", id="label-offset-string"),
 ]
@@ -54,6 +60,14 @@ def write_bundle(root: Path, manifest) -> Path:
 def test_valid_manifest_opens():
     assert manifest_problem(VALID) is None
     assert manifest_problem(without("label_offset")) is None
+
+
+def test_a_backbone_manifest_opens():
+    """`export --spec ... --outputs` writes num_classes null and feature-map outputs: a valid bundle
+    without class outputs."""
+    backbone = {**VALID, "model": {"name": "tiny", "family": "v1", "num_classes": None, "spec": {"name": "tiny"}},
+                "outputs": [{"name": "tiny/block1", "shape": [-1, 5, 5, 16], "dtype": "float32"}]}
+    assert manifest_problem(backbone) is None
 
 
 @pytest.mark.parametrize("manifest,match", BAD)

@@ -117,9 +117,10 @@ def checkpoint_21(tmp_path_factory):
     """A tf-slim checkpoint of resnet_v2_digits with 21 classes: the issue's
     `--model resnet_v2_101 --num-classes 21 --checkpoint CKPT`, in small."""
     from deploy.slim.checkpoint import save_slim_checkpoint
-    from deploy.slim.resnet_v2 import ResNetConfig, ResNetV2
+    from deploy.slim.net import SlimNet
+    from deploy.slim.registry import zoo_spec
 
-    model = ResNetV2(ResNetConfig.for_name("resnet_v2_digits", num_classes=21), seed=3)
+    model = SlimNet(zoo_spec("resnet_v2_digits", num_classes=21), seed=3)
     return save_slim_checkpoint(model.variables_by_name, tmp_path_factory.mktemp("ckpt21") / "model.ckpt")
 
 

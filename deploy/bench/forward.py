@@ -63,13 +63,14 @@ def tf_forward_runner(model_name: str, batch: int, image_size: int) -> Runner:
 
     tf = import_tf()  # TF32 off, GPU memory on demand (TensorRT engines are timed in this process too)
     try:
-        from ..slim.resnet_v2 import ResNetConfig, ResNetV2
+        from ..slim.net import SlimNet
+        from ..slim.registry import zoo_spec
         from ..slim.spec import LAYOUTS
     except ImportError as e:
         raise ToolMissingError(f"deploy.slim is not importable ({e})") from None
     if model_name not in LAYOUTS:
         raise UsageError(f"unknown model {model_name!r}; choose one of {', '.join(sorted(LAYOUTS))}")
-    model = ResNetV2(ResNetConfig.for_name(model_name))
+    model = SlimNet(zoo_spec(model_name))
 
     @tf.function(input_signature=[tf.TensorSpec([batch, image_size, image_size, 3], tf.float32)])
     def forward(x):

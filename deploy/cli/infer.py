@@ -1,4 +1,5 @@
-"""`trtdeploy infer BUNDLE IMAGE...`: top-k classes for images, with TensorRT or ONNX Runtime."""
+"""`trtdeploy infer BUNDLE IMAGE...`: top-k classes for images (and the shape and value range of
+feature-map outputs), with TensorRT or ONNX Runtime."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "infer", help="classify images with an engine or the ONNX model",
         description="Apply the bundle's preprocessing, run TensorRT (--engine, or --backend tensorrt) or ONNX "
-                    "Runtime (FP32 ONNX, the default), and print the top-k classes.",
+                    "Runtime (FP32 ONNX, the default), and print the top-k classes; outputs that are feature "
+                    "maps (export --outputs) are shown by shape, min, mean and max per image.",
     )
     add_bundle(p)
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
@@ -128,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
     if args.engine and backend != "tensorrt":
         raise UsageError("--engine runs TensorRT; drop --backend onnxruntime or --engine")
     bundle = open_bundle(args.bundle)
+    if args.labels and not bundle.class_outputs:
+        raise UsageError(f"--labels {args.labels}: {bundle.root} has no [N, classes] output to name (its outputs "
+                         "are feature maps, shown by value range); drop --labels")
     labels = read_labels(args.labels, bundle.num_classes, bundle.label_offset) if args.labels else None
     (tensor,) = bundle.inputs  # image classifiers have one input
     preprocess = Preprocess.from_json(bundle.preprocessing)
@@ -142,27 +147,50 @@ def run(args: argparse.Namespace) -> int:
 
         runner = OrtRunner(bundle.onnx_path("fp32"))
     chunk = runner.max_batch or ORT_CHUNK
-    probs = []
+    chunks: list[dict[str, np.ndarray]] = []
     with runner:
         for i in range(0, len(images), chunk):
-            outputs = runner.infer({tensor.name: np.ascontiguousarray(images[i:i + chunk])})
-            probs.append(probabilities(outputs))
-    probs_all = np.concatenate(probs)
-    k = min(args.top_k, probs_all.shape[-1])
-    results = [(path, top_k(p, k, bundle.label_offset, labels)) for path, p in zip(args.images, probs_all)]
+            chunks.append(runner.infer({tensor.name: np.ascontiguousarray(images[i:i + chunk])}))
+    outputs = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+    classes = [n for n in bundle.class_outputs if n in outputs]
+    # A backbone's feature maps have no classes to rank: each is shown by its shape and value
+    # range per image, enough to see that the engine ran and gave finite, non-trivial features.
+    dense = [o.name for o in bundle.outputs if o.name in outputs and o.name not in classes]
+    probs_all = probabilities({n: outputs[n] for n in classes}) if classes else None
+    results = []
+    for i, path in enumerate(args.images):
+        top = top_k(probs_all[i], min(args.top_k, probs_all.shape[-1]), bundle.label_offset, labels) \
+            if probs_all is not None else None
+        results.append((path, top, {n: feature_stats(outputs[n][i]) for n in dense}))
 
+    _show(args, bundle, runner.name, results)
+    return 0
+
+
+def _show(args: argparse.Namespace, bundle, backend: str, results: list) -> None:
     # Results of random weights look like any others ("class 294, 1.0000"): say so with them.
     weights = bundle.manifest["model"].get("weights")
     if args.json:
-        print(json.dumps([{"image": str(path), "backend": runner.name, "weights": weights,
-                           "warnings": bundle.warnings,
-                           "top": [{"class": t.class_index, "label": t.label, "score": t.score} for t in top]}
-                          for path, top in results], indent=2))
-    else:
-        for warning in bundle.warnings:
-            print(f"WARNING: {warning}")
-        for path, top in results:
-            print(f"{path} ({runner.name})")
-            for t in top:
-                print(f"  {t.score:8.4f}  {t.label}")
-    return 0
+        print(json.dumps([{"image": str(path), "backend": backend, "weights": weights, "warnings": bundle.warnings,
+                           **({"top": [{"class": t.class_index, "label": t.label, "score": t.score} for t in top]}
+                              if top is not None else {}),
+                           **({"outputs": stats} if stats else {})}
+                          for path, top, stats in results], indent=2))
+        return
+    for warning in bundle.warnings:
+        print(f"WARNING: {warning}")
+    for path, top, stats in results:
+        print(f"{path} ({backend})")
+        for t in top or ():
+            print(f"  {t.score:8.4f}  {t.label}")
+        for name, st in stats.items():
+            print(f"  {name} {st['shape']}: min {st['min']:.4g}, mean {st['mean']:.4g}, "
+                  f"max {st['max']:.4g}, non-finite {st['nonfinite']}")
+
+
+def feature_stats(x: np.ndarray) -> dict:
+    """Shape and value range of one image's output (finite values only; the non-finite counted)."""
+    finite = x[np.isfinite(x)]
+    values = finite if finite.size else np.zeros(1)
+    return {"shape": list(x.shape), "min": float(values.min()), "mean": float(values.mean()),
+            "max": float(values.max()), "nonfinite": int(x.size - finite.size)}

@@ -7,8 +7,9 @@ first FP32 backend that runs (`ort-fp32`, then `trt-fp32`).
 
 All backends see the same batches, one batch at a time (split for an engine whose profile
 takes fewer), and every statistic is streamed (see `metrics`). Accuracy is judged on the main
-output (the first `[N, num_classes]` output) where labels exist; `delta_top1_vs_fp32` is in
-percentage points against the reference's own accuracy on the same images (negative: worse).
+output (the first `[N, num_classes]` output) where labels exist; a bundle whose outputs are all
+feature maps (a backbone) has no accuracy, only the per-output metrics. `delta_top1_vs_fp32` is
+in percentage points against the reference's own accuracy on the same images (negative: worse).
 
 Needs only numpy at import; a backend that cannot run here is listed as skipped with the reason.
 """
@@ -45,11 +46,10 @@ TF_NOTE = "TensorFlow SavedModel, run on the same inputs"
 
 
 def main_output(bundle: Bundle) -> str:
-    """The output accuracy and histograms are judged on: the first [N, num_classes] output."""
-    for o in bundle.outputs:
-        if len(o.shape) == 2 and o.shape[1] == bundle.num_classes:
-            return o.name
-    return bundle.outputs[0].name
+    """The output accuracy and histograms are judged on: the first [N, num_classes] output, else
+    (a backbone's feature maps) the first output, judged by its errors and cosines only."""
+    classes = bundle.class_outputs
+    return classes[0] if classes else bundle.outputs[0].name
 
 
 def _start(backend: str, runner: Runner | _backends.Skip, stack: contextlib.ExitStack) -> Runner | BackendEntry:
@@ -127,7 +127,8 @@ class _Tally:
         self.ref_acc = AccuracyCounter(bundle.label_offset)
         self.missing: dict[str, set[str]] = {b: set() for b in runners}
         self.seen = 0
-        self.have_labels = True
+        # Accuracy needs class scores: a backbone's feature maps are judged by errors and cosines.
+        self.have_labels = main in bundle.class_outputs
 
     def add(self, batch: Batch, reference: Runner | None, runners: dict[str, Runner],
             entries: dict[str, BackendEntry]) -> None:

@@ -19,6 +19,7 @@ from ..errors import CheckpointError
 # Optimizer slots and bookkeeping that training leaves in checkpoints; not model weights.
 _IGNORED_SUFFIXES = ("/Momentum", "/ExponentialMovingAverage", "/Adam", "/Adam_1", "/RMSProp", "/RMSProp_1")
 _IGNORED_NAMES = {"global_step", "_CHECKPOINTABLE_OBJECT_GRAPH"}
+_LOGITS = ("/logits/weights", "/logits/biases", "/fc8/weights", "/fc8/biases")
 
 
 def _reader(path: str | Path):
@@ -50,8 +51,12 @@ def load_slim_checkpoint(variables: dict[str, tf.Variable], path: str | Path, sc
         scopes = sorted({n.split("/")[0] for n in shapes if n not in _IGNORED_NAMES})
         raise CheckpointError(
             f"{path}: has no variables under {scope}/ (it has {_fmt(scopes)}); "
-            "pick the matching --model"
+            "pick the matching --model (or the spec's \"name\")"
         )
+    have, need = _family(in_scope), _family(variables)
+    if missing and have and need and have != need:
+        raise CheckpointError(f"{path}: holds a {have} network under {scope}/, the model is {need}; "
+                              "pick the matching --model (or the spec's \"family\")")
     if missing:
         raise CheckpointError(f"{path}: missing variable {_fmt(missing)} that {scope} needs")
     extra = sorted(in_scope - set(variables))
@@ -63,17 +68,26 @@ def load_slim_checkpoint(variables: dict[str, tf.Variable], path: str | Path, sc
     for name, var in variables.items():
         want, got = tuple(var.shape), tuple(shapes[name])
         if want != got:
-            hint = " (pass --num-classes to match the checkpoint)" if "/logits/" in name else ""
+            hint = " (pass --num-classes to match the checkpoint)" if name.endswith(_LOGITS) else ""
             raise CheckpointError(f"{path}: variable {name} has shape {list(got)}, the model needs {list(want)}{hint}")
     for name, var in variables.items():
         var.assign(reader.get_tensor(name).astype(np.float32))
     return len(variables)
 
 
-def checkpoint_num_classes(path: str | Path, scope: str) -> int | None:
-    """The logits width stored in a checkpoint, to default --num-classes from it."""
+# Variable-name marks of each family, to tell a checkpoint of another family by name.
+_FAMILY_MARKS = {"/bottleneck_v1/": "resnet_v1", "/bottleneck_v2/": "resnet_v2", "/conv1/conv1_1/": "vgg"}
+
+
+def _family(names) -> str | None:
+    found = {fam for mark, fam in _FAMILY_MARKS.items() if any(mark in n for n in names)}
+    return found.pop() if len(found) == 1 else None
+
+
+def checkpoint_num_classes(path: str | Path, logits_scope: str) -> int | None:
+    """The logits width stored in a checkpoint (`logits_scope/biases`), to default --num-classes from it."""
     shapes = _reader(path).get_variable_to_shape_map()
-    shape = shapes.get(f"{scope}/logits/biases")
+    shape = shapes.get(f"{logits_scope}/biases")
     return int(shape[0]) if shape else None
 
 

@@ -9,8 +9,9 @@ tf = pytest.importorskip("tensorflow")
 from deploy.errors import CheckpointError  # noqa: E402
 from deploy.slim import layers  # noqa: E402
 from deploy.slim.checkpoint import load_slim_checkpoint, save_slim_checkpoint  # noqa: E402
-from deploy.slim.resnet_v2 import ResNetConfig, ResNetV2, resnet_v2  # noqa: E402
-from deploy.slim.spec import resnet_v2_block  # noqa: E402
+from deploy.slim.net import SlimNet  # noqa: E402
+from deploy.slim.registry import zoo_spec  # noqa: E402
+from deploy.slim.resnet_v2 import resnet_v2, resnet_v2_block  # noqa: E402
 
 
 def _ctx():
@@ -68,7 +69,7 @@ def test_unreachable_output_stride():
 
 
 def test_variable_names_are_slims():
-    m = ResNetV2(ResNetConfig.for_name("resnet_v2_digits", num_classes=10))
+    m = SlimNet(zoo_spec("resnet_v2_digits", num_classes=10))
     names = set(m.variables_by_name)
     for expected in ("resnet_v2_digits/conv1/weights", "resnet_v2_digits/conv1/biases",
                      "resnet_v2_digits/block1/unit_1/bottleneck_v2/preact/moving_mean",
@@ -82,7 +83,7 @@ def test_variable_names_are_slims():
 
 
 def _digits(seed=0, **kw):
-    return ResNetV2(ResNetConfig.for_name("resnet_v2_digits", num_classes=10, **kw), seed=seed)
+    return SlimNet(zoo_spec("resnet_v2_digits", num_classes=10, **kw), seed=seed)
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -99,7 +100,7 @@ def test_checkpoint_mismatches_are_named(tmp_path):
     prefix = tmp_path / "model.ckpt"
     save_slim_checkpoint(_digits().variables_by_name, prefix)
     with pytest.raises(CheckpointError, match=r"logits/\w+ has shape \[.*--num-classes"):
-        wrong = ResNetV2(ResNetConfig.for_name("resnet_v2_digits", num_classes=7))
+        wrong = SlimNet(zoo_spec("resnet_v2_digits", num_classes=7))
         load_slim_checkpoint(wrong.variables_by_name, prefix, "resnet_v2_digits")
     full = _digits().variables_by_name
     partial = {k: v for k, v in full.items() if "postnorm" not in k}

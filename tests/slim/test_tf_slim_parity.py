@@ -14,7 +14,8 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf_slim", reason="tf-slim is a test-only dependency (the dev extra)")
 
 from deploy.slim.checkpoint import load_slim_checkpoint  # noqa: E402
-from deploy.slim.resnet_v2 import ResNetConfig, ResNetV2  # noqa: E402
+from deploy.slim.net import SlimNet  # noqa: E402
+from deploy.slim.registry import zoo_spec  # noqa: E402
 
 HERE = Path(__file__).parent
 U32 = 2.0 ** -24  # float32 unit roundoff
@@ -95,8 +96,8 @@ def test_matches_tf_slim(tmp_path, model, size, output_stride, global_pool):
         check=True, capture_output=True)
     ref = np.load(tmp_path / "reference.npz")
     # tf-slim 1.1.0 has no spatial_squeeze: compare with ours unsqueezed.
-    ours = ResNetV2(ResNetConfig.for_name(model, num_classes=num_classes, output_stride=output_stride,
-                                          global_pool=global_pool, spatial_squeeze=False))
+    ours = SlimNet(zoo_spec(model, num_classes=num_classes, output_stride=output_stride,
+                            global_pool=global_pool, spatial_squeeze=False))
     loaded = load_slim_checkpoint(ours.variables_by_name, tmp_path / "model.ckpt", model)
     assert loaded == len(ours.variables_by_name)
     net, end_points = ours(tf.constant(ref["images"]))
