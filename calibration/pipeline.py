@@ -62,6 +62,11 @@ class CalibrationResult:
     int8_path: Path | None = None
     # The images calibrated on, for `evaluate_accuracy` without reading and checking them again.
     dataset: Any = field(default=None, repr=False, compare=False)
+    # --method auto (calibration.auto.AutoResult; its record when reused) and --max-drop
+    # (calibration.budget.BudgetResult), with the evaluation set's record.
+    auto: Any = field(default=None, repr=False, compare=False)
+    budget: Any = field(default=None, repr=False, compare=False)
+    evaluation: dict[str, Any] | None = None
 
 
 def _load_set(bundle: Bundle, data_path: Any, num_images: int | None, seed: int, skip_bad: bool):
@@ -75,6 +80,12 @@ def _load_set(bundle: Bundle, data_path: Any, num_images: int | None, seed: int,
     # Choosing the subset inside from_path decodes only the chosen images, not the whole folder.
     return CalibrationSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess,
                                     skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
+
+
+def _main_output(bundle: Bundle) -> str:
+    from deploy.parity import main_output
+
+    return main_output(bundle)
 
 
 def _read_previous(path: Path) -> dict[str, Any] | None:
@@ -117,6 +128,8 @@ def calibrate(
     trt_version: str = DEFAULT_CACHE_TRT_VERSION,
     percentile: float = 99.99,
     num_bins: int | None = None,
+    max_drop: float | None = None,
+    eval_data: str | Path | None = None,
 ) -> CalibrationResult:
     """Calibrate `bundle` on the images at `data_path` and write the INT8 artifacts.
 
@@ -125,19 +138,29 @@ def calibrate(
     build` serves the cache under the header of the TensorRT it runs. Raises DataError for an
     empty or unreadable set, CalibrationError for a stale scales.json (unless
     `recalibrate`), UsageError for unknown --exclude names; the bundle is unchanged then.
+
+    `method="auto"` and `max_drop` (points of accuracy, or of top-1 agreement without labels)
+    evaluate INT8 against FP32 on `eval_data`, by default a held-out part of `data_path`
+    (calibration.selection); see calibration.auto and calibration.budget.
     """
     import onnx
 
     from deploy.runners.ort import make_session
 
+    from .auto import AUTO, choose_method, chosen_config
+    from .budget import keep_within_budget
     from .cache import calibration_algorithm_for, write_cache
     from .calibrators import TRT_NUM_BINS, CalibrationConfig, compute_amax
+    from .fidelity import EvalSet
     from .qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations
+    from .selection import evaluation_data, record
     from .stats import collect_statistics
 
     start = time.perf_counter()
-    config = CalibrationConfig(method=method, percentile=percentile, num_bins=num_bins or TRT_NUM_BINS)
-    algorithm = calibration_algorithm_for(method)
+    auto = method == AUTO
+    # auto's candidates are configured in calibration.auto; this config checks percentile and bins.
+    config = CalibrationConfig(method="entropy" if auto else method, percentile=percentile,
+                               num_bins=num_bins or TRT_NUM_BINS)
     fp32_path = bundle.onnx_path("fp32")
     bundle.verify_file("model.onnx")
     model = onnx.load(str(fp32_path))
@@ -146,13 +169,20 @@ def calibrate(
     # trt.cache every activation's (the Q/DQ tensors are among them).
     observed = list(dict.fromkeys([*observed_tensors(model), *qdq_activations(plan)]))
 
-    dataset = _load_set(bundle, data_path, num_images, seed, skip_bad)
+    evalset = evaluation = None
+    if auto or max_drop is not None:
+        dataset, held_out, evaluation = evaluation_data(
+            lambda path, num: _load_set(bundle, path, num, seed, skip_bad), data_path, eval_data, num_images, seed)
+        evalset = EvalSet(held_out, fp32_path, output=_main_output(bundle), label_offset=bundle.label_offset,
+                          batch_size=batch_size)
+    else:
+        dataset = _load_set(bundle, data_path, num_images, seed, skip_bad)
     want = {
         "model_sha256": sha256_file(fp32_path),
         "dataset_sha256": dataset.sha256,
         "num_images": len(dataset),
-        "method": config.method,
-        "percentile": config.percentile if config.method == "percentile" else None,
+        "method": method,
+        "percentile": config.percentile if method == "percentile" else None,
         "num_bins": config.num_bins,
     }
 
@@ -175,6 +205,7 @@ def calibrate(
             )
         amax = {k: float(v) for k, v in prev["amax"].items()}
         maxima = {k: float(v) for k, v in prev.get("max", {}).items()}
+        chosen = prev.get("auto") if auto else None
         log.info("reusing %s (same model, calibration data and method): no statistics pass", scales_path)
 
     reused = amax is not None
@@ -183,10 +214,22 @@ def calibrate(
         t0 = time.perf_counter()
         collector = collect_statistics(model, observed, dataset.batches(batch_size, desc="calibration statistics"),
                                        total=-(-len(dataset) // batch_size))
-        amax = compute_amax(collector, config)
+        if auto:
+            chosen, amax = choose_method(collector, config.num_bins,
+                                         lambda a: evalset.evaluate(insert_qdq(model, plan, a).SerializeToString()))
+        else:
+            chosen, amax = None, compute_amax(collector, config)
         # The true maxima (not the clipped thresholds): FP16 conversion checks overflow with them.
         maxima = {t: collector.amax(t) for t in observed}
         stats_seconds = time.perf_counter() - t0
+
+    if auto:
+        config = chosen_config(chosen, config, scales_path)
+    algorithm = calibration_algorithm_for(config.method)
+    budget = None
+    if max_drop is not None:
+        budget = keep_within_budget(bundle, model, amax, evalset, max_drop, exclude)
+        plan = plan_qdq(model, exclude=[*exclude, *budget.chosen.nodes])
 
     int8_model = insert_qdq(model, plan, amax)
     int8_bytes = int8_model.SerializeToString()
@@ -195,6 +238,8 @@ def calibrate(
     scales = {"format": SCALES_FORMAT, **want, "algorithm": algorithm, "seed": seed,
               "exclude": list(plan.exclude), "amax": amax, "max": maxima}
     dataset_manifest = dataset.manifest()
+    precision_int8: dict[str, Any] = {}
+    record(scales, precision_int8, method, evaluation, chosen, budget)
 
     # Everything is built: write all files to temporaries beside their final names, and
     # rename them only once every one is written (a failure removes them all). The manifest
@@ -210,7 +255,7 @@ def calibrate(
     precision["int8"] = {
         "method": config.method,
         "algorithm": algorithm,
-        "percentile": want["percentile"],
+        "percentile": config.percentile if config.method == "percentile" else None,
         "num_bins": config.num_bins,
         "num_images": want["num_images"],
         "seed": seed,
@@ -222,6 +267,7 @@ def calibrate(
         "trt_cache_version": trt_version,
         "num_cache_tensors": len(observed),
         "onnx": INT8_ONNX,
+        **precision_int8,
     }
     bundle.save()
     result = CalibrationResult(
@@ -229,7 +275,7 @@ def calibrate(
         num_qdq_activations=len(plan.activations),
         num_qdq_tensors=plan.num_qdq_tensors, reused=reused,
         seconds=time.perf_counter() - start, statistics_seconds=stats_seconds, files=files,
-        int8_path=bundle.path(INT8_ONNX), dataset=dataset,
+        int8_path=bundle.path(INT8_ONNX), dataset=dataset, auto=chosen, budget=budget, evaluation=evaluation,
     )
     log.info("calibrated %d tensors (%s, %d images) in %.1f s", result.num_observed, method,
              result.num_images, result.seconds)

@@ -754,6 +754,15 @@ def _calibration_source(bundle: Bundle) -> str | None:
         return None
 
 
+def int8_selection_section(bundle: Bundle) -> dict[str, Any] | None:
+    """What `calibrate --method auto` / `--max-drop` chose for model.int8.onnx (from the
+    manifest), for the report; None when INT8 was calibrated without an evaluation."""
+    info = (bundle.manifest.get("precision") or {}).get("int8") or {}
+    if not isinstance(info, dict) or "evaluation" not in info:
+        return None
+    return {k: info.get(k) for k in ("requested_method", "method", "percentile", "evaluation", "auto", "budget")}
+
+
 # --- the run ---------------------------------------------------------------------------
 
 
@@ -902,6 +911,9 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
                    "warnings": bundle.warnings},
         "created": created,
     }
+    selection = int8_selection_section(bundle)
+    if selection is not None:
+        result["int8_selection"] = selection
     if per_layer:
         nodes = onnx_nodes if onnx_nodes is not None else _onnx_nodes(bundle)
         result["per_layer"] = per_layer_section(per_layer, bundle.root, onnx_nodes=nodes,

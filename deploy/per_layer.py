@@ -34,10 +34,10 @@ def layer_names(bundle: Bundle) -> list[str]:
     return names
 
 
-def _with_outputs(path, tensors: list[str]) -> bytes:
+def _with_outputs(model_source, tensors: list[str]) -> bytes:
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(model_source) if isinstance(model_source, bytes) else onnx.load(str(model_source))
     have = {o.name for o in model.graph.output}
     for t in tensors:
         if t not in have:
@@ -48,10 +48,17 @@ def _with_outputs(path, tensors: list[str]) -> bytes:
 def intermediate_values(bundle: Bundle, precision: str, feeds: Iterable[Mapping[str, np.ndarray]],
                         names: list[str]) -> dict[str, np.ndarray]:
     """Run one precision's ONNX and collect the named end_points over all feeds (float32)."""
+    return model_intermediates(bundle.onnx_path(precision), bundle.manifest["end_points"], feeds, names)
+
+
+def model_intermediates(model, end_points: Mapping[str, str], feeds: Iterable[Mapping[str, np.ndarray]],
+                        names: list[str]) -> dict[str, np.ndarray]:
+    """`intermediate_values` of an ONNX model given as a path or bytes (a model not yet written,
+    such as a candidate INT8 model during calibration)."""
     from .runners.ort import make_session
 
-    tensors = [bundle.manifest["end_points"][n] for n in names]
-    session = make_session(_with_outputs(bundle.onnx_path(precision), tensors))
+    tensors = [end_points[n] for n in names]
+    session = make_session(_with_outputs(model, tensors))
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feed in feeds:
         for name, value in zip(names, session.run(tensors, dict(feed))):

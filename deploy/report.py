@@ -380,6 +380,33 @@ def _per_layer_text(section: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _times100(x: Any) -> Any:
+    return None if x is None else 100.0 * x
+
+
+def _int8_selection(section: Mapping[str, Any]) -> str:
+    """How model.int8.onnx was chosen: `calibrate --method auto` and `--max-drop` (from the manifest)."""
+    ev = section.get("evaluation") or {}
+    where = f'{ev.get("count")} images {"held out of" if ev.get("held_out") else "of"} {ev.get("source")}'
+    pct = section.get("percentile")
+    method = f'{section.get("method")}{"" if pct is None else f" {pct:g}"}'
+    parts = [f'<p>Calibrated with <b>{_e(method)}</b> (asked: {_e(section.get("requested_method"))}), judged '
+             f"against FP32 with ONNX Runtime on {_e(where)}.</p>"]
+    budget = section.get("budget")
+    if budget:
+        what = "top-1" if budget.get("metric") == "accuracy" else "top-1 agreement"
+        kept = budget.get("kept_nodes") or []
+        verdict = "met" if budget.get("met") else "<b>not met</b> (the best set found is written)"
+        parts.append(
+            f'<p>Budget: at most {_num(budget.get("max_drop_points"))} points of {what} below FP32: {verdict}. '
+            f'INT8 {_pct(_times100(budget.get("int8")))}% vs FP32 {_pct(_times100(budget.get("fp32")))}% '
+            f'(drop {_num(budget.get("drop_points"))} points), fidelity (relative RMSE of the logits) '
+            f'{_num(budget.get("fidelity"))}, after {budget.get("trials")} trial(s).</p>'
+            f"<p>Kept in high precision ({len(kept)} node(s)): "
+            + (", ".join(f"<code>{_e(n)}</code>" for n in kept) or "none") + "</p>")
+    return '<div id="int8-selection">' + "".join(parts) + "</div>"
+
+
 def _kv_table(d: Mapping[str, Any], table_id: str) -> str:
     rows = []
     for k, v in d.items():
@@ -446,6 +473,8 @@ def render_html(result: Mapping[str, Any]) -> str:
         body.append(_per_layer_text(section))
     else:
         body.append("<p>No per-layer data in this run.</p>")
+    if result.get("int8_selection"):
+        body += ["<h2>INT8 calibration choice</h2>", _int8_selection(result["int8_selection"])]
     body += ["<h2>Data</h2>", _kv_table(result.get("data") or {}, "data"),
              "<h2>Environment</h2>", _kv_table(result.get("environment") or {}, "environment")]
     title = f"Parity: {bundle.get('model', '')} — {'PASS' if ok else 'FAIL'}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-METHODS = ("entropy", "percentile", "max", "mse")
+METHODS = ("entropy", "percentile", "max", "mse", "auto")
 
 
 def add_parser(sub) -> None:
@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
     p.add_argument("--data", type=Path, required=True, metavar="PATH", help=f"calibration data: {DATA_HELP}")
     p.add_argument("--method", choices=METHODS, default="entropy", help="range selection (default entropy, "
-                   "as TensorRT's EntropyCalibration2)")
+                   "as TensorRT's EntropyCalibration2); auto tries entropy, percentile 99.9/99.99/99.999 and mse "
+                   "on the same statistics and keeps the best on the evaluation images")
     p.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     p.add_argument("--num-images", type=int, metavar="N", help="use a seeded random subset of N images")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset (default 0)")
@@ -27,6 +28,13 @@ def add_parser(sub) -> None:
                    help="inputs per ONNX Runtime call (default: %(default)s)")
     p.add_argument("--exclude", nargs="+", default=[], metavar="NODE",
                    help="ONNX node names to keep in high precision (no Q/DQ on their inputs/weights)")
+    p.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="INT8 within POINTS of FP32 top-1 on the evaluation images (of top-1 agreement with FP32 "
+                        "when they have no labels): keep the most sensitive layers in high precision, as few as "
+                        "meet it")
+    p.add_argument("--eval-data", type=Path, metavar="PATH",
+                   help="evaluation images for --max-drop and --method auto (default: a seeded held-out 20%% of "
+                        "--data, at most 1000, that calibration does not use)")
     p.add_argument("--recalibrate", action="store_true",
                    help="replace calibration results made for another model, data set or method")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
@@ -45,12 +53,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.max_drop is not None and not args.max_drop >= 0:
+        raise UsageError(f"--max-drop must be >= 0 points, got {args.max_drop}")
     if args.num_images is not None and args.num_images < 1:
         raise UsageError(f"--num-images must be >= 1, got {args.num_images}")
     bundle = open_bundle(args.bundle)
     result = calibrate(bundle, args.data, method=args.method, num_images=args.num_images, seed=args.seed,
                        batch_size=args.batch_size, exclude=args.exclude, recalibrate=args.recalibrate,
-                       skip_bad=args.skip_bad, trt_version=args.trt_version, percentile=args.percentile)
+                       skip_bad=args.skip_bad, trt_version=args.trt_version, percentile=args.percentile,
+                       max_drop=args.max_drop, eval_data=args.eval_data)
     print(f"calibrated {bundle.model_name}: Q/DQ on {result.num_qdq_activations} activation tensors and "
           f"{result.num_qdq_tensors - result.num_qdq_activations} weights, ranges of {result.num_observed} "
           f"activation tensors in trt.cache ({result.method}, {result.algorithm}), {result.num_images} images, "
@@ -58,9 +69,29 @@ def run(args: argparse.Namespace) -> int:
     if result.reused:
         print("  reused calibration/scales.json (same model, data and method): no statistics pass")
     print(f"  wrote {', '.join(result.files)}")
+    if result.evaluation is not None:
+        print(_evaluation_report(result))
+        return 0
     acc = evaluate_accuracy(bundle, result.dataset, batch_size=args.batch_size)
     if acc is not None:
         print(f"  top-1 on the calibration images ({acc.num_images}): FP32 {acc.top1['fp32']:.2%}, "
               f"INT8 {acc.top1['int8']:.2%}, agreement {acc.agreement['int8']:.2%} "
               "(ONNX Runtime; use held-out images for a fair number)")
     return 0
+
+
+def _evaluation_report(result) -> str:
+    """The method comparison and the budget trade-off, on the evaluation images."""
+    ev = result.evaluation
+    where = f"{ev['count']} images held out of {ev['source']}" if ev["held_out"] else f"{ev['count']} images of {ev['source']}"
+    lines = [f"  evaluated on {where} (ONNX Runtime, the Q/DQ model as written)"]
+    if result.auto is not None:
+        if hasattr(result.auto, "lines"):
+            lines += ["  --method auto:", *result.auto.lines()]
+        else:
+            chosen = result.auto["chosen"]
+            lines.append(f"  --method auto: reused the recorded choice ({chosen['method']}"
+                         f"{'' if chosen['percentile'] is None else ' ' + format(chosen['percentile'], 'g')})")
+    if result.budget is not None:
+        lines += [f"  --max-drop {result.budget.max_drop:g}:", *result.budget.lines()]
+    return "\n".join(lines)
