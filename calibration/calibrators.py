@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -441,28 +443,35 @@ class CalibrationConfig:
             raise UsageError(f"num_bins must be an integer >= {min_bins} for {self.method}, got {self.num_bins!r}")
 
 
-def compute_amax(collector: HistogramCollector, config: CalibrationConfig = CalibrationConfig()) -> dict[str, float]:
-    """amax per observed tensor. Always positive and finite (see ZERO_TENSOR_AMAX)."""
-    result: dict[str, float] = {}
-    for name in collector.names:
-        true_max = collector.amax(name)
-        if true_max <= 0.0:
-            result[name] = ZERO_TENSOR_AMAX
-            continue
-        if config.method == "max":
-            amax = true_max
+def compute_amax(collector: HistogramCollector, config: CalibrationConfig = CalibrationConfig(),
+                 threads: int | None = None) -> dict[str, float]:
+    """amax per observed tensor. Always positive and finite (see ZERO_TENSOR_AMAX).
+
+    Tensors are independent, so they are spread over `threads` threads (default: one per
+    CPU); the result does not depend on how many.
+    """
+    names = collector.names
+    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+        return dict(zip(names, pool.map(lambda name: _tensor_amax(collector, name, config), names)))
+
+
+def _tensor_amax(collector: HistogramCollector, name: str, config: CalibrationConfig) -> float:
+    true_max = collector.amax(name)
+    if true_max <= 0.0:
+        return ZERO_TENSOR_AMAX
+    if config.method == "max":
+        amax = true_max
+    else:
+        counts, edges = collector.histogram(name, config.num_bins)
+        if config.method == "percentile":
+            amax = percentile_amax(counts, edges, config.percentile)
+        elif config.method == "entropy":
+            amax = entropy_amax(counts, edges)
+            if amax >= edges[-1]:
+                log.warning("tensor %r: histogram too sparse for entropy calibration (nothing "
+                            "between bin %d and the max); using the max. If one far outlier "
+                            "causes it, --method percentile clips it", name, TRT_NUM_LEVELS - 1)
         else:
-            counts, edges = collector.histogram(name, config.num_bins)
-            if config.method == "percentile":
-                amax = percentile_amax(counts, edges, config.percentile)
-            elif config.method == "entropy":
-                amax = entropy_amax(counts, edges)
-                if amax >= edges[-1]:
-                    log.warning("tensor %r: histogram too sparse for entropy calibration (nothing "
-                                "between bin %d and the max); using the max. If one far outlier "
-                                "causes it, --method percentile clips it", name, TRT_NUM_LEVELS - 1)
-            else:
-                amax = mse_amax(counts, edges)
-        # A threshold never exceeds the data's max, and must stay positive.
-        result[name] = float(min(amax, true_max)) if amax > 0 else true_max
-    return result
+            amax = mse_amax(counts, edges)
+    # A threshold never exceeds the data's max, and must stay positive.
+    return float(min(amax, true_max)) if amax > 0 else true_max

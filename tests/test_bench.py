@@ -194,8 +194,8 @@ def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
 
     tool = load_tool()
     out_file = tmp_path / "calib.json"
-    rc = tool.main(["calibration", "--model", "resnet_v2_digits", "--image-size", "32", "--num-images", "8",
-                    "--batch", "4", "--workdir", str(tmp_path / "work"), "--out", str(out_file)])
+    rc = tool.main(["calibration", "--model", "resnet_v2_digits", "--image-size", "32", "--num-images", "8", "4",
+                    "12", "--batch", "4", "--workdir", str(tmp_path / "work"), "--out", str(out_file)])
     assert rc == 0
     result = json.loads(out_file.read_text())
     assert json.loads(capsys.readouterr().out) == result  # stdout carries the JSON and nothing else
@@ -203,6 +203,12 @@ def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
     assert result["ours_seconds"] > 0 and result["peer_seconds"] > 0
     assert result["ratio_peer_over_ours"] == pytest.approx(result["peer_seconds"] / result["ours_seconds"], rel=0.05)
     assert result["ours_tensors_observed"] > 0
+    # One fresh process per extra --num-images value: seconds per image and its peak RSS.
+    assert [p["num_images"] for p in result["points"]] == [4, 12]
+    for point in result["points"]:
+        assert point["seconds_per_image"] == pytest.approx(point["seconds"] / point["num_images"], abs=1e-3)
+        assert 100 < point["peak_rss_mb"] < 4000 and 0 < point["statistics_seconds"] <= point["seconds"]
+    assert "ru_maxrss" in result["peak_rss_method"]
     peer = onnx.load(str(tmp_path / "work" / "peer.int8.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in peer.graph.node)
     ours = onnx.load(str(tmp_path / "work" / "resnet_v2_digits_32" / "model.int8.onnx"))
