@@ -160,7 +160,10 @@ class HistogramCollector:
     Each tensor keeps `fine_bins` (a power of two) equal bins over [0, top]. `top` starts
     at the first non-zero batch's max; when a larger value arrives, `top` doubles (as
     often as needed) and pairs of neighbouring bins merge. The new bins are unions of old
-    ones, so growing loses no information beyond the coarser resolution.
+    ones, so growing loses no information beyond the coarser resolution. (A batch larger
+    than _CHUNK values is taken in steps of _CHUNK for this.) A value v lands in fine bin
+    floor(|v| * fine_bins / top), computed exactly (see `_bin_magnitudes`), the values
+    equal to top in the last bin.
 
     `histogram(name, bins)` re-bins to `bins` equal bins over [0, amax] by linear
     interpolation of the cumulative counts, i.e. each fine bin's count is split between

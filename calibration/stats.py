@@ -69,6 +69,46 @@ def fetch_plan(model, tensors: Sequence[str]) -> FetchPlan:
                      relu_outputs={k: tuple(v) for k, v in relu_outputs.items()})
 
 
+class _Outputs:
+    """Runs the session with every batch's activations written into the same arrays.
+
+    The first batch's outputs, as ONNX Runtime returns them, become the buffers; later
+    batches are bound to them (IOBinding), smaller ones to their leading rows. So nothing
+    the size of a batch's activations is allocated per batch, and memory does not creep up
+    over a long calibration set (new outputs per batch fragmented the heap: 1.7 GB at 64
+    images, 2.0 GB at 256 on resnet_v2_50). A batch whose outputs do not fit (larger, or an
+    output without the batch as its first axis) is run plainly and its outputs kept instead.
+    The arrays returned are valid until the next `run`.
+    """
+
+    def __init__(self, session, names: Sequence[str]):
+        self.session = session
+        self.names = list(names)
+        self.buffers: list[np.ndarray] | None = None
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.names:
+            return {}
+        rows = len(next(iter(feed.values())))
+        if self.buffers is not None and all(len(b) >= rows for b in self.buffers):
+            try:
+                return dict(zip(self.names, self._run_bound(feed, rows)))
+            except Exception as e:  # shapes that do not follow the batch: a plain run says why if it fails
+                log.debug("statistics: outputs of a %d-row batch not bound (%s); running it plainly", rows, e)
+        self.buffers = self.session.run(self.names, dict(feed))
+        return dict(zip(self.names, self.buffers))
+
+    def _run_bound(self, feed: Mapping[str, np.ndarray], rows: int) -> list[np.ndarray]:
+        binding = self.session.io_binding()
+        for name, value in feed.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        views = [b[:rows] for b in self.buffers]
+        for name, view in zip(self.names, views):
+            binding.bind_output(name, "cpu", 0, view.dtype, list(view.shape), view.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        return views
+
+
 def _update_all(collector: HistogramCollector, pool: ThreadPoolExecutor, plan: FetchPlan,
                 values: Mapping[str, np.ndarray]) -> None:
     """One batch into the collector, tensors spread over the pool's threads (largest first, so
@@ -105,16 +145,16 @@ def collect_statistics(
     collector = collector or HistogramCollector()
     collector.declare(tensors)
     plan = fetch_plan(model, tensors)
-    session = make_session(with_outputs(model, plan.fetched).SerializeToString(), threads=threads)
+    outputs = _Outputs(make_session(with_outputs(model, plan.fetched).SerializeToString(), threads=threads),
+                       plan.fetched)
 
     start = time.perf_counter()
     num_batches = num_samples = 0
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
         for feed in progress(batches, desc=desc, total=total, unit="batch"):
-            values = dict(zip(plan.fetched, session.run(list(plan.fetched), dict(feed)))) if plan.fetched else {}
+            values = outputs.run(feed)
             values.update({name: feed[name] for name in plan.fed})
             _update_all(collector, pool, plan, values)
-            del values  # the activations go before the next batch's are made
             num_batches += 1
             num_samples += len(next(iter(feed.values())))
     if num_batches == 0:
