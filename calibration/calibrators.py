@@ -90,7 +90,7 @@ class _Scratch(threading.local):
 
     def buffers(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
         have = getattr(self, "values", None)
-        if have is None or have.dtype != dtype:
+        if have is None or have.dtype != dtype or len(have) < _BLOCK:
             self.values = np.empty(_BLOCK, dtype=dtype)
             self.index = np.empty(_BLOCK, dtype=np.intp)
         return self.values, self.index
