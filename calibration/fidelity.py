@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -134,7 +134,3 @@ class EvalSet:
                 else "no labels: top-1 agreement with FP32")
         return f"{len(self)} images ({what})"
 
-
-def evaluator(evalset: EvalSet, build: Callable[..., bytes]) -> Callable[..., Evaluation]:
-    """`build(*args) -> INT8 ONNX bytes` turned into `evaluate(*args) -> Evaluation`."""
-    return lambda *args: evalset.evaluate(build(*args))

@@ -153,7 +153,7 @@ def calibrate(
     from .calibrators import TRT_NUM_BINS, CalibrationConfig, compute_amax
     from .fidelity import EvalSet
     from .qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations
-    from .selection import evaluation_data, record
+    from .selection import evaluation_data, final_evaluation, record
     from .stats import collect_statistics
 
     start = time.perf_counter()
@@ -170,7 +170,7 @@ def calibrate(
     observed = list(dict.fromkeys([*observed_tensors(model), *qdq_activations(plan)]))
 
     evalset = evaluation = None
-    if auto or max_drop is not None:
+    if auto or max_drop is not None or eval_data is not None:
         dataset, held_out, evaluation = evaluation_data(
             lambda path, num: _load_set(bundle, path, num, seed, skip_bad), data_path, eval_data, num_images, seed)
         evalset = EvalSet(held_out, fp32_path, output=_main_output(bundle), label_offset=bundle.label_offset,
@@ -234,6 +234,8 @@ def calibrate(
     int8_model = insert_qdq(model, plan, amax)
     int8_bytes = int8_model.SerializeToString()
     make_session(int8_bytes)  # refuse a model ONNX Runtime cannot load before writing anything
+    if evalset is not None:
+        evaluation["int8"] = final_evaluation(evalset, int8_bytes, chosen, budget).to_json()
     observed_amax = {t: amax[t] for t in observed}
     scales = {"format": SCALES_FORMAT, **want, "algorithm": algorithm, "seed": seed,
               "exclude": list(plan.exclude), "amax": amax, "max": maxima}

@@ -52,6 +52,15 @@ def evaluation_data(load: Callable[[Any, int | None], Any], data: Any, eval_data
     return calib, held, record
 
 
+def final_evaluation(evalset: Any, int8_bytes: bytes, auto: Any, budget: Any) -> Any:
+    """The written model's evaluation: the search's or auto's when they scored this very model."""
+    if budget is not None:
+        return budget.chosen.evaluation
+    if auto is not None and not isinstance(auto, dict):
+        return auto.chosen.evaluation
+    return evalset.evaluate(int8_bytes)
+
+
 def record(scales: dict[str, Any], int8_info: dict[str, Any], requested_method: str, evaluation: dict | None,
            auto: Any, budget: Any) -> None:
     """Add the evaluation, the method choice and the budget search to scales.json's content and
@@ -60,7 +69,7 @@ def record(scales: dict[str, Any], int8_info: dict[str, Any], requested_method: 
         return
     scales["evaluation"] = evaluation
     int8_info["requested_method"] = requested_method
-    int8_info["evaluation"] = {k: evaluation[k] for k in ("source", "held_out", "count", "sha256")}
+    int8_info["evaluation"] = {k: evaluation[k] for k in ("source", "held_out", "count", "sha256", "int8")}
     if auto is not None:
         scales["auto"] = auto if isinstance(auto, dict) else auto.to_json()
         int8_info["auto"] = scales["auto"]["chosen"]

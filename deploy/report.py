@@ -390,18 +390,20 @@ def _int8_selection(section: Mapping[str, Any]) -> str:
     where = f'{ev.get("count")} images {"held out of" if ev.get("held_out") else "of"} {ev.get("source")}'
     pct = section.get("percentile")
     method = f'{section.get("method")}{"" if pct is None else f" {pct:g}"}'
+    final = ev.get("int8") or {}
+    what = "top-1" if final.get("metric") == "accuracy" else "top-1 agreement"
     parts = [f'<p>Calibrated with <b>{_e(method)}</b> (asked: {_e(section.get("requested_method"))}), judged '
-             f"against FP32 with ONNX Runtime on {_e(where)}.</p>"]
+             f"against FP32 with ONNX Runtime on {_e(where)}: INT8 {what} {_pct(_times100(final.get('int8')))}%, "
+             f"drop {_num(final.get('drop_points'))} points, fidelity (relative RMSE of the logits) "
+             f"{_num(final.get('fidelity'))}.</p>"]
     budget = section.get("budget")
     if budget:
         what = "top-1" if budget.get("metric") == "accuracy" else "top-1 agreement"
         kept = budget.get("kept_nodes") or []
         verdict = "met" if budget.get("met") else "<b>not met</b> (the best set found is written)"
         parts.append(
-            f'<p>Budget: at most {_num(budget.get("max_drop_points"))} points of {what} below FP32: {verdict}. '
-            f'INT8 {_pct(_times100(budget.get("int8")))}% vs FP32 {_pct(_times100(budget.get("fp32")))}% '
-            f'(drop {_num(budget.get("drop_points"))} points), fidelity (relative RMSE of the logits) '
-            f'{_num(budget.get("fidelity"))}, after {budget.get("trials")} trial(s).</p>'
+            f'<p>Budget: at most {_num(budget.get("max_drop_points"))} points of {what} below FP32: {verdict}, '
+            f'after {budget.get("trials")} trial(s).</p>'
             f"<p>Kept in high precision ({len(kept)} node(s)): "
             + (", ".join(f"<code>{_e(n)}</code>" for n in kept) or "none") + "</p>")
     return '<div id="int8-selection">' + "".join(parts) + "</div>"

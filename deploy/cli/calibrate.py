@@ -33,8 +33,9 @@ def add_parser(sub) -> None:
                         "when they have no labels): keep the most sensitive layers in high precision, as few as "
                         "meet it")
     p.add_argument("--eval-data", type=Path, metavar="PATH",
-                   help="evaluation images for --max-drop and --method auto (default: a seeded held-out 20%% of "
-                        "--data, at most 1000, that calibration does not use)")
+                   help="evaluation images: INT8 is scored against FP32 on them, and --max-drop and --method auto "
+                        "choose by them (default for those two: a seeded held-out 20%% of --data, at most 1000, "
+                        "that calibration does not use)")
     p.add_argument("--recalibrate", action="store_true",
                    help="replace calibration results made for another model, data set or method")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
@@ -94,4 +95,9 @@ def _evaluation_report(result) -> str:
                          f"{'' if chosen['percentile'] is None else ' ' + format(chosen['percentile'], 'g')})")
     if result.budget is not None:
         lines += [f"  --max-drop {result.budget.max_drop:g}:", *result.budget.lines()]
+    final = ev["int8"]
+    what = "top-1" if final["metric"] == "accuracy" else "top-1 agreement with FP32"
+    fp32 = f" (FP32 {final['fp32']:.2%})" if final["metric"] == "accuracy" else ""
+    lines.append(f"  model.int8.onnx on the evaluation images: {what} {final['int8']:.2%}{fp32}, drop "
+                 f"{final['drop_points']:.2f} points, fidelity {final['fidelity']:.4f} (relative RMSE of the logits)")
     return "\n".join(lines)

@@ -146,6 +146,20 @@ def test_eval_data_without_labels_is_judged_by_agreement(bundle, digits, tmp_pat
     assert result.budget.chosen.evaluation.metric == "agreement"
     assert result.evaluation == {**result.evaluation, "held_out": False, "count": 40, "labels": False}
     assert result.budget.met and result.budget.chosen.evaluation.agreement == 1.0
+    assert result.evaluation["int8"] == result.budget.chosen.evaluation.to_json()
+
+
+def test_eval_data_alone_scores_the_written_model(bundle, digits, capsys):
+    assert main(["calibrate", str(bundle.root), "--data", str(digits[0]), "--num-images", "64",
+                 "--eval-data", str(digits[1])]) == 0
+    out = capsys.readouterr().out
+    scales = json.loads((bundle.root / "calibration/scales.json").read_text())
+    final = scales["evaluation"]["int8"]
+    assert "budget" not in scales and "auto" not in scales and not scales["evaluation"]["held_out"]
+    assert final["num_images"] == 360 and final["metric"] == "accuracy" and final["fp32"] == 1.0
+    assert f"model.int8.onnx on the evaluation images: top-1 {final['int8']:.2%} (FP32 100.00%)" in out
+    acc = _held_out_accuracy(bundle, digits[1])
+    assert acc.top1["int8"] == pytest.approx(final["int8"])  # the very model written was scored
 
 
 @pytest.mark.parametrize("argv, message", [
