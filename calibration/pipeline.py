@@ -141,7 +141,8 @@ def calibrate(
 
     `method="auto"` and `max_drop` (points of accuracy, or of top-1 agreement without labels)
     evaluate INT8 against FP32 on `eval_data`, by default a held-out part of `data_path`
-    (calibration.selection); see calibration.auto and calibration.budget.
+    (calibration.selection); see calibration.auto and calibration.budget. `eval_data` alone
+    scores the model written on it.
     """
     import onnx
 

@@ -150,8 +150,8 @@ def memory_points(bundle_dir: Path, work: Path, points: Sequence[int], image_siz
                 "print(json.dumps(calibration_point(*json.loads(sys.argv[1]))))")
         root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        done = subprocess.run([sys.executable, "-c", code, json.dumps([str(bundle_dir), str(images), batch_size, method])],
-                              capture_output=True, text=True, env=env)
+        args = json.dumps([str(bundle_dir), str(images), batch_size, method])
+        done = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise UsageError(f"calibration of {n} images failed in its child process: "
                              f"{done.stderr.strip().splitlines()[-1:] or done.returncode}")

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 def _evaluation_report(result) -> str:
     """The method comparison and the budget trade-off, on the evaluation images."""
     ev = result.evaluation
-    where = f"{ev['count']} images held out of {ev['source']}" if ev["held_out"] else f"{ev['count']} images of {ev['source']}"
+    where = f"{ev['count']} images {'held out of' if ev['held_out'] else 'of'} {ev['source']}"
     lines = [f"  evaluated on {where} (ONNX Runtime, the Q/DQ model as written)"]
     if result.auto is not None:
         if hasattr(result.auto, "lines"):
