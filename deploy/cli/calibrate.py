@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-drop", type=float, metavar="POINTS",
                    help="INT8 within POINTS of FP32 top-1 on the evaluation images (of top-1 agreement with FP32 "
                         "when they have no labels): keep the most sensitive layers in high precision, as few as "
-                        "meet it")
+                        "meet it; exit status 1 when no set does (the best one found is written)")
     p.add_argument("--eval-data", type=Path, metavar="PATH",
                    help="evaluation images: INT8 is scored against FP32 on them, and --max-drop and --method auto "
                         "choose by them (default for those two: a seeded held-out 20%% of --data, at most 1000, "
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  wrote {', '.join(result.files)}")
     if result.evaluation is not None:
         print(_evaluation_report(result))
-        return 0
+        return 1 if result.budget is not None and not result.budget.met else 0
     acc = evaluate_accuracy(bundle, result.dataset, batch_size=args.batch_size)
     if acc is not None:
         print(f"  top-1 on the calibration images ({acc.num_images}): FP32 {acc.top1['fp32']:.2%}, "

@@ -162,6 +162,21 @@ def test_eval_data_alone_scores_the_written_model(bundle, digits, capsys):
     assert acc.top1["int8"] == pytest.approx(final["int8"])  # the very model written was scored
 
 
+def test_a_budget_no_set_meets_exits_1_after_one_trial_per_layer(bundle, digits, capsys, monkeypatch):
+    import calibration.budget
+
+    monkeypatch.setattr(calibration.budget, "_within", lambda evaluation, max_drop: False)
+    assert main(["calibrate", str(bundle.root), "--data", str(digits[0]), "--num-images", "64",
+                 "--max-drop", "0.1"]) == 1
+    out = capsys.readouterr().out
+    budget = json.loads((bundle.root / "calibration/scales.json").read_text())["budget"]
+    assert not budget["met"] and len(budget["trials"]) == len(budget["ranking"]) + 1
+    assert "no set of ranked layers meets 0.1 points" in out and "written as that" in out
+    best = min(budget["trials"], key=lambda t: (-t["int8"], t["fidelity"], len(t["nodes"])))
+    assert budget["kept_nodes"] == best["nodes"]
+    _kept_nodes_have_no_quantized_inputs(bundle, best["nodes"])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--max-drop", "-1"], "--max-drop must be >= 0"),
     (["--max-drop", "1", "--eval-data", "/no/such/dir"], "/no/such/dir: no such file"),
