@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -37,8 +41,12 @@ ZERO_TENSOR_AMAX = INT8_MAX * 2.0**-14
 # KL values closer than this are treated as equal when choosing the entropy threshold.
 _KL_TIE = 1e-12
 
-# Elements histogrammed per step, to bound the temporaries a huge activation makes.
+# Values per range step: `top` is set and grown from the max of each step of this many values
+# of an update (a whole batch of all but the largest activations).
 _CHUNK = 1 << 22
+# Values binned per numpy call: the per-thread scratch (int64 indices + the values) stays in
+# cache and is allocated once, so binning makes no temporaries the size of an activation.
+_BLOCK = 1 << 16
 
 
 @dataclass
@@ -49,6 +57,100 @@ class _Stats:
     top: float = 0.0  # the fine histogram covers [0, top]; 0 until a non-zero arrives
     counts: np.ndarray | None = field(default=None, repr=False)
 
+    def step(self, hi: float, size: int, fine_bins: int) -> bool:
+        """Account for `size` values of magnitude at most `hi`: count, max, and the range
+        (set at the first non-zero, doubled while `hi` exceeds it, merging bin pairs).
+        False when the values need no binning (all zeros before any non-zero)."""
+        self.count += size
+        self.amax = max(self.amax, hi)
+        if self.counts is None:
+            if hi == 0.0:
+                self.pending_zeros += size
+                return False
+            self.top = hi
+            self.counts = np.zeros(fine_bins, dtype=np.int64)
+            self.counts[0] = self.pending_zeros
+            self.pending_zeros = 0
+        while hi > self.top:
+            self.counts = np.concatenate([self.counts.reshape(-1, 2).sum(axis=1),
+                                          np.zeros(fine_bins // 2, dtype=np.int64)])
+            self.top *= 2.0
+        return True
+
+    def add(self, bins: np.ndarray) -> None:
+        """Add fine_bins + 1 counts: the last one (values equal to top) belongs to the top bin."""
+        self.counts += bins[:-1]
+        self.counts[-1] += bins[-1]
+
+
+class _Scratch(threading.local):
+    """Per-thread binning buffers, so collector updates of different tensors may run in parallel."""
+
+    def buffers(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        have = getattr(self, "values", None)
+        if have is None or have.dtype != dtype or len(have) < _BLOCK:
+            self.values = np.empty(_BLOCK, dtype=dtype)
+            self.index = np.empty(_BLOCK, dtype=np.intp)
+        return self.values, self.index
+
+
+_SCRATCH = _Scratch()
+
+
+def _bin_magnitudes(x: np.ndarray, scale: float, fine_bins: int, relu: bool = False) -> np.ndarray:
+    """Counts of floor(|x| * scale) (of floor(max(x, 0) * scale) with `relu`) over 0..fine_bins.
+
+    The product is taken in float64, as floor(|x| * fine_bins / top) of float32 or float64 x
+    with |x| <= top: a float64 product never rounds across an integer there (its error is
+    below 2**-37 at 2**15, and a non-integer x * fine_bins / top is at least 2**-24 from the
+    next integer for 24-bit mantissas), so every value lands in the bin exact arithmetic gives.
+    """
+    values, index = _SCRATCH.buffers(x.dtype)
+    s = np.float64(scale)  # a numpy float64 scalar: float32 inputs are multiplied in float64 (NEP 50)
+    out = np.zeros(fine_bins + 1, dtype=np.int64)
+    for start in range(0, x.size, _BLOCK):
+        block = x[start:start + _BLOCK]
+        n = block.size
+        if relu:
+            np.maximum(block, 0, out=values[:n])
+        else:
+            np.abs(block, out=values[:n])
+        np.multiply(values[:n], s, out=index[:n], casting="unsafe")  # truncation = floor for >= 0
+        out += np.bincount(index[:n], minlength=fine_bins + 1)
+    return out
+
+
+def _bin_signed(x: np.ndarray, scale: float, fine_bins: int) -> np.ndarray:
+    """Counts of trunc(x * scale) + fine_bins over 0..2*fine_bins (|x| * scale <= fine_bins).
+
+    Truncation is symmetric, so the bins fold exactly into those of |x| (k and -k) and of
+    max(x, 0) (every bin at or below zero becomes bin 0): one pass serves a tensor and its Relu.
+    """
+    _, index = _SCRATCH.buffers(x.dtype)
+    s = np.float64(scale)
+    out = np.zeros(2 * fine_bins + 1, dtype=np.int64)
+    for start in range(0, x.size, _BLOCK):
+        block = x[start:start + _BLOCK]
+        n = block.size
+        np.multiply(block, s, out=index[:n], casting="unsafe")
+        index[:n] += fine_bins
+        out += np.bincount(index[:n], minlength=2 * fine_bins + 1)
+    return out
+
+
+def _fold_abs(signed: np.ndarray, fine_bins: int) -> np.ndarray:
+    """|x| counts (0..fine_bins) from `_bin_signed` counts."""
+    out = signed[fine_bins:].copy()
+    out[1:] += signed[fine_bins - 1::-1]
+    return out
+
+
+def _fold_relu(signed: np.ndarray, fine_bins: int) -> np.ndarray:
+    """max(x, 0) counts (0..fine_bins) from `_bin_signed` counts."""
+    out = signed[fine_bins:].copy()
+    out[0] = signed[:fine_bins + 1].sum()
+    return out
+
 
 class HistogramCollector:
     """Streaming histogram of |x| per tensor name, whose range grows as needed.
@@ -56,7 +158,10 @@ class HistogramCollector:
     Each tensor keeps `fine_bins` (a power of two) equal bins over [0, top]. `top` starts
     at the first non-zero batch's max; when a larger value arrives, `top` doubles (as
     often as needed) and pairs of neighbouring bins merge. The new bins are unions of old
-    ones, so growing loses no information beyond the coarser resolution.
+    ones, so growing loses no information beyond the coarser resolution. (A batch larger
+    than _CHUNK values is taken in steps of _CHUNK for this.) A value v lands in fine bin
+    floor(|v| * fine_bins / top), computed exactly (see `_bin_magnitudes`), the values
+    equal to top in the last bin.
 
     `histogram(name, bins)` re-bins to `bins` equal bins over [0, amax] by linear
     interpolation of the cumulative counts, i.e. each fine bin's count is split between
@@ -80,39 +185,61 @@ class HistogramCollector:
     def __contains__(self, name: str) -> bool:
         return name in self._stats
 
-    def update(self, name: str, array: np.ndarray) -> None:
-        """Add the values of `array` (any shape) to the statistics of tensor `name`."""
-        st = self._stats.setdefault(name, _Stats())
-        flat = np.asarray(array).reshape(-1)
-        for start in range(0, flat.size, _CHUNK):
-            self._update_chunk(name, st, np.abs(flat[start:start + _CHUNK].astype(np.float64)))
+    def declare(self, names: Sequence[str]) -> None:
+        """Create the (empty) statistics of `names` in this order, before updates from threads."""
+        for name in names:
+            self._stats.setdefault(name, _Stats())
 
-    def _update_chunk(self, name: str, st: _Stats, a: np.ndarray) -> None:
-        if a.size == 0:
+    def update(self, name: str, array: np.ndarray, relu_outputs: Sequence[str] = ()) -> None:
+        """Add the values of `array` (any shape) to the statistics of tensor `name`, and those of
+        Relu(array) to each tensor named in `relu_outputs`.
+
+        The Relu outputs get exactly what updating them with max(array, 0) would add, without
+        that array being made; where a Relu output's range equals its input's, one binning
+        pass serves both. Updates of different tensors may run in parallel threads (numpy
+        releases the GIL while binning) once `declare` has created them.
+        """
+        st = self._stats.setdefault(name, _Stats())
+        relus = [self._stats.setdefault(r, _Stats()) for r in relu_outputs]
+        flat = np.asarray(array).reshape(-1)
+        if flat.dtype not in (np.float32, np.float64):
+            flat = flat.astype(np.float64)
+        for start in range(0, flat.size, _CHUNK):
+            self._update_chunk(name, st, relus, flat[start:start + _CHUNK])
+
+    def _update_chunk(self, name: str, st: _Stats, relus: list[_Stats], x: np.ndarray) -> None:
+        if x.size == 0:
             return
-        hi = float(a.max())
-        if not math.isfinite(hi):
+        hi_pos, lo = float(x.max()), float(x.min())
+        if not (math.isfinite(hi_pos) and math.isfinite(lo)):
             raise CalibrationError(
                 f"tensor {name!r}: non-finite values (inf/NaN) in calibration activations; "
                 "check the calibration inputs and their preprocessing"
             )
-        st.count += a.size
-        st.amax = max(st.amax, hi)
-        if st.counts is None:
-            if hi == 0.0:
-                st.pending_zeros += a.size
-                return
-            st.top = hi
-            st.counts = np.zeros(self.fine_bins, dtype=np.int64)
-            st.counts[0] = st.pending_zeros
-            st.pending_zeros = 0
-        counts = st.counts
-        while hi > st.top:
-            counts = np.concatenate([counts.reshape(-1, 2).sum(axis=1),
-                                     np.zeros(self.fine_bins // 2, dtype=np.int64)])
-            st.top *= 2.0
-        idx = np.minimum((a * (self.fine_bins / st.top)).astype(np.int64), self.fine_bins - 1)
-        st.counts = counts + np.bincount(idx, minlength=self.fine_bins)
+        fine = self.fine_bins
+        hi = max(hi_pos, -lo)
+        hi_relu = hi_pos if hi_pos > 0.0 else 0.0
+        binned = st.step(hi, x.size, fine)
+        shared, own = [], []  # Relu outputs on the input's grid, and on a grid of their own
+        for r in relus:
+            if not r.step(hi_relu, x.size, fine):
+                continue
+            if hi_relu == 0.0:
+                r.counts[0] += x.size
+            else:
+                (shared if binned and r.top == st.top else own).append(r)
+        if binned and hi == 0.0:
+            st.counts[0] += x.size
+        elif shared:
+            signed = _bin_signed(x, fine / st.top, fine)
+            st.add(_fold_abs(signed, fine))
+            relu = _fold_relu(signed, fine)
+            for r in shared:
+                r.add(relu)
+        elif binned:
+            st.add(_bin_magnitudes(x, fine / st.top, fine))
+        for r in own:
+            r.add(_bin_magnitudes(x, fine / r.top, fine, relu=True))
 
     def _get(self, name: str) -> _Stats:
         try:
@@ -317,28 +444,35 @@ class CalibrationConfig:
             raise UsageError(f"num_bins must be an integer >= {min_bins} for {self.method}, got {self.num_bins!r}")
 
 
-def compute_amax(collector: HistogramCollector, config: CalibrationConfig = CalibrationConfig()) -> dict[str, float]:
-    """amax per observed tensor. Always positive and finite (see ZERO_TENSOR_AMAX)."""
-    result: dict[str, float] = {}
-    for name in collector.names:
-        true_max = collector.amax(name)
-        if true_max <= 0.0:
-            result[name] = ZERO_TENSOR_AMAX
-            continue
-        if config.method == "max":
-            amax = true_max
+def compute_amax(collector: HistogramCollector, config: CalibrationConfig = CalibrationConfig(),
+                 threads: int | None = None) -> dict[str, float]:
+    """amax per observed tensor. Always positive and finite (see ZERO_TENSOR_AMAX).
+
+    Tensors are independent, so they are spread over `threads` threads (default: one per
+    CPU); the result does not depend on how many.
+    """
+    names = collector.names
+    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+        return dict(zip(names, pool.map(lambda name: _tensor_amax(collector, name, config), names)))
+
+
+def _tensor_amax(collector: HistogramCollector, name: str, config: CalibrationConfig) -> float:
+    true_max = collector.amax(name)
+    if true_max <= 0.0:
+        return ZERO_TENSOR_AMAX
+    if config.method == "max":
+        amax = true_max
+    else:
+        counts, edges = collector.histogram(name, config.num_bins)
+        if config.method == "percentile":
+            amax = percentile_amax(counts, edges, config.percentile)
+        elif config.method == "entropy":
+            amax = entropy_amax(counts, edges)
+            if amax >= edges[-1]:
+                log.warning("tensor %r: histogram too sparse for entropy calibration (nothing "
+                            "between bin %d and the max); using the max. If one far outlier "
+                            "causes it, --method percentile clips it", name, TRT_NUM_LEVELS - 1)
         else:
-            counts, edges = collector.histogram(name, config.num_bins)
-            if config.method == "percentile":
-                amax = percentile_amax(counts, edges, config.percentile)
-            elif config.method == "entropy":
-                amax = entropy_amax(counts, edges)
-                if amax >= edges[-1]:
-                    log.warning("tensor %r: histogram too sparse for entropy calibration (nothing "
-                                "between bin %d and the max); using the max. If one far outlier "
-                                "causes it, --method percentile clips it", name, TRT_NUM_LEVELS - 1)
-            else:
-                amax = mse_amax(counts, edges)
-        # A threshold never exceeds the data's max, and must stay positive.
-        result[name] = float(min(amax, true_max)) if amax > 0 else true_max
-    return result
+            amax = mse_amax(counts, edges)
+    # A threshold never exceeds the data's max, and must stay positive.
+    return float(min(amax, true_max)) if amax > 0 else true_max

@@ -3,10 +3,15 @@
 Stages (each a small function of the previous artifact)::
 
     InputSet ──► collect_statistics (ORT, FP32 model, every float activation, one pass)
-             ──► compute_amax (entropy | percentile | max | mse)
+             ──► compute_amax (entropy | percentile | max | mse; auto: each, scored)
+             ──► [--max-drop: keep_within_budget, the ranked layers kept in float]
              ──► insert_qdq (the planned tensors) ─► model.int8.onnx
              ──► calibration/scales.json, calibration/trt.cache (every activation),
                  calibration/dataset.json
+
+`--method auto`, `--max-drop` and `--eval-data` judge INT8 against FP32 on evaluation images
+(calibration/selection.py: `--eval-data`, or a held-out part of the data); see
+calibration/auto.py and calibration/budget.py.
 
 `calibration/scales.json` remembers what the ranges were computed from (model hash,
 input-set hash, method). Running again with the same inputs reuses the ranges (no
@@ -24,13 +29,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from deploy.bundle import DATASET_JSON, ONNX_FILES, SCALES_JSON, TRT_CACHE, Bundle
 from deploy.data import DEFAULT_BATCH_SIZE
-from deploy.errors import CalibrationError
+from deploy.errors import CalibrationError, UsageError
+from deploy.int8 import AUTO_METHOD
 from deploy.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_for, write_cache
 
@@ -59,6 +65,12 @@ class CalibrationResult:
     int8_path: Path | None = None
     # The images calibrated on, for `evaluate_accuracy` without reading and checking them again.
     dataset: Any = field(default=None, repr=False, compare=False)
+    # --method auto (calibration.auto.AutoResult; its scales.json record when reused) and
+    # --max-drop (calibration.budget.BudgetResult); the evaluation set's record, with the
+    # written model's score under "int8" (None without evaluation images).
+    auto: Any = field(default=None, repr=False, compare=False)
+    budget: Any = field(default=None, repr=False, compare=False)
+    evaluation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class _Ranges:
     maxima: dict[str, float]
     reused: bool
     seconds: float = 0.0
+    auto: Any = None  # --method auto's choice: an AutoResult, or its record in a reused scales.json
 
 
 def _load_set(bundle: Bundle, data_path: Any, num_images: int | None, seed: int, skip_bad: bool):
@@ -112,14 +125,15 @@ def _changes(prev: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _inputs_record(fp32_path: Path, dataset, config: CalibrationConfig) -> dict[str, Any]:
-    """What the ranges are computed from, as scales.json records it."""
+def _inputs_record(fp32_path: Path, dataset, config: CalibrationConfig, method: str) -> dict[str, Any]:
+    """What the ranges are computed from, as scales.json records it (`method` as asked: auto
+    is recorded as auto, its choice beside it)."""
     return {
         "model_sha256": sha256_file(fp32_path),
         "dataset_sha256": dataset.sha256,
         "num_images": len(dataset),
-        "method": config.method,
-        "percentile": config.percentile if config.method == "percentile" else None,
+        "method": method,
+        "percentile": config.percentile if method == "percentile" else None,
         "num_bins": config.num_bins,
     }
 
@@ -141,19 +155,65 @@ def _reuse(scales_path: Path, prev: Mapping[str, Any], want: Mapping[str, Any], 
         )
     log.info("reusing %s (same model, calibration data and method): no statistics pass", scales_path)
     return _Ranges(amax={k: float(v) for k, v in prev["amax"].items()},
-                   maxima={k: float(v) for k, v in prev.get("max", {}).items()}, reused=True)
+                   maxima={k: float(v) for k, v in prev.get("max", {}).items()}, reused=True,
+                   auto=prev.get("auto") if want["method"] == AUTO_METHOD else None)
 
 
-def _measure(model, observed: Sequence[str], dataset, batch_size: int, config: CalibrationConfig) -> _Ranges:
-    """One statistics pass over the set, then the method's thresholds."""
+def _measure(model, observed: Sequence[str], dataset, batch_size: int, config: CalibrationConfig,
+             score: Callable[[Mapping[str, float]], Any] | None = None) -> _Ranges:
+    """One statistics pass over the set, then the method's thresholds; with `score` (--method
+    auto: amax -> the evaluation of the Q/DQ model those ranges make), every candidate
+    method's thresholds from the same histograms, the best kept."""
+    from .auto import choose_method
     from .calibrators import compute_amax
     from .stats import collect_statistics
 
     start = time.perf_counter()
     collector = collect_statistics(model, observed, dataset.batches(batch_size, desc=None),  # it shows progress
                                    total=-(-len(dataset) // batch_size))
-    return _Ranges(amax=compute_amax(collector, config), maxima={t: collector.amax(t) for t in observed},
-                   reused=False, seconds=time.perf_counter() - start)
+    auto, amax = (choose_method(collector, config.num_bins, score) if score is not None
+                  else (None, compute_amax(collector, config)))
+    # The true maxima (not the clipped thresholds): FP16 conversion checks overflow with them.
+    return _Ranges(amax=amax, maxima={t: collector.amax(t) for t in observed},
+                   reused=False, seconds=time.perf_counter() - start, auto=auto)
+
+
+def _evaluation_sets(bundle: Bundle, data_path: Any, eval_data: Any, judged: bool, num_images: int | None, seed: int,
+                     skip_bad: bool, batch_size: int):
+    """(calibration set, EvalSet, its record) when INT8 is `judged` (on `eval_data`, or on a part of
+    `data_path` held out), else (calibration set, None, None)."""
+    from .fidelity import EvalSet
+    from .selection import evaluation_data
+
+    def load(path: Any, num: int | None):
+        return _load_set(bundle, path, num, seed, skip_bad)
+
+    if not judged:
+        return load(data_path, num_images), None, None
+    if not bundle.class_outputs:
+        raise UsageError(f"{bundle.root}: --max-drop, --method auto and --eval-data judge INT8 by top-1 of a "
+                         f"[N, classes] output, and this bundle outputs feature maps only "
+                         f"({', '.join(o.name for o in bundle.outputs)}); calibrate it without them")
+    data_set, held_out, record = evaluation_data(load, data_path, eval_data, num_images, seed)
+    evalset = EvalSet(held_out, bundle.onnx_path("fp32"), output=bundle.class_outputs[0],
+                      label_offset=bundle.label_offset, batch_size=batch_size)
+    return data_set, evalset, record
+
+
+def _ranges(bundle: Bundle, model, plan, observed: Sequence[str], dataset, want: Mapping[str, Any],
+            config: CalibrationConfig, evalset, batch_size: int, recalibrate: bool) -> tuple[_Ranges, CalibrationConfig]:
+    """The ranges, measured or reused from scales.json, and the configuration they are chosen
+    with (for --method auto the candidate that scored best on `evalset`)."""
+    from .auto import chosen_config
+    from .qdq import insert_qdq
+
+    scales_path = bundle.path(SCALES_JSON)
+    prev = _read_previous(scales_path)
+    auto = want["method"] == AUTO_METHOD
+    score = (lambda amax: evalset.evaluate(insert_qdq(model, plan, amax).SerializeToString())) if auto else None
+    ranges = (_reuse(scales_path, prev, want, observed) if prev is not None and not recalibrate
+              else _measure(model, observed, dataset, batch_size, config, score))
+    return ranges, (chosen_config(ranges.auto, config, scales_path) if auto else config)
 
 
 def _write_all(bundle: Bundle, int8_bytes: bytes, scales: dict[str, Any], cache_amax: dict[str, float],
@@ -173,11 +233,12 @@ def _write_all(bundle: Bundle, int8_bytes: bytes, scales: dict[str, Any], cache_
 
 def _manifest_entry(config: CalibrationConfig, algorithm: str, want: Mapping[str, Any], seed: int, plan,
                     trt_version: str, num_observed: int) -> dict[str, Any]:
-    """The manifest's precision.int8: how model.int8.onnx and trt.cache were made."""
+    """The manifest's precision.int8: how model.int8.onnx and trt.cache were made (`config`: the
+    method used, auto's choice for --method auto)."""
     return {
         "method": config.method,
         "algorithm": algorithm,
-        "percentile": want["percentile"],
+        "percentile": config.percentile if config.method == "percentile" else None,
         "num_bins": config.num_bins,
         "num_images": want["num_images"],
         "seed": seed,
@@ -205,6 +266,8 @@ def calibrate(
     trt_version: str = DEFAULT_VERSION,
     percentile: float = 99.99,
     num_bins: int | None = None,
+    max_drop: float | None = None,
+    eval_data: str | Path | None = None,
 ) -> CalibrationResult:
     """Calibrate `bundle` on the images at `data_path` and write the INT8 artifacts.
 
@@ -214,16 +277,23 @@ def calibrate(
     serves the cache under the header of the TensorRT it runs. Raises DataError for an empty
     or unreadable set, CalibrationError for a stale scales.json (unless `recalibrate`),
     UsageError for unknown node names; the bundle is unchanged then.
+
+    `method="auto"` and `max_drop` (points of top-1, or of top-1 agreement with FP32 without
+    labels) judge INT8 against FP32 on `eval_data`, else on a held-out part of `data_path`
+    (calibration.selection, .auto, .budget); `eval_data` alone scores the model written.
     """
     import onnx
 
     from deploy.runners.ort import make_session
 
+    from .budget import keep_within_budget
     from .qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations
+    from .selection import final_evaluation, record
 
     start = time.perf_counter()
-    config = CalibrationConfig(method=method, percentile=percentile, num_bins=num_bins or TRT_NUM_BINS)
-    algorithm = calibration_algorithm_for(method)
+    # auto's candidates are configured in calibration.auto; this config checks percentile and bins.
+    config = CalibrationConfig(method="entropy" if method == AUTO_METHOD else method, percentile=percentile,
+                               num_bins=num_bins or TRT_NUM_BINS)
     fp32_path = bundle.onnx_path("fp32")
     bundle.verify_file(ONNX_FILES["fp32"])
     model = onnx.load(str(fp32_path))
@@ -232,28 +302,33 @@ def calibrate(
     # trt.cache every activation's (the Q/DQ tensors are among them).
     observed = list(dict.fromkeys([*observed_tensors(model), *qdq_activations(plan)]))
 
-    dataset = _load_set(bundle, data_path, num_images, seed, skip_bad)
-    want = _inputs_record(fp32_path, dataset, config)
-    scales_path = bundle.path(SCALES_JSON)
-    prev = _read_previous(scales_path)
-    ranges = (_reuse(scales_path, prev, want, observed) if prev is not None and not recalibrate
-              else _measure(model, observed, dataset, batch_size, config))
+    judged = method == AUTO_METHOD or max_drop is not None or eval_data is not None
+    dataset, evalset, evaluation = _evaluation_sets(bundle, data_path, eval_data, judged, num_images, seed,
+                                                    skip_bad, batch_size)
+    want = _inputs_record(fp32_path, dataset, config, method)
+    ranges, config = _ranges(bundle, model, plan, observed, dataset, want, config, evalset, batch_size, recalibrate)
+    algorithm = calibration_algorithm_for(config.method)
+    budget = None if max_drop is None else keep_within_budget(bundle, model, ranges.amax, evalset, max_drop, exclude)
+    if budget is not None:
+        plan = plan_qdq(model, exclude=[*exclude, *budget.chosen.nodes])
 
     int8_bytes = insert_qdq(model, plan, ranges.amax).SerializeToString()
     make_session(int8_bytes)  # refuse a model ONNX Runtime cannot load before writing anything
+    if evalset is not None:
+        evaluation["int8"] = final_evaluation(evalset, int8_bytes, ranges.auto, budget).to_json()
     scales = {"format": SCALES_FORMAT, **want, "algorithm": algorithm, "seed": seed,
               "exclude": list(plan.exclude), "amax": ranges.amax, "max": ranges.maxima}
+    entry = _manifest_entry(config, algorithm, want, seed, plan, trt_version, len(observed))
+    record(scales, entry, method, evaluation, ranges.auto, budget)
     files = _write_all(bundle, int8_bytes, scales, {t: ranges.amax[t] for t in observed}, trt_version, algorithm,
                        dataset.manifest())
-    bundle.manifest.setdefault("precision", {})["int8"] = _manifest_entry(config, algorithm, want, seed, plan,
-                                                                           trt_version, len(observed))
+    bundle.manifest.setdefault("precision", {})["int8"] = entry
     bundle.save()
     result = CalibrationResult(
         method=config.method, algorithm=algorithm, num_images=want["num_images"], num_observed=len(observed),
-        num_qdq_activations=len(plan.activations),
-        num_qdq_tensors=plan.num_qdq_tensors, reused=ranges.reused,
+        num_qdq_activations=len(plan.activations), num_qdq_tensors=plan.num_qdq_tensors, reused=ranges.reused,
         seconds=time.perf_counter() - start, statistics_seconds=ranges.seconds, files=files,
-        int8_path=bundle.path(INT8_ONNX), dataset=dataset,
+        int8_path=bundle.path(INT8_ONNX), dataset=dataset, auto=ranges.auto, budget=budget, evaluation=evaluation,
     )
     log.info("calibrated %d tensors (%s, %d images) in %.1f s", result.num_observed, method,
              result.num_images, result.seconds)

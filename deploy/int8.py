@@ -9,6 +9,8 @@ INT8_MAX = 127
 
 # How calibration chooses each tensor's range (calibration/calibrators.py implements them).
 CALIBRATION_METHODS = ("entropy", "max", "percentile", "mse")
+# `calibrate --method auto`: several of those on the same statistics, the best kept (calibration/auto.py).
+AUTO_METHOD = "auto"
 
 # The ONNX op types whose inputs `calibration.qdq.plan_qdq` may give Q/DQ pairs: Conv (input
 # and weight), the residual Add, the pre-activation BatchNormalization and the shortcut

@@ -11,7 +11,7 @@ from typing import Sequence
 
 
 def with_outputs(model, tensors: Sequence[str]) -> bytes:
-    """`model` (a ModelProto, left unchanged, or a path) serialized with `tensors` added as
+    """`model` (a ModelProto, left unchanged, a path or serialized bytes) serialized with `tensors` added as
     graph outputs, ready for an ONNX Runtime session.
 
     The added outputs carry no type or shape: ONNX Runtime takes them from the graph, so one
@@ -20,7 +20,9 @@ def with_outputs(model, tensors: Sequence[str]) -> bytes:
     """
     import onnx
 
-    if isinstance(model, (str, os.PathLike)):
+    if isinstance(model, bytes):
+        out = onnx.load_from_string(model)
+    elif isinstance(model, (str, os.PathLike)):
         out = onnx.load(os.fspath(model))
     else:
         out = onnx.ModelProto()

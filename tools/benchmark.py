@@ -66,7 +66,9 @@ def add_calibration(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
                        help="our INT8 calibration vs ONNX Runtime's quantize_static, same model and data")
     p.add_argument("--model", default="resnet_v2_50", help="default: %(default)s (random weights)")
     p.add_argument("--image-size", type=int, default=224, help="default: %(default)s")
-    p.add_argument("--num-images", type=int, default=64, help="default: %(default)s")
+    p.add_argument("--num-images", type=int, nargs="+", default=[64], metavar="N",
+                   help="images of the timed comparison (default: %(default)s); more values add memory points: "
+                        "our calibration alone on that many images in a fresh process, seconds per image and peak RSS")
     p.add_argument("--method", default="entropy", choices=["entropy"],
                    help="the peer comparison is defined for entropy only (default: %(default)s)")
     add_batch_size(p, 8, "calibration inputs per ONNX Runtime call")
@@ -78,8 +80,9 @@ def add_calibration(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
 def run_calibration(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.bench.calibration import benchmark_calibration
 
-    return benchmark_calibration(num_images=args.num_images, model=args.model, image_size=args.image_size,
-                                 method=args.method, workdir=args.workdir, batch_size=args.batch_size)
+    return benchmark_calibration(num_images=args.num_images[0], model=args.model, image_size=args.image_size,
+                                 method=args.method, workdir=args.workdir, batch_size=args.batch_size,
+                                 points=args.num_images[1:])
 
 
 # Registration point: each entry adds one subcommand (its parser takes `common`, the options

@@ -3,7 +3,7 @@
 Both sides start from the same FP32 ONNX and the same image files, decode and preprocess
 them the same way (our InputSet), and end with a Q/DQ ONNX file:
 
-- ours: `calibration.pipeline.calibrate` (statistics on the Q/DQ tensors only, entropy
+- ours: `calibration.pipeline.calibrate` (statistics on every float activation, entropy
   over 2048 bins as TensorRT, Q/DQ insertion, checks, bundle files), with --recalibrate.
 - peer: `onnxruntime.quantization.quantize_static` with QuantFormat.QDQ,
   CalibrationMethod.Entropy, per-channel symmetric int8 weights, symmetric int8
@@ -11,16 +11,22 @@ them the same way (our InputSet), and end with a Q/DQ ONNX file:
   bins (not configurable through quantize_static), and it observes every tensor of the
   quantizable ops, so the two do different amounts of work by design: the number is what a
   user waits for either tool, not a like-for-like kernel comparison.
+
+Memory points (`points`) run our side alone on more or fewer images, each in a fresh process:
+seconds per image, and peak resident memory, which must not grow with the number of images.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,8 +56,11 @@ def _images(folder: Path, num: int, size: int) -> Path:
 
 def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", image_size: int = 224,
                           method: str = "entropy", workdir: str | Path | None = None,
-                          batch_size: int = 8) -> dict[str, Any]:
-    """Time our calibration and ONNX Runtime's quantize_static on the same data; see the module doc."""
+                          batch_size: int = 8, points: Sequence[int] = ()) -> dict[str, Any]:
+    """Time our calibration and ONNX Runtime's quantize_static on the same data; see the module doc.
+
+    `points`: numbers of images at which our calibration runs again, each in a fresh child
+    process, for seconds per image and peak memory (see `memory_points`)."""
     import onnxruntime
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -63,8 +72,9 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
     from ..bundle import Bundle, open_bundle
     from ..export import ExportConfig, export
 
-    if num_images < 1 or batch_size < 1:
-        raise UsageError(f"need --num-images >= 1 and --batch-size >= 1, got {num_images} and {batch_size}")
+    if num_images < 1 or batch_size < 1 or any(n < 1 for n in points):
+        raise UsageError(f"need every --num-images >= 1 and --batch-size >= 1, got {[num_images, *points]} "
+                         f"and {batch_size}")
     if method != "entropy":
         raise ValueError("the peer comparison is defined for entropy only (ONNX Runtime's CalibrationMethod.Entropy)")
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bench_calibration."))
@@ -75,6 +85,7 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
         log.info("exporting %s (random weights) to %s", model, bundle_dir)
         bundle = export(ExportConfig(model=model, image_size=(image_size, image_size)), bundle_dir, force=True)
     images = _images(work / f"images_{num_images}_{image_size}", num_images, image_size)
+    load_before = os.getloadavg()
 
     t0 = time.perf_counter()
     result = calibrate(bundle, images, method=method, batch_size=batch_size, recalibrate=True)
@@ -102,6 +113,7 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
                            "CalibTensorRangeSymmetric": True, "CalibMaxIntermediateOutputs": 2},
         )
     peer = time.perf_counter() - t0
+    load_after = os.getloadavg()
     return {
         "ours_seconds": round(ours, 2),
         "ours_statistics_seconds": round(result.statistics_seconds, 2),
@@ -115,5 +127,61 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
         "method": method,
         "peer": f"onnxruntime {onnxruntime.__version__} quantize_static (QDQ, Entropy, per-channel, symmetric)",
         "machine": machine_info().to_json(),
+        "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
         "workdir": str(work),
+        **memory_points(bundle.root, work, points, image_size, batch_size, method),
     }
+
+
+def memory_points(bundle_dir: Path, work: Path, points: Sequence[int], image_size: int, batch_size: int,
+                  method: str) -> dict[str, Any]:
+    """Our calibration of `bundle_dir` on N seeded-noise images (a folder) for each N in `points`,
+    each in a fresh child process. Peak memory is the kernel's high-water mark of that process's
+    resident memory (not a sample), Python, onnx and ONNX Runtime included: see `peak_rss_mb`."""
+    if not points:
+        return {}
+    rows = []
+    for n in points:
+        images = _images(work / f"images_{n}_{image_size}", n, image_size)
+        code = ("import json, sys; from deploy.bench.calibration import calibration_point; "
+                "print(json.dumps(calibration_point(*json.loads(sys.argv[1]))))")
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        args = json.dumps([str(bundle_dir), str(images), batch_size, method])
+        done = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise UsageError(f"calibration of {n} images failed in its child process: "
+                             f"{done.stderr.strip().splitlines()[-1:] or done.returncode}")
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append({"num_images": n, **row, "seconds_per_image": round(row["seconds"] / n, 4)})
+        log.info("calibration of %d images: %.1f s, peak RSS %.0f MB", n, row["seconds"], row["peak_rss_mb"])
+    return {"points": rows, "points_input": "image folder (PNG)",
+            "peak_rss_method": "VmHWM of a fresh child process per point (the kernel's high-water mark of its "
+                               "resident memory since exec)"}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM counts from exec; ru_maxrss would also
+    count the parent's memory at fork (a child of this benchmark, which holds TensorFlow and
+    the peer's run, reported 7.5 GB for every point), so it is only the fallback elsewhere."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def calibration_point(bundle_dir: str, images: str, batch_size: int, method: str) -> dict[str, Any]:
+    """One `memory_points` row, run in the child process."""
+    from calibration.pipeline import calibrate
+
+    from ..bundle import open_bundle
+
+    t0 = time.perf_counter()
+    result = calibrate(open_bundle(bundle_dir), images, method=method, batch_size=batch_size, recalibrate=True)
+    return {"seconds": round(time.perf_counter() - t0, 2), "statistics_seconds": round(result.statistics_seconds, 2),
+            "peak_rss_mb": peak_rss_mb()}

@@ -201,6 +201,21 @@ class InputSet:
         chosen = _choose(num, seed, [str(int(r)) for r in rows])
         return self._replace(indices=rows[chosen])
 
+    def split(self, num: int, seed: int = 0) -> tuple[InputSet, InputSet]:
+        """(the rest, `num` held-out inputs), both in set order: a held-out part that
+        calibration does not see. Chosen like `subset` but under its own key ("held-out",
+        seed), so the held-out part is not the subset `subset(num, seed)` would pick."""
+        if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or not 0 < num < len(self):
+            raise UsageError(f"cannot hold out {num!r} of {len(self)} inputs; hold out at least one and keep one")
+        if self._array is None:
+            held = set(_choose(num, f"held-out/{seed}", [s.path for s in self._samples]))
+            return (self._replace(samples=[s for i, s in enumerate(self._samples) if i not in held]),
+                    self._replace(samples=[s for i, s in enumerate(self._samples) if i in held]))
+        rows = np.arange(int(self._array.shape[0])) if self._indices is None else self._indices
+        mask = np.zeros(len(rows), dtype=bool)
+        mask[_choose(num, f"held-out/{seed}", [str(int(r)) for r in rows])] = True
+        return self._replace(indices=rows[~mask]), self._replace(indices=rows[mask])
+
     # --- batches -----------------------------------------------------------------
     def batches(self, batch_size: int, desc: str | None = "inputs") -> Iterator[dict[str, np.ndarray]]:
         """{input name: float32 batch in the input's layout}; the last batch may be smaller."""
@@ -390,7 +405,7 @@ def _load_array(path: Path, input: TensorInfo) -> tuple[np.ndarray, np.ndarray |
     return array, labels
 
 
-def _choose(num: int, seed: int, keys: list[str]) -> list[int]:
+def _choose(num: int, seed: int | str, keys: list[str]) -> list[int]:
     """Positions of the `num` keys ranked first by sha256(seed, key), ascending."""
     rank = sorted(range(len(keys)),
                   key=lambda i: (hashlib.sha256(f"{seed}\0{keys[i]}".encode()).digest(), i))

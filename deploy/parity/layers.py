@@ -26,9 +26,11 @@ from .metrics import cosine_rows
 
 log = logging.getLogger("trtdeploy.parity")
 
-# Units and the root conv: the granularity at which calibration keeps layers in high
-# precision. The convs inside a unit are reported through their unit.
-_LAYER = re.compile(r"(/conv1|/bottleneck_v2|/logits)$")
+# Units (ResNet v1 and v2), the root conv, VGG's convs and fc layers, and the logits: the
+# granularity at which calibration keeps layers in high precision. The convs inside a unit
+# are reported through their unit.
+_LAYER = re.compile(r"(/conv1|/bottleneck_v[12]|/logits|/conv\d+/conv\d+_\d+|/fc\d+)$")
+_INSIDE_UNIT = re.compile(r"/bottleneck_v[12]/")
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def layer_names(bundle: Bundle) -> list[str]:
     seen: set[str] = set()
     names = []
     for key, tensor in bundle.manifest.get("end_points", {}).items():
-        if tensor in seen or not _LAYER.search(key) or "/bottleneck_v2/" in key:
+        if tensor in seen or not _LAYER.search(key) or _INSIDE_UNIT.search(key):
             continue
         seen.add(tensor)
         names.append(key)
@@ -223,11 +225,18 @@ def layer_names(bundle: Bundle) -> list[str]:
 def intermediate_values(bundle: Bundle, precision: str, feeds: Iterable[Mapping[str, np.ndarray]],
                         names: list[str]) -> dict[str, np.ndarray]:
     """Run one precision's ONNX and collect the named end_points over all feeds (float32)."""
+    return model_intermediates(bundle.onnx_path(precision), bundle.manifest["end_points"], feeds, names)
+
+
+def model_intermediates(model: Any, end_points: Mapping[str, str], feeds: Iterable[Mapping[str, np.ndarray]],
+                        names: list[str]) -> dict[str, np.ndarray]:
+    """`intermediate_values` of an ONNX model given as a path or bytes (a model not written yet,
+    such as a candidate INT8 model of `calibrate --max-drop`)."""
     from ..onnx_graph import with_outputs
     from ..runners.ort import make_session
 
-    tensors = [bundle.manifest["end_points"][n] for n in names]
-    session = make_session(with_outputs(bundle.onnx_path(precision), tensors))
+    tensors = [end_points[n] for n in names]
+    session = make_session(with_outputs(model, tensors))
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feed in feeds:
         for name, value in zip(names, session.run(tensors, dict(feed))):

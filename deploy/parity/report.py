@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from ..fsutil import atomic_write_json, atomic_write_text
 from .engine_layers import engine_layers_html
+from .int8_choice import int8_choice_html
 from .layer_timing import layer_timing_html
 from .layers import LayerSection
 from .metrics import PerClass
@@ -439,7 +440,8 @@ def _charts_and_layers(result: ParityResult, mpl) -> list[str]:
     else:
         body.append("<p>No per-layer data in this run.</p>")
     body.append(layer_timing_html(result.layer_timing, section))
-    body += ["<h2>What the engines run</h2>", engine_layers_html(result.engine_layers)]
+    body += ["<h2>What the engines run</h2>", engine_layers_html(result.engine_layers),
+             int8_choice_html(result.int8_choice)]
     return body
 
 

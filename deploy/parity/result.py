@@ -10,6 +10,7 @@ from typing import Any
 
 from ..env import MachineInfo
 from .engine_layers import EngineLayers
+from .int8_choice import Int8Choice
 from .layer_timing import EngineProfile
 from .layers import LayerSection
 from .metrics import Accuracy, Histogram, OutputMetrics
@@ -129,6 +130,7 @@ class ParityResult:
     per_layer: dict[str, LayerSection] | None = None
     engine_layers: tuple[EngineLayers, ...] = ()  # what each TensorRT engine that ran runs
     layer_timing: tuple[EngineProfile, ...] = ()  # the bundle's `trtdeploy profile` results
+    int8_choice: Int8Choice | None = None  # how model.int8.onnx was chosen (calibrate --max-drop/auto)
 
     def ran(self) -> dict[str, BackendEntry]:
         return {b: e for b, e in self.backends.items() if e.status == RAN}
@@ -142,4 +144,6 @@ class ParityResult:
             out["per_layer"] = {k: s.to_json() for k, s in self.per_layer.items()}
         out["engine_layers"] = [e.to_json() for e in self.engine_layers]
         out["layer_timing"] = [p.to_json() for p in self.layer_timing]
+        if self.int8_choice is not None:
+            out["int8_selection"] = self.int8_choice.to_json()
         return out

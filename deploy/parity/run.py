@@ -33,6 +33,7 @@ from ..runners import backend_precision
 from ..runners.base import Runner
 from . import backends as _backends
 from .engine_layers import engine_layers
+from .int8_choice import Int8Choice
 from .inputs import Batch, folder_batches, load_reference_npz, npz_batches
 from .layer_timing import load_profiles
 from .layers import LayerError, calibration_source, onnx_nodes as read_onnx_nodes, per_layer_section
@@ -276,5 +277,6 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
     return ParityResult(Reference(ref.name, ref.note, tally.reference_accuracy()), passed, verdict, ordered,
                         machine_info(), info, _bundle_info(bundle), created, layers,
                         engine_layers((b, e.engine) for b, e in ordered.items() if e.engine),
-                        load_profiles(bundle.reports_dir))  # `trtdeploy profile` writes there
+                        load_profiles(bundle.reports_dir),  # `trtdeploy profile` writes there
+                        Int8Choice.from_bundle(bundle))
 

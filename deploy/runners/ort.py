@@ -30,13 +30,18 @@ def import_ort():
     return ort
 
 
-def make_session(model: str | Path | bytes, threads: int | None = None):
-    """An ONNX Runtime CPU session with logging at error level (Q/DQ models warn by the screenful)."""
+def make_session(model: str | Path | bytes, threads: int | None = None, spinning: bool = True):
+    """An ONNX Runtime CPU session with logging at error level (Q/DQ models warn by the screenful).
+
+    `spinning=False`: ONNX Runtime's threads sleep instead of spinning while they wait, for a
+    caller that runs its own threads between runs (the calibration statistics)."""
     ort = import_ort()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     src = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])

@@ -18,8 +18,8 @@ def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
 
     tool = load_tool()
     out_file = tmp_path / "calib.json"
-    rc = tool.main(["calibration", "--model", "resnet_v2_digits", "--image-size", "32", "--num-images", "8",
-                    "--batch-size", "4", "--workdir", str(tmp_path / "work"), "--out", str(out_file)])
+    rc = tool.main(["calibration", "--model", "resnet_v2_digits", "--image-size", "32", "--num-images", "8", "4",
+                    "12", "--batch-size", "4", "--workdir", str(tmp_path / "work"), "--out", str(out_file)])
     assert rc == 0
     result = json.loads(out_file.read_text())
     assert json.loads(capsys.readouterr().out) == result  # stdout carries the JSON and nothing else
@@ -29,6 +29,17 @@ def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
     assert result["ours_tensors_observed"] > 0
     # The same machine record as every other JSON we write.
     assert {"cpu", "cpu_count", "tools"} <= set(result["machine"]) and "trtdeploy" in result["machine"]["tools"]
+    # One fresh process per extra --num-images value: seconds per image and its peak RSS.
+    assert [p["num_images"] for p in result["points"]] == [4, 12]
+    for point in result["points"]:
+        assert point["seconds_per_image"] == pytest.approx(point["seconds"] / point["num_images"], abs=1e-3)
+        assert 100 < point["peak_rss_mb"] < 4000 and 0 < point["statistics_seconds"] <= point["seconds"]
+    assert "VmHWM" in result["peak_rss_method"]
+    # A fresh process's own peak: not this (TensorFlow-holding) process's memory, which a
+    # forked child's ru_maxrss also counts.
+    from deploy.bench.calibration import peak_rss_mb
+
+    assert max(p["peak_rss_mb"] for p in result["points"]) < peak_rss_mb()
     peer = onnx.load(str(tmp_path / "work" / "peer.int8.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in peer.graph.node)
     ours = onnx.load(str(tmp_path / "work" / "resnet_v2_digits_32" / "model.int8.onnx"))

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from calibration import calibrators
 from calibration.calibrators import (
     ZERO_TENSOR_AMAX,
     CalibrationConfig,
@@ -257,3 +258,96 @@ def test_unknown_tensor_is_reported():
 def test_config_validation(kwargs, match):
     with pytest.raises(UsageError, match=match):
         CalibrationConfig(**kwargs)
+
+
+class StraightforwardCollector:
+    """The collector as first written (float64 copies, one np.abs, np.minimum, one bincount per
+    4M-value step), kept here as the reference the binning fast path must match count for count."""
+
+    def __init__(self, fine_bins: int = 16 * 2048, chunk: int = 1 << 22):
+        self.fine_bins, self.chunk, self.stats = fine_bins, chunk, {}
+
+    def update(self, name, array):
+        st = self.stats.setdefault(name, {"amax": 0.0, "count": 0, "zeros": 0, "top": 0.0, "counts": None})
+        flat = np.asarray(array).reshape(-1)
+        for start in range(0, flat.size, self.chunk):
+            a = np.abs(flat[start:start + self.chunk].astype(np.float64))
+            if a.size == 0:
+                continue
+            hi = float(a.max())
+            st["count"] += a.size
+            st["amax"] = max(st["amax"], hi)
+            if st["counts"] is None:
+                if hi == 0.0:
+                    st["zeros"] += a.size
+                    continue
+                st["top"] = hi
+                st["counts"] = np.zeros(self.fine_bins, dtype=np.int64)
+                st["counts"][0] = st["zeros"]
+            while hi > st["top"]:
+                st["counts"] = np.concatenate([st["counts"].reshape(-1, 2).sum(axis=1),
+                                               np.zeros(self.fine_bins // 2, dtype=np.int64)])
+                st["top"] *= 2.0
+            idx = np.minimum((a * (self.fine_bins / st["top"])).astype(np.int64), self.fine_bins - 1)
+            st["counts"] = st["counts"] + np.bincount(idx, minlength=self.fine_bins)
+
+
+def _assert_same_statistics(fast: HistogramCollector, ref: StraightforwardCollector, name: str):
+    st, want = fast._stats[name], ref.stats[name]
+    assert (st.amax, st.count, st.top) == (want["amax"], want["count"], want["top"]), name
+    if want["counts"] is None:
+        assert st.counts is None and st.pending_zeros == want["zeros"], name
+    else:
+        np.testing.assert_array_equal(st.counts, want["counts"], err_msg=name)
+
+
+def _activation_batches(rng, dtype):
+    """Batches shaped like activations: growing and shrinking ranges, exact zeros, values on bin
+    edges (multiples of the first max / 2**k), a batch of zeros first, a skewed sign."""
+    yield np.zeros((2, 3, 5, 5), dtype)
+    first = (rng.standard_normal((2, 3, 40, 40)) + 0.5).astype(dtype)
+    yield first
+    top = float(np.abs(first).max())
+    # Bin edges of that range in `dtype`, and their neighbours: where a product rounded in
+    # float32 would pick the wrong bin.
+    edges = ((top / 32768) * rng.integers(-40000, 40000, 5000)).astype(dtype)
+    near = np.concatenate([edges, np.nextafter(edges, dtype(np.inf)), np.nextafter(edges, dtype(-np.inf))])
+    yield np.concatenate([near, -near, np.array([top, -top, 2 * top], dtype)])
+    yield (rng.standard_normal(50_000) * 5.0 - 3.0).astype(dtype)
+    yield np.where(rng.random(30_000) < 0.5, 0.0, rng.standard_normal(30_000) * 0.01).astype(dtype)
+    yield -np.abs(rng.standard_normal(7_000) * 40.0).astype(dtype)  # no positive value at all
+    yield (rng.lognormal(0.0, 2.0, 20_000) * rng.choice([-1.0, 1.0], 20_000)).astype(dtype)
+
+
+def _reference_histogram(ref: StraightforwardCollector, name: str) -> np.ndarray:
+    """The reference's fine counts through HistogramCollector.histogram's re-binning."""
+    want = ref.stats[name]
+    c = HistogramCollector()
+    c._stats[name] = calibrators._Stats(amax=want["amax"], count=want["count"], pending_zeros=want["zeros"],
+                                        top=want["top"], counts=want["counts"])
+    return c.histogram(name)[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sign", [1.0, -1.0])  # the first batch's range set by its positive / negative side
+@pytest.mark.parametrize("chunk, block", [(1 << 22, 1 << 16), (1000, 333)])
+def test_fast_binning_gives_the_straightforward_counts_bit_for_bit(dtype, sign, chunk, block, monkeypatch):
+    """The float64 product, the per-thread blocks and the Relu outputs binned from their input
+    (not from an array of their own) change nothing: the same range, max, count and every fine
+    count as the straightforward collector fed the Relu's output."""
+    monkeypatch.setattr(calibrators, "_CHUNK", chunk)
+    monkeypatch.setattr(calibrators, "_BLOCK", block)
+    rng = np.random.default_rng(11)
+    fast, ref = HistogramCollector(), StraightforwardCollector(chunk=chunk)
+    for batch in _activation_batches(rng, dtype):
+        batch = (sign * batch).astype(dtype)
+        fast.update("x", batch, relu_outputs=("relu", "relu_again"))
+        ref.update("x", batch)
+        ref.update("relu", np.maximum(batch, 0))
+        ref.update("relu_again", np.maximum(batch, 0))
+        fast.update("alone", batch[::-1])
+        ref.update("alone", batch[::-1])
+        for name in ("x", "relu", "relu_again", "alone"):  # after every batch: later merges hide errors
+            _assert_same_statistics(fast, ref, name)
+    for name in ("x", "relu", "relu_again", "alone"):
+        np.testing.assert_array_equal(fast.histogram(name)[0], _reference_histogram(ref, name))
