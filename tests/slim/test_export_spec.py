@@ -70,6 +70,19 @@ def test_backbone_bundle_has_every_chosen_output(backbone):
                 assert np.abs(got[o] - want[o]).max() <= 1e-4 * np.abs(want[o]).max(), o
 
 
+@pytest.mark.parametrize("judge", [["--max-drop", "1"], ["--method", "auto"], ["--eval-data", "EVAL"]])
+def test_backbone_refuses_an_int8_budget_it_has_no_top1_for(backbone, tmp_path, capsys, judge):
+    """--max-drop, --method auto and --eval-data judge top-1 of a class output: a backbone's
+    feature maps have none, so one error line, exit 2, and the bundle untouched."""
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.load(backbone.path("reference.npz"))["input"])
+    judge = [str(calib) if a == "EVAL" else a for a in judge]
+    before = {p: p.stat().st_mtime_ns for p in backbone.root.rglob("*")}
+    assert main(["calibrate", str(backbone.root), "--data", str(calib), *judge]) == 2
+    assert "outputs feature maps only" in _last_error(capsys)
+    assert {p: p.stat().st_mtime_ns for p in backbone.root.rglob("*")} == before
+
+
 def test_backbone_through_calibrate_fp16_parity_and_infer(backbone, tmp_path, capsys):
     ref = np.load(backbone.path("reference.npz"))
     rng = np.random.default_rng(0)

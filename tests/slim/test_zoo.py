@@ -115,3 +115,22 @@ def test_weights_a_checkpoint_overwrites_start_as_zeros(tmp_path):
     assert not np.any(blank.variables_by_name["tiny/conv1/weights"].numpy())
     load_slim_checkpoint(blank.variables_by_name, tmp_path / "model.ckpt", "tiny")
     np.testing.assert_array_equal(blank(_x(33))[0].numpy(), trained(_x(33))[0].numpy())
+
+
+def test_per_layer_ranking_sees_resnet_v1_units_and_vgg_layers():
+    """The per-layer analysis (parity's ranking, `calibrate --max-drop`'s search order) works at
+    units and layers: ResNet v1's bottleneck_v1 units and root conv, VGG's convs and fc layers,
+    not the end points inside a unit."""
+    from types import SimpleNamespace
+
+    from deploy.parity.layers import layer_names
+
+    def names(net, size):
+        _, ep = net(_x(size))
+        return layer_names(SimpleNamespace(manifest={"end_points": {k: k for k in ep}}))
+
+    units = [f"tiny/{b}/unit_{u}/bottleneck_v1" for b, n in (("block1", 2), ("block2", 2), ("block3", 1))
+             for u in range(1, n + 1)]
+    assert names(_net(TINY_V1), 33) == ["tiny/conv1", *units, "tiny/logits"]
+    assert names(_net(TINY_VGG), 28) == [f"tiny_vgg/{layer}" for layer in (
+        "conv1/conv1_1", "conv2/conv2_1", "conv2/conv2_2", "fc6", "fc7", "fc8")]
