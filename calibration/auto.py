@@ -54,11 +54,12 @@ class AutoResult:
 
     def lines(self) -> list[str]:
         what = "top-1" if self.chosen.evaluation.metric == "accuracy" else "agreement"
-        out = [f"  {'method':<16}  {'INT8 ' + what:>14}  {'drop':>7}  {'fidelity':>8}"]
+        w = max(len("method"), *(len(t.label) for t in self.trials))
+        out = [f"  {'method':<{w}}  {'INT8 ' + what:>14}  {'drop':>7}  {'fidelity':>8}"]
         for t in self.trials:
             e = t.evaluation
             mark = "  <- chosen" if t is self.chosen else ""
-            out.append(f"  {t.label:<16}  {e.score:>14.2%}  {e.drop_points:>7.2f}  {e.fidelity:>8.4f}{mark}")
+            out.append(f"  {t.label:<{w}}  {e.score:>14.2%}  {e.drop_points:>7.2f}  {e.fidelity:>8.4f}{mark}")
         return out
 
 

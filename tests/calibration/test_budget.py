@@ -130,7 +130,10 @@ def test_auto_keeps_the_best_score_and_breaks_ties_by_fidelity():
     assert [(t.method, t.percentile) for t in result.trials] == list(CANDIDATES)
     best = min(range(1, len(seen)), key=lambda i: seen[i]["a"])
     assert result.chosen is result.trials[best] and amax == seen[best]
-    assert "<- chosen" in result.lines()[best + 1]
+    lines = result.lines()
+    assert "<- chosen" in lines[best + 1]
+    # One column per number, whatever the longest label ("percentile 99.999")
+    assert len({line.index("%") for line in lines[1:]}) == 1 and lines[0].index("top-1") < lines[1].index("%")
 
 
 def test_auto_full_tie_keeps_the_first_candidate():
