@@ -17,7 +17,6 @@ from calibration.pipeline import calibrate, evaluate_accuracy  # noqa: E402
 from calibration.qdq import observed_tensors, plan_qdq, qdq_activations  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
 from deploy.cli import main  # noqa: E402
-from deploy.digits import write_image_folder  # noqa: E402
 from deploy.errors import CalibrationError, DataError, UsageError  # noqa: E402
 from deploy.fsutil import sha256_file  # noqa: E402
 
@@ -27,18 +26,6 @@ NUM_CALIB = 128
 @pytest.fixture(scope="module")
 def exported(default_bundle_dir):
     return default_bundle_dir
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    root = tmp_path_factory.mktemp("digits")
-    return write_image_folder(root / "train", "train"), write_image_folder(root / "test", "test")
-
-
-@pytest.fixture
-def bundle(exported, tmp_path):
-    """A private copy of the exported bundle, so tests may change it."""
-    return open_bundle(shutil.copytree(exported, tmp_path / "bundle"))
 
 
 @pytest.fixture(scope="module")

@@ -42,23 +42,11 @@ onnx = pytest.importorskip("onnx")
 from calibration.pipeline import calibrate, evaluate_accuracy  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
 from deploy.cli import main  # noqa: E402
-from deploy.digits import write_image_folder  # noqa: E402
 from deploy.parity import render_html, run_parity  # noqa: E402
 
 # Calibration images (after the held-out 20% of the training digits is set aside): enough for
 # stable ranges, few enough for CI.
 NUM_CALIB = 256
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    root = tmp_path_factory.mktemp("digits")
-    return write_image_folder(root / "train", "train"), write_image_folder(root / "test", "test")
-
-
-@pytest.fixture
-def bundle(default_bundle_dir, tmp_path):
-    return open_bundle(shutil.copytree(default_bundle_dir, tmp_path / "bundle"))
 
 
 def _held_out_accuracy(bundle, test_folder):
