@@ -187,23 +187,26 @@ def ranking_feeds(evalset, images: int = RANKING_IMAGES) -> list[dict[str, Any]]
     return out
 
 
-def keep_within_budget(bundle, model, amax, evalset, max_drop: float, exclude: Sequence[str] = (),
-                       first_int8: bytes | None = None) -> BudgetResult:
+def keep_within_budget(bundle, model, amax, evalset, max_drop: float, exclude: Sequence[str] = ()) -> BudgetResult:
     """`search` on `model` with ranges `amax`: each trial places Q/DQ with the user's `exclude`
-    plus the kept nodes and is scored on `evalset`. `first_int8`: the model with nothing kept,
-    when already built."""
+    plus the kept nodes and is scored on `evalset`."""
     from .qdq import insert_qdq, plan_qdq
 
+    nothing_kept: list[bytes] = []  # built once: the first trial and the ranking both run it
+
     def build(nodes: tuple[str, ...]) -> bytes:
-        if not nodes and first_int8 is not None:
-            return first_int8
-        return insert_qdq(model, plan_qdq(model, exclude=[*exclude, *nodes]), amax).SerializeToString()
+        if not nodes and nothing_kept:
+            return nothing_kept[0]
+        built = insert_qdq(model, plan_qdq(model, exclude=[*exclude, *nodes]), amax).SerializeToString()
+        if not nodes:
+            nothing_kept.append(built)
+        return built
 
     unmapped: list[str] = []
 
     def ranking() -> list[Layer]:
         onnx_nodes = [(n.name, n.op_type) for n in model.graph.node]
-        layers, missing = rank_layers_for_search(bundle, bundle.onnx_path("fp32"), build(()), ranking_feeds(evalset),
+        layers, missing = rank_layers_for_search(bundle, model, build(()), ranking_feeds(evalset),
                                                  onnx_nodes, exclude)
         unmapped.extend(missing)
         log.info("budget: %d layers ranked (%s first)", len(layers), layers[0].name if layers else "none")

@@ -71,6 +71,12 @@ def add_keep_fp32(p: argparse.ArgumentParser, what: str, old_name: str | None = 
         add_renamed(p, old_name, "--keep-fp32", dest="keep_fp32", nargs="+", metavar="NODE")
 
 
+def add_engine_and_batch(p: argparse.ArgumentParser) -> None:
+    """`--engine PLAN` and `--batch N` of the commands that run one engine on random inputs."""
+    p.add_argument("--engine", type=Path, metavar="PLAN", help="the engine (default: the bundle's only engine)")
+    p.add_argument("--batch", type=int, metavar="N", help="batch size (default: the engine's opt batch)")
+
+
 def add_out(p: argparse.ArgumentParser, metavar: str, what: str, required: bool = False) -> None:
     """`--out`: each command says what it writes there (a directory, a plan file, ...)."""
     p.add_argument("--out", type=Path, required=required, metavar=metavar, help=what)

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .args import add_bundle, add_out
+from .args import add_bundle, add_engine_and_batch, add_out
 
 
 def add_parser(subparsers) -> None:
@@ -17,8 +16,7 @@ def add_parser(subparsers) -> None:
                     "and a GPU.",
     )
     add_bundle(p)
-    p.add_argument("--engine", type=Path, metavar="PLAN", help="the engine (default: the bundle's only engine)")
-    p.add_argument("--batch", type=int, metavar="N", help="batch size (default: the engine's opt batch)")
+    add_engine_and_batch(p)
     length = p.add_mutually_exclusive_group()
     length.add_argument("--duration", type=float, metavar="S", help="timed seconds per stream (default: 3)")
     length.add_argument("--iters", type=int, metavar="K", help="timed calls per stream instead of --duration")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_bundle, add_out
+from .args import add_bundle, add_engine_and_batch, add_out
 
 
 def add_parser(subparsers) -> None:
@@ -16,8 +16,7 @@ def add_parser(subparsers) -> None:
                     "beside the per-layer error. Needs TensorRT and a GPU.",
     )
     add_bundle(p)
-    p.add_argument("--engine", type=Path, metavar="PLAN", help="the engine (default: the bundle's only engine)")
-    p.add_argument("--batch", type=int, metavar="N", help="batch size (default: the engine's opt batch)")
+    add_engine_and_batch(p)
     p.add_argument("--iters", type=int, default=50, metavar="K", help="profiled calls (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=10, metavar="K",
                    help="calls before profiling (default: %(default)s)")

@@ -230,8 +230,8 @@ def intermediate_values(bundle: Bundle, precision: str, feeds: Iterable[Mapping[
 
 def model_intermediates(model: Any, end_points: Mapping[str, str], feeds: Iterable[Mapping[str, np.ndarray]],
                         names: list[str]) -> dict[str, np.ndarray]:
-    """`intermediate_values` of an ONNX model given as a path or bytes (a model not written yet,
-    such as a candidate INT8 model of `calibrate --max-drop`)."""
+    """`intermediate_values` of an ONNX model given as a path, bytes or a ModelProto (a model
+    not written yet, such as a candidate INT8 model of `calibrate --max-drop`)."""
     from ..onnx_graph import with_outputs
     from ..runners.ort import make_session
 

@@ -28,7 +28,7 @@ from deploy.trt import runtime as runtime_module
 from deploy.trt.sidecar import IOTensor, Sidecar, sidecar_path
 
 from .fake_cuda import FakeCuda
-from .fake_engine import TensorIOMode
+from .fake_engine import FakeEngine, TensorIOMode
 from .fakes import make_fake_trt
 
 SHAPE = (3, 224, 224)
@@ -47,29 +47,11 @@ class IdleCuda(FakeCuda):
         pass
 
 
-class ImageEngine:
+class ImageEngine(FakeEngine):
+    """FakeEngine's tensor queries on an ImageNet classifier's shapes; its contexts do no work."""
+
     io = {"input": (TensorIOMode.INPUT, (-1, *SHAPE)), "logits": (TensorIOMode.OUTPUT, (-1, CLASSES))}
-    num_io_tensors = 2
-
-    def __init__(self, cuda: FakeCuda):
-        self.cuda = cuda
-
-    def get_tensor_name(self, i):
-        return list(self.io)[i]
-
-    def get_tensor_mode(self, name):
-        return self.io[name][0]
-
-    def get_tensor_dtype(self, name):
-        from .fake_engine import DataType
-
-        return DataType.FLOAT
-
-    def get_tensor_shape(self, name):
-        return self.io[name][1]
-
-    def get_tensor_profile_shape(self, name, index):
-        return PROFILE
+    profile = PROFILE
 
     def create_execution_context(self):
         return IdleContext(self.cuda)
