@@ -170,10 +170,6 @@ class Bundle:
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
-    @property
-    def calibration_dir(self) -> Path:
-        return self.root / "calibration"
-
     # --- manifest views --------------------------------------------------
     @property
     def model_name(self) -> str:
