@@ -18,8 +18,11 @@ input-set hash, method). Running again with the same inputs reuses the ranges (n
 statistics pass); different inputs are refused unless `recalibrate=True`: a stale range
 silently applied to another model or data set is the failure this guards against.
 
-Nothing is written until every artifact is built and checked (the Q/DQ model passes
-onnx.checker and loads in ONNX Runtime); each file is then replaced atomically.
+Every input is checked before anything is written (the data, its labels, the recorded
+ranges), and nothing is written until every artifact is built and checked (the Q/DQ model
+loads in ONNX Runtime). The four files and the manifest are then committed as one update
+under the bundle's lock (deploy.bundle): a second command waits, an interrupted one leaves
+the old set.
 """
 from __future__ import annotations
 
@@ -33,12 +36,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from deploy.bundle import DATASET_JSON, ONNX_FILES, SCALES_JSON, TRT_CACHE, Bundle
+from deploy.bundle import DATASET_JSON, ONNX_FILES, SCALES_JSON, TRT_CACHE, Bundle, BundleUpdate
 from deploy.data import DEFAULT_BATCH_SIZE
-from deploy.errors import CalibrationError, UsageError
+from deploy.errors import BundleError, CalibrationError, UsageError
 from deploy.int8 import AUTO_METHOD
-from deploy.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
-from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_for, write_cache
+from deploy.fsutil import sha256_file
+from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_for, format_cache, trt_version_code
 
 from .calibrators import TRT_NUM_BINS, CalibrationConfig
 
@@ -94,19 +97,33 @@ def _load_set(bundle: Bundle, data_path: Any, num_images: int | None, seed: int,
 
     preprocess = Preprocess.from_json(bundle.preprocessing)
     # Choosing the subset inside from_path decodes only the chosen images, not the whole folder.
-    return InputSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess,
-                              skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
+    dataset = InputSet.from_path(data_path, input=bundle.inputs[0], preprocess=preprocess,
+                                 skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
+    if bundle.class_outputs:  # labels are scored against the classes: check them before any work
+        dataset.check_labels(bundle.num_classes - bundle.label_offset)
+    return dataset
 
 
-def _read_previous(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
+def _read_previous(bundle: Bundle) -> dict[str, Any] | None:
+    """The recorded ranges of an earlier run, checked against the manifest and field by field."""
+    path = bundle.path(SCALES_JSON)
+    if not path.exists():
         return None
+    fix = "pass --recalibrate to measure them again"
     try:
-        prev = json.loads(path.read_text())
+        bundle.file(SCALES_JSON)
+        prev = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise CalibrationError(f"{path}: unreadable ({e}); delete it or pass --recalibrate") from None
+        raise CalibrationError(f"{path}: unreadable ({e}); {fix}") from None
+    except BundleError as e:
+        raise CalibrationError(f"{str(e).split('; ')[0]}; {fix}") from None
     if not isinstance(prev, dict) or prev.get("format") != SCALES_FORMAT or not isinstance(prev.get("amax"), dict):
-        raise CalibrationError(f"{path}: not a scales file this version writes; pass --recalibrate to replace it")
+        raise CalibrationError(f"{path}: not a scales file this version writes; {fix}")
+    for key in ("amax", "max"):
+        for name, v in (prev.get(key) or {}).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < 3.4e38):
+                raise CalibrationError(f"{path}: {key} of tensor {name!r} is {v!r}, not a positive finite "
+                                       f"float32; {fix}")
     return prev
 
 
@@ -208,7 +225,7 @@ def _ranges(bundle: Bundle, model, plan, observed: Sequence[str], dataset, want:
     from .qdq import insert_qdq
 
     scales_path = bundle.path(SCALES_JSON)
-    prev = _read_previous(scales_path)
+    prev = None if recalibrate else _read_previous(bundle)  # --recalibrate replaces it unread
     auto = want["method"] == AUTO_METHOD
     score = (lambda amax: evalset.evaluate(insert_qdq(model, plan, amax).SerializeToString())) if auto else None
     ranges = (_reuse(scales_path, prev, want, observed) if prev is not None and not recalibrate
@@ -216,19 +233,16 @@ def _ranges(bundle: Bundle, model, plan, observed: Sequence[str], dataset, want:
     return ranges, (chosen_config(ranges.auto, config, scales_path) if auto else config)
 
 
-def _write_all(bundle: Bundle, int8_bytes: bytes, scales: dict[str, Any], cache_amax: dict[str, float],
-               trt_version: str, algorithm: str, dataset_manifest: dict[str, Any]) -> dict[str, str]:
-    """Write every file to a temporary beside its final name and rename them only once each
-    is written (a failure removes them all); return their recorded hashes. The manifest is
-    saved by the caller, last."""
-    files = (INT8_ONNX, SCALES_JSON, TRT_CACHE, DATASET_JSON)
-    with contextlib.ExitStack() as stack:
-        tmp = {rel: stack.enter_context(atomic_path(bundle.path(rel))) for rel in files}
-        atomic_write_bytes(tmp[INT8_ONNX], int8_bytes)
-        atomic_write_json(tmp[SCALES_JSON], scales)
-        write_cache(tmp[TRT_CACHE], cache_amax, version=trt_version, algorithm=algorithm)
-        atomic_write_json(tmp[DATASET_JSON], dataset_manifest)
-    return {rel: bundle.record_file(rel) for rel in files}
+def _commit(up: BundleUpdate, int8_bytes: bytes, scales: dict[str, Any], cache_amax: dict[str, float],
+            trt_version: str, algorithm: str, dataset_manifest: dict[str, Any],
+            entry: dict[str, Any]) -> dict[str, str]:
+    """The four files and the manifest's precision.int8, committed as one update; their hashes."""
+    up.write_bytes(INT8_ONNX, int8_bytes)
+    up.write_json(SCALES_JSON, scales)
+    up.write_bytes(TRT_CACHE, format_cache(cache_amax, version=trt_version, algorithm=algorithm))
+    up.write_json(DATASET_JSON, dataset_manifest)
+    up.bundle.manifest.setdefault("precision", {})["int8"] = entry
+    return up.commit()
 
 
 def _manifest_entry(config: CalibrationConfig, algorithm: str, want: Mapping[str, Any], seed: int, plan,
@@ -282,21 +296,29 @@ def calibrate(
     labels) judge INT8 against FP32 on `eval_data`, else on a held-out part of `data_path`
     (calibration.selection, .auto, .budget); `eval_data` alone scores the model written.
     """
-    import onnx
+    start = time.perf_counter()
+    trt_version_code(trt_version)  # a bad --trt-version fails before the statistics pass
+    with bundle.update("calibrate") as up:
+        return _calibrate(up, data_path, method, num_images, seed, batch_size, exclude, recalibrate, skip_bad,
+                          trt_version, percentile, num_bins, max_drop, eval_data, start)
 
+
+def _calibrate(up: BundleUpdate, data_path, method, num_images, seed, batch_size, exclude, recalibrate, skip_bad,
+               trt_version, percentile, num_bins, max_drop, eval_data, start) -> CalibrationResult:
+    """calibrate(), with the bundle held for the update."""
+    from deploy.onnx_graph import load_model
     from deploy.runners.ort import make_session
 
     from .budget import keep_within_budget
     from .qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations
     from .selection import final_evaluation, record
 
-    start = time.perf_counter()
+    bundle = up.bundle
     # auto's candidates are configured in calibration.auto; this config checks percentile and bins.
     config = CalibrationConfig(method="entropy" if method == AUTO_METHOD else method, percentile=percentile,
                                num_bins=num_bins or TRT_NUM_BINS)
     fp32_path = bundle.onnx_path("fp32")
-    bundle.verify_file(ONNX_FILES["fp32"])
-    model = onnx.load(str(fp32_path))
+    model = load_model(fp32_path, ONNX_FILES["fp32"], bundle.root)
     plan = plan_qdq(model, exclude=exclude)  # unknown node names fail before data is read
     # One statistics pass serves both files: model.int8.onnx needs the Q/DQ tensors' ranges,
     # trt.cache every activation's (the Q/DQ tensors are among them).
@@ -320,10 +342,8 @@ def calibrate(
               "exclude": list(plan.exclude), "amax": ranges.amax, "max": ranges.maxima}
     entry = _manifest_entry(config, algorithm, want, seed, plan, trt_version, len(observed))
     record(scales, entry, method, evaluation, ranges.auto, budget)
-    files = _write_all(bundle, int8_bytes, scales, {t: ranges.amax[t] for t in observed}, trt_version, algorithm,
-                       dataset.manifest())
-    bundle.manifest.setdefault("precision", {})["int8"] = entry
-    bundle.save()
+    files = _commit(up, int8_bytes, scales, {t: ranges.amax[t] for t in observed}, trt_version, algorithm,
+                    dataset.manifest(), entry)
     result = CalibrationResult(
         method=config.method, algorithm=algorithm, num_images=want["num_images"], num_observed=len(observed),
         num_qdq_activations=len(plan.activations), num_qdq_tensors=plan.num_qdq_tensors, reused=ranges.reused,

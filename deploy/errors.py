@@ -42,3 +42,11 @@ class ToolMissingError(DeployError):
 
 class EngineError(DeployError):
     """An engine that cannot be built or loaded here."""
+
+
+class WriteError(DeployError):
+    """An output that cannot be written: a full disk, a read-only file system, no permission."""
+
+
+class BundleBusyError(DeployError):
+    """Another trtdeploy command holds the bundle longer than this one waits."""

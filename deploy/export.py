@@ -17,10 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import FORMAT_VERSION, ONNX_FILES, REFERENCE_NPZ, Bundle, TensorInfo, model_warnings
+from .bundle import (FORMAT_VERSION, MANIFEST, ONNX_FILES, REFERENCE_NPZ, TOP_LEVEL, Bundle, TensorInfo,
+                     model_warnings)
+from .bundle.layout import LOCK
+from .bundle.lock import bundle_lock
 from .env import tool_versions
 from .errors import UsageError
-from .fsutil import atomic_path
+from .fsutil import check_writable_dir, is_temp, remove_path, replace_dir, sweep_temps, temp_name, write_error
 from .parity import OutputMetrics, Thresholds, compare_outputs
 from .slim.netspec import NetSpec
 from .slim.registry import DEFAULT_MODEL, REGISTRY, get_model_info, zoo_spec
@@ -71,18 +74,49 @@ class ExportConfig:
 
 
 def check_out_dir(out: Path, force: bool) -> None:
-    """Refuse a non-empty --out without --force and an unwritable parent, before any work."""
+    """Before any work: refuse an --out that is the working directory or a directory above it,
+    the home directory or /; a file; a non-empty directory without --force; with --force,
+    anything but a bundle (a manifest we wrote, and nothing a bundle does not hold); and a
+    place that cannot be written."""
+    resolved, cwd, home = out.resolve(), Path.cwd().resolve(), Path.home().resolve()
+    if resolved == Path(resolved.anchor) or resolved == home or cwd.is_relative_to(resolved):
+        which = ("the root directory" if resolved == Path(resolved.anchor) else "your home directory"
+                 if resolved == home else "the working directory" if resolved == cwd
+                 else "a directory above the working directory")
+        raise UsageError(f"--out {out}: is {which}, which a bundle never replaces; give a new directory for the "
+                         f"bundle, e.g. --out {out / 'bundle'}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UsageError(f"{out}: exists and is not empty; pass --force to replace it or choose another --out")
-    probe = out.resolve().parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UsageError(f"{probe}: is a file, so {out} cannot be created; choose another --out")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{probe}: not writable; choose an --out you can write to")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"{out}: exists and is not empty; pass --force to replace the bundle there or "
+                             "choose another --out")
+        what = not_a_bundle(out)
+        if what:
+            raise UsageError(f"{out}: --force replaces a trtdeploy bundle and nothing else, and this directory "
+                             f"{what}; move those away or choose another --out")
+    check_writable_dir(out.parent if out.exists() else out)  # the bundle is renamed in beside the old one
+
+
+def not_a_bundle(d: Path) -> str | None:
+    """What makes directory `d` other than a bundle of ours (None: it is one)."""
+    import json
+
+    manifest = d / MANIFEST
+    try:
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        m = None
+    if not (isinstance(m, dict) and isinstance(m.get("format"), int) and isinstance(m.get("model"), dict)):
+        names = sorted(p.name for p in d.iterdir())
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return (f"holds {shown}, without a {MANIFEST} written by trtdeploy" if not manifest.is_file()
+                else f"has a {MANIFEST} that trtdeploy did not write (beside {shown})")
+    foreign = sorted(p.name for p in d.iterdir() if p.name not in TOP_LEVEL and not is_temp(p))
+    if foreign:
+        more = " and more" if len(foreign) > 5 else ""
+        return f"also holds {', '.join(foreign[:5])}{more}, which is not part of a bundle"
+    return None
 
 
 def requested_spec(config: ExportConfig) -> NetSpec:
@@ -253,15 +287,24 @@ def export_parity(tf_out: dict[str, np.ndarray], ort_out: dict[str, np.ndarray])
 
 
 def export(config: ExportConfig, out: str | Path, force: bool = False) -> Bundle:
-    """Export `config.model` to the bundle directory `out` (replaced only with `force`)."""
+    """Export `config.model` to the bundle directory `out` (a bundle there is replaced only with
+    `force`, under its lock; anything else never). The new bundle is written beside `out` and
+    renamed in when complete."""
     out = Path(out)
     check_out_dir(out, force)
+    sweep_temps(out.parent)  # what an export killed earlier left beside it (ours, its process gone)
+    tmp = temp_name(out)
     try:
-        with atomic_path(out) as tmp:
-            tmp.mkdir()
-            _write_bundle(config, tmp)
-    except PermissionError as e:
-        raise UsageError(f"{out}: cannot write there ({e.strerror}); choose an --out you can write to") from None
+        tmp.mkdir(parents=True)
+        _write_bundle(config, tmp)
+        replacing = (out / MANIFEST).is_file()
+        with bundle_lock(out, exclusive=True, command="export --force") if replacing else contextlib.nullcontext():
+            check_out_dir(out, force)  # again: another command may have written there meanwhile
+            replace_dir(tmp, out)
+    except OSError as e:
+        raise write_error(out, e) from None
+    finally:
+        remove_path(tmp)
     return Bundle(out)
 
 
@@ -359,6 +402,7 @@ def _write_bundle(config: ExportConfig, tmp: Path) -> None:
     for rel in ("saved_model", ONNX_FILES["fp32"], REFERENCE_NPZ):
         bundle.record_file(rel)
     bundle.save()
+    (tmp / LOCK).touch()  # there from the start, so no later reader adds a file to the bundle
 
 
 def _preprocessing(spec: NetSpec, layout: str) -> dict[str, Any]:

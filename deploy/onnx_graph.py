@@ -7,7 +7,28 @@ Runtime (the files on disk are not touched).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
+
+from .errors import BundleError
+
+
+def load_model(path: str | os.PathLike, rel: str | None = None, root: object = None):
+    """The ModelProto at `path`; one line naming the file (and, for a bundle file `rel` of bundle
+    `root`, the command that rewrites it) when it does not parse."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(os.fspath(path))
+    except (DecodeError, ValueError, OSError) as e:
+        if rel is not None:
+            from .bundle.layout import remake_command
+
+            fix = f"write it again with `{remake_command(rel, root)}`"
+        else:
+            fix = "give an ONNX file"
+        raise BundleError(f"{Path(path)}: not a readable ONNX model ({type(e).__name__}: {e}); {fix}") from None
 
 
 def with_outputs(model, tensors: Sequence[str]) -> bytes:

@@ -35,9 +35,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .bundle import ONNX_FILES, REFERENCE_NPZ, SCALES_JSON, Bundle
+from .bundle import ONNX_FILES, REFERENCE_NPZ, SCALES_JSON, Bundle, BundleUpdate
 from .errors import BundleError, UsageError
-from .fsutil import atomic_write_bytes
 
 log = logging.getLogger("trtdeploy.precision")
 
@@ -239,34 +238,41 @@ def _retype_attributes(node) -> None:
 
 
 def _reference_feeds(bundle: Bundle) -> list[dict[str, np.ndarray]]:
-    path = bundle.path(REFERENCE_NPZ)
-    if not path.is_file():
-        raise BundleError(f"{path}: missing; FP16 range checks run on the reference inputs (re-run `trtdeploy export`)")
-    with np.load(path) as ref:
-        return [{bundle.inputs[0].name: np.ascontiguousarray(ref["input"], dtype=np.float32)}]
+    from .bundle.reference import load_reference_npz
+
+    # FP16 range checks run on the reference inputs (checked against the manifest there).
+    return [{bundle.inputs[0].name: np.ascontiguousarray(load_reference_npz(bundle)["input"], dtype=np.float32)}]
 
 
 def _calibrated_maxima(bundle: Bundle) -> dict[str, float]:
-    path = bundle.path(SCALES_JSON)
-    if not path.is_file():
+    if not bundle.path(SCALES_JSON).exists():
         return {}
-    bundle.verify_file(SCALES_JSON)
-    data = json.loads(path.read_text())
+    path = bundle.file(SCALES_JSON)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        maxima = {k: float(v) for k, v in data.get("max", {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise BundleError(f"{path}: unreadable ({e}); write it again with "
+                          f"`trtdeploy calibrate {bundle.root} --data DATA --recalibrate`") from None
     if data.get("model_sha256") != bundle.file_hash(ONNX_FILES["fp32"]):
         log.info("%s is for another model.onnx; FP16 ranges from the reference inputs only", path)
         return {}
-    return {k: float(v) for k, v in data.get("max", {}).items()}
+    return maxima
 
 
 def convert_fp16(bundle: Bundle, keep_fp32: Sequence[str] = ()) -> Path:
-    """Write `model.fp16.onnx` for `bundle`, check it runs in ONNX Runtime, record it in the manifest."""
-    import onnx
+    """Write `model.fp16.onnx` for `bundle`, check it runs in ONNX Runtime, record it in the
+    manifest (one update, under the bundle's lock)."""
+    with bundle.update("fp16") as up:
+        return _convert(up, keep_fp32)
 
+
+def _convert(up: BundleUpdate, keep_fp32: Sequence[str]) -> Path:
+    from .onnx_graph import load_model
     from .runners.ort import make_session
 
-    src = bundle.onnx_path("fp32")
-    bundle.verify_file(ONNX_FILES["fp32"])
-    model = onnx.load(str(src))
+    bundle = up.bundle
+    model = load_model(bundle.onnx_path("fp32"), ONNX_FILES["fp32"], bundle.root)
     ranges = tensor_ranges(model, _reference_feeds(bundle))
     calibrated = _calibrated_maxima(bundle)
     for t, m in calibrated.items():
@@ -275,8 +281,8 @@ def convert_fp16(bundle: Bundle, keep_fp32: Sequence[str] = ()) -> Path:
     fp16 = to_fp16(model, plan.kept_fp32)
     data = fp16.SerializeToString()
     make_session(data)  # refuse to write a file ONNX Runtime cannot load
-    out = atomic_write_bytes(bundle.path(ONNX_FILES["fp16"]), data)
-    bundle.record_file(ONNX_FILES["fp16"])
+    up.write_bytes(ONNX_FILES["fp16"], data)
+    out = bundle.path(ONNX_FILES["fp16"])
     bundle.manifest.setdefault("precision", {})["fp16"] = {
         "onnx": ONNX_FILES["fp16"],
         "kept_fp32": list(plan.kept_fp32),
@@ -286,6 +292,6 @@ def convert_fp16(bundle: Bundle, keep_fp32: Sequence[str] = ()) -> Path:
         "num_casts": sum(1 for n in fp16.graph.node if n.op_type == "Cast") - sum(
             1 for n in model.graph.node if n.op_type == "Cast"),
     }
-    bundle.save()
+    up.commit()
     log.debug("wrote %s (%d nodes kept FP32)", out, len(plan.kept_fp32))  # callers say what they did
     return out

@@ -44,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import interrupts
+
+    with interrupts.handled():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as e:  # also one that arrived while parsing or starting up
+            print(f"error: {'terminated' if isinstance(e, interrupts.Terminated) else 'interrupted'}",
+                  file=sys.stderr)
+            return interrupts.exit_status(e)
+
+
+def _main(argv: list[str] | None) -> int:
+    from .. import interrupts
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.verbose:  # -v keeps TensorFlow's own start-up logging
@@ -59,13 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        interrupts.raise_if_interrupted()  # a Ctrl-C swallowed on the way still ends the command
+        return status
     except DeployError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except OSError as e:
+        # An OS error no stage turned into a DeployError (a full disk, a read-only file system, ...):
+        # still one line, with the path.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,8 +12,14 @@ Standard library only: every parser is built on start-up, `--help` included.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:  # building the parser imports no bundle code
+    from ..bundle import Bundle
 
 BUNDLE_HELP = "bundle directory written by `trtdeploy export`"
 DATA_HELP = ("an image folder (JPEG/PNG, searched recursively; class subfolders DIR/<class>/ give labels), "
@@ -40,7 +46,27 @@ def add_renamed(p: argparse.ArgumentParser, old: str, new: str, **kwargs) -> Non
 
 
 def add_bundle(p: argparse.ArgumentParser) -> None:
+    """BUNDLE, and `--verify`: how thoroughly its files are checked against the manifest."""
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
+    p.add_argument("--verify", action="store_true",
+                   help="hash every bundle file read against the manifest (default: hash a file only when its "
+                        "size or modification time differs from the recorded one)")
+
+
+@contextlib.contextmanager
+def held_bundle(args: argparse.Namespace, command: str, write: bool) -> Iterator[Bundle]:
+    """The bundle of `args`, held for the command: exclusively by a command that writes into it
+    (a second one waits), shared by one that only reads it (no update commits meanwhile)."""
+    from ..bundle import open_bundle
+
+    bundle = open_bundle(args.bundle, verify=args.verify)
+    with (bundle.update(command) if write else bundle.reading(command)):
+        yield bundle
+
+
+def inside(path: Path | None, root: Path) -> bool:
+    """Whether an output path lands in the bundle at `root` (None: the command's default, which does)."""
+    return path is None or Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
 
 
 def add_data(p: argparse.ArgumentParser, purpose: str, required: bool = False, old_name: str | None = None) -> None:

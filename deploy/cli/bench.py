@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_bundle, add_engine_and_batch, add_out
+from .args import add_bundle, add_engine_and_batch, add_out, held_bundle, inside
 
 
 def add_parser(subparsers) -> None:
@@ -32,18 +32,19 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import open_bundle
-    from ..fsutil import atomic_write_json
+    from ..fsutil import atomic_write_json, check_writable_dir
     from ..trt.enginebench import BenchConfig, bench_engine, summary_text
     from .profile import engine_of
 
     config = BenchConfig(batch=args.batch, iters=args.iters, duration_s=args.duration, warmup_s=args.warmup,
                          streams=args.streams, cuda_graph=args.cuda_graph)
-    bundle = open_bundle(args.bundle)
-    plan = engine_of(bundle, args.engine)
-    result = bench_engine(plan, config)
-    name = plan.name[: -len(".plan")] if plan.name.endswith(".plan") else plan.name
-    out = atomic_write_json(args.out or bundle.reports_dir / f"bench.{name}.json", result)
+    with held_bundle(args, "bench", write=inside(args.out, args.bundle)) as bundle:
+        plan = engine_of(bundle, args.engine)
+        name = plan.name[: -len(".plan")] if plan.name.endswith(".plan") else plan.name
+        out = args.out or bundle.reports_dir / f"bench.{name}.json"
+        check_writable_dir(out.parent)
+        result = bench_engine(plan, config)
+        atomic_write_json(out, result)
     print(summary_text(result))
     print(f"bench: {out}")
     return 0

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..trt.choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
-from .args import add_bundle, add_data, add_out
+from .args import add_bundle, add_data, add_out, held_bundle
 
 
 def add_parser(subparsers) -> None:
@@ -47,7 +47,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import open_bundle
     from ..trt.build import BuildConfig, build_engine
 
     config = BuildConfig(
@@ -56,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         hardware_compat=args.hardware_compat, tf32=args.tf32, calib_data=args.data,
         out=args.out, dla_core=args.dla_core, gpu_fallback=args.gpu_fallback,
     )
-    plan = build_engine(open_bundle(args.bundle), config)
+    with held_bundle(args, "build", write=True) as bundle:
+        plan = build_engine(bundle, config)
     print(plan)
     print_layer_summary(plan)
     return 0

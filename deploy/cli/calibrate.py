@@ -7,7 +7,7 @@ from pathlib import Path
 from ..data import DEFAULT_BATCH_SIZE
 from ..int8 import AUTO_METHOD, CALIBRATION_METHODS
 from ..trt.calibration_cache import DEFAULT_VERSION
-from .args import add_batch_size, add_bundle, add_data, add_keep_fp32, add_skip_bad, add_subset
+from .args import add_batch_size, add_bundle, add_data, add_keep_fp32, add_skip_bad, add_subset, held_bundle
 
 
 def add_parser(sub) -> None:
@@ -47,10 +47,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calibration.pipeline import calibrate, evaluate_accuracy
-
-    from ..bundle import open_bundle
     from ..errors import UsageError
+    from ..trt.calibration_cache import trt_version_code
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -60,7 +58,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-drop must be >= 0 points, got {args.max_drop}")
     if args.eval_data is not None and not args.eval_data.exists():
         raise UsageError(f"--eval-data {args.eval_data}: no such file or directory")
-    bundle = open_bundle(args.bundle)
+    trt_version_code(args.trt_version)  # before any work
+    with held_bundle(args, "calibrate", write=True) as bundle:
+        return _calibrate(args, bundle)
+
+
+def _calibrate(args: argparse.Namespace, bundle) -> int:
+    """The run and its report, the bundle held (the scoring after it reads what was written)."""
+    from calibration.pipeline import calibrate, evaluate_accuracy
+
     result = calibrate(bundle, args.data, method=args.method, num_images=args.num_images, seed=args.seed,
                        batch_size=args.batch_size, exclude=args.keep_fp32, recalibrate=args.recalibrate,
                        skip_bad=args.skip_bad, trt_version=args.trt_version, percentile=args.percentile,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_bundle, add_keep_fp32
+from .args import add_bundle, add_keep_fp32, held_bundle
 
 
 def add_parser(sub) -> None:
@@ -16,11 +16,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import open_bundle
     from ..precision import convert_fp16
 
-    bundle = open_bundle(args.bundle)
-    path = convert_fp16(bundle, keep_fp32=args.keep_fp32)
+    with held_bundle(args, "fp16", write=True) as bundle:
+        path = convert_fp16(bundle, keep_fp32=args.keep_fp32)
     info = bundle.manifest["precision"]["fp16"]
     print(f"wrote {path} ({len(info['kept_fp32'])} nodes kept FP32)")
     for node, reason in info["kept_fp32_reasons"].items():

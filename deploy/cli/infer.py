@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UsageError
-from .args import add_bundle
+from .args import add_bundle, held_bundle
 
 BACKENDS = ("onnxruntime", "tensorrt")
 ORT_CHUNK = 32  # images per ONNX Runtime call: bounds memory for long image lists
@@ -122,48 +122,45 @@ def pick_engine(bundle) -> Path:
 def run(args: argparse.Namespace) -> int:
     from deploy.data.preprocess import Preprocess
 
-    from ..bundle import open_bundle
-
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: give at least 1")
     backend = args.backend or ("tensorrt" if args.engine else "onnxruntime")
     if args.engine and backend != "tensorrt":
         raise UsageError("--engine runs TensorRT; drop --backend onnxruntime or --engine")
-    bundle = open_bundle(args.bundle)
-    if args.labels and not bundle.class_outputs:
-        raise UsageError(f"--labels {args.labels}: {bundle.root} has no [N, classes] output to name (its outputs "
-                         "are feature maps, shown by value range); drop --labels")
-    labels = read_labels(args.labels, bundle.num_classes, bundle.label_offset) if args.labels else None
-    (tensor,) = bundle.inputs  # image classifiers have one input
-    preprocess = Preprocess.from_json(bundle.preprocessing)
-    images = np.stack([preprocess.load(p) for p in args.images]).astype(tensor.dtype, copy=False)
+    with held_bundle(args, "infer", write=False) as bundle:
+        if args.labels and not bundle.class_outputs:
+            raise UsageError(f"--labels {args.labels}: {bundle.root} has no [N, classes] output to name (its "
+                             "outputs are feature maps, shown by value range); drop --labels")
+        labels = read_labels(args.labels, bundle.num_classes, bundle.label_offset) if args.labels else None
+        (tensor,) = bundle.inputs  # image classifiers have one input
+        preprocess = Preprocess.from_json(bundle.preprocessing)
+        images = np.stack([preprocess.load(p) for p in args.images]).astype(tensor.dtype, copy=False)
 
-    if backend == "tensorrt":
-        from ..trt.runtime import TrtRunner
+        if backend == "tensorrt":
+            from ..trt.runtime import TrtRunner
 
-        runner = TrtRunner(args.engine or pick_engine(bundle), timing=False, cuda_graph=args.cuda_graph)
-    else:
-        from ..runners.ort import OrtRunner
+            runner = TrtRunner(args.engine or pick_engine(bundle), timing=False, cuda_graph=args.cuda_graph)
+        else:
+            from ..runners.ort import OrtRunner
 
-        runner = OrtRunner(bundle.onnx_path("fp32"))
-    chunk = runner.max_batch or ORT_CHUNK
-    chunks: list[dict[str, np.ndarray]] = []
-    with runner:
-        for i in range(0, len(images), chunk):
-            chunks.append(runner.infer({tensor.name: np.ascontiguousarray(images[i:i + chunk])}))
-    outputs = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
-    classes = [n for n in bundle.class_outputs if n in outputs]
-    # A backbone's feature maps have no classes to rank: each is shown by its shape and value
-    # range per image, enough to see that the engine ran and gave finite, non-trivial features.
-    dense = [o.name for o in bundle.outputs if o.name in outputs and o.name not in classes]
-    probs_all = probabilities({n: outputs[n] for n in classes}) if classes else None
-    results = []
-    for i, path in enumerate(args.images):
-        top = top_k(probs_all[i], min(args.top_k, probs_all.shape[-1]), bundle.label_offset, labels) \
-            if probs_all is not None else None
-        results.append((path, top, {n: feature_stats(outputs[n][i]) for n in dense}))
-
-    _show(args, bundle, runner.name, results)
+            runner = OrtRunner(bundle.onnx_path("fp32"))
+        chunk = runner.max_batch or ORT_CHUNK
+        chunks: list[dict[str, np.ndarray]] = []
+        with runner:
+            for i in range(0, len(images), chunk):
+                chunks.append(runner.infer({tensor.name: np.ascontiguousarray(images[i:i + chunk])}))
+        outputs = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+        classes = [n for n in bundle.class_outputs if n in outputs]
+        # A backbone's feature maps have no classes to rank: each is shown by its shape and value
+        # range per image, enough to see that the engine ran and gave finite, non-trivial features.
+        dense = [o.name for o in bundle.outputs if o.name in outputs and o.name not in classes]
+        probs_all = probabilities({n: outputs[n] for n in classes}) if classes else None
+        results = []
+        for i, path in enumerate(args.images):
+            top = top_k(probs_all[i], min(args.top_k, probs_all.shape[-1]), bundle.label_offset, labels) \
+                if probs_all is not None else None
+            results.append((path, top, {n: feature_stats(outputs[n][i]) for n in dense}))
+        _show(args, bundle, runner.name, results)
     return 0
 
 

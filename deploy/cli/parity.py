@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..data import DEFAULT_BATCH_SIZE
 from ..runners import BACKENDS
-from .args import add_batch_size, add_bundle, add_data, add_out, add_skip_bad, add_subset
+from .args import add_batch_size, add_bundle, add_data, add_out, add_skip_bad, add_subset, held_bundle, inside
 
 if TYPE_CHECKING:  # building the parser must not import deploy.parity
     from ..parity import ParityResult
@@ -78,15 +78,21 @@ def _per_layer(bundle, backends: str | None) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import open_bundle
     from ..errors import UsageError
-    from ..parity import engines_by_precision, parse_threshold_args, run_parity, write_report
+    from ..parity.report import check_report_dir
 
-    bundle = open_bundle(args.bundle)
     # Paths the user typed are checked before any work (the per-layer pass takes a while).
     if args.data is not None and not args.data.exists():
         raise UsageError(f"--data {args.data}: no such file or directory; give an image folder, a .txt list of "
                          "images or a .npy/.npz array")
+    with held_bundle(args, "parity", write=inside(args.out, args.bundle)) as bundle:
+        check_report_dir(args.out or bundle.reports_dir)
+        return _run(args, bundle)
+
+
+def _run(args: argparse.Namespace, bundle) -> int:
+    from ..parity import engines_by_precision, parse_threshold_args, run_parity, write_report
+
     engines = engines_by_precision(args.engine)
     result = run_parity(bundle, backends=args.backends, data=args.data, num_images=args.num_images,
                         engines=engines or None, thresholds=parse_threshold_args(args.threshold),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_bundle, add_engine_and_batch, add_out
+from .args import add_bundle, add_engine_and_batch, add_out, held_bundle, inside
 
 
 def add_parser(subparsers) -> None:
@@ -38,15 +38,16 @@ def engine_of(bundle, engine: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import open_bundle
-    from ..fsutil import atomic_write_json
+    from ..fsutil import atomic_write_json, check_writable_dir
     from ..parity.layer_timing import profile_path
     from ..trt.profiler import profile_engine, top_layers_text
 
-    bundle = open_bundle(args.bundle)
-    plan = engine_of(bundle, args.engine)
-    result = profile_engine(plan, batch=args.batch, iters=args.iters, warmup=args.warmup)
-    out = atomic_write_json(args.out or profile_path(bundle.reports_dir, plan), result)
+    with held_bundle(args, "profile", write=inside(args.out, args.bundle)) as bundle:
+        plan = engine_of(bundle, args.engine)
+        out = args.out or profile_path(bundle.reports_dir, plan)
+        check_writable_dir(out.parent)
+        result = profile_engine(plan, batch=args.batch, iters=args.iters, warmup=args.warmup)
+        atomic_write_json(out, result)
     print(f"{plan.name}, batch {result['batch']}: {result['total_ms']['median']:.4f} ms per call "
           f"(sum of layer times, median of {result['calls']} calls)")
     print(top_layers_text(result, args.top))

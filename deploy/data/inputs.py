@@ -168,6 +168,25 @@ class InputSet:
             return None
         return np.array([s.label for s in self._samples], dtype=np.int64)
 
+    def check_labels(self, num_labels: int) -> None:
+        """Refuse, naming the source and the first such entry, a label outside 0..num_labels-1
+        (the classes of the model that scores them); called before any work is done."""
+        labels = self.labels
+        if labels is None:
+            return
+        bad = np.flatnonzero((labels < 0) | (labels >= num_labels))
+        if not len(bad):
+            return
+        i = int(bad[0])
+        if self._array is not None:
+            row = i if self._indices is None else int(self._indices[i])
+            where = f"row {row} of 'labels'"
+        else:
+            where = f"entry {self._samples[i].path!r}"
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(f"{self.source}: label {int(labels[i])} of {where}{more} is outside 0..{num_labels - 1}, "
+                        f"the model's {num_labels} classes; fix the labels")
+
     @property
     def class_names(self) -> list[str] | None:
         return None if self._class_names is None else list(self._class_names)
@@ -397,12 +416,30 @@ def _load_array(path: Path, input: TensorInfo) -> tuple[np.ndarray, np.ndarray |
         raise DataError(f"{path}: array of shape {tuple(array.shape)}; expected {_expected(input)}")
     if array.shape[0] == 0:
         raise DataError(f"{path}: the array holds no inputs (shape {tuple(array.shape)})")
+    _check_finite(path, array)
     if labels is not None:
         if labels.ndim != 1 or len(labels) != array.shape[0] or not np.issubdtype(labels.dtype, np.integer):
             raise DataError(f"{path}: 'labels' of shape {labels.shape} {labels.dtype}; expected "
                             f"({array.shape[0]},) integers, one per input")
         labels = labels.astype(np.int64)
     return array, labels
+
+
+_FINITE_CHUNK_BYTES = 64 << 20  # a memory-mapped .npy is scanned this much at a time
+
+
+def _check_finite(path: Path, array: np.ndarray) -> None:
+    """Refuse NaN or inf inputs, naming the file and the rows: a model fed them answers NaN,
+    which parity would blame on a backend and calibration on a tensor."""
+    step = max(1, _FINITE_CHUNK_BYTES // max(1, array[:1].nbytes))
+    bad: list[int] = []
+    for start in range(0, array.shape[0], step):
+        block = np.asarray(array[start:start + step])
+        bad += (start + np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))).tolist()
+    if bad:
+        rows = ", ".join(map(str, bad[:_MAX_NAMED])) + (f" and {len(bad) - _MAX_NAMED} more" if len(bad) > _MAX_NAMED
+                                                       else "")
+        raise DataError(f"{path}: NaN or inf values in row(s) {rows}; inputs must be finite (fix or drop those rows)")
 
 
 def _choose(num: int, seed: int | str, keys: list[str]) -> list[int]:

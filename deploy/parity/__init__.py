@@ -14,10 +14,11 @@
 Every module needs only numpy at import; TensorFlow, ONNX Runtime, TensorRT, onnx and
 matplotlib are imported where they are used.
 """
+from ..bundle.reference import load_reference_npz
 from ..runners import BACKENDS, backend_precision
 # The runner factory is used as `backends.make_runner`: one name to replace it by (the tests' fakes).
 from .backends import Skip, engine_path, engine_precision, engines_by_precision, installed, parse_backends
-from .inputs import Batch, folder_batches, load_reference_npz, npz_batches
+from .inputs import Batch, folder_batches, npz_batches
 from .layers import (LayerError, LayerSection, RankedLayer, compare_intermediates, keep_in_high_precision,
                      per_layer_errors, per_layer_section, rank_layers)
 from .metrics import Accuracy, AccuracyCounter, Histogram, OutputComparison, OutputMetrics, accuracy, compare_outputs

@@ -21,19 +21,6 @@ class Batch:
     reference: dict[str, np.ndarray] | None  # stored TF outputs (reference.npz), else None
 
 
-def load_reference_npz(bundle: Bundle) -> dict[str, np.ndarray]:
-    """reference.npz's arrays, checked against the manifest's hash first."""
-    path = bundle.path(REFERENCE_NPZ)
-    if not path.is_file():
-        raise BundleError(f"{path}: missing; pass --data DIR, or re-run `trtdeploy export` to write it")
-    bundle.verify_file(REFERENCE_NPZ)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{path}: unreadable ({e}); re-run `trtdeploy export`") from None
-
-
 def _npz_feeds(bundle: Bundle, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     feeds: dict[str, np.ndarray] = {}
     for i, info in enumerate(bundle.inputs):
@@ -81,6 +68,8 @@ def folder_batches(bundle: Bundle, data: str | Path, batch_size: int, num_images
     dataset = InputSet.from_path(data, input=bundle.inputs[0],
                                        preprocess=Preprocess.from_json(bundle.preprocessing),
                                        skip_bad=skip_bad, skip_option="--skip-bad", num=num_images, seed=seed)
+    if bundle.class_outputs:
+        dataset.check_labels(bundle.num_classes - bundle.label_offset)
 
     def gen() -> Iterator[Batch]:
         for feed, labels in dataset.batches_with_labels(batch_size, desc="parity"):

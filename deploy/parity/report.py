@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..fsutil import atomic_write_json, atomic_write_text
+from ..errors import UsageError
+from ..fsutil import FileSet, check_writable_dir
 from .engine_layers import engine_layers_html
 from .int8_choice import int8_choice_html
 from .layer_timing import layer_timing_html
@@ -52,6 +53,33 @@ td{white-space:nowrap} .scroll{overflow-x:auto}
 """
 
 
+_GENERATOR = '<meta name="generator" content="trtdeploy parity">'
+
+
+def _ours(path: Path) -> bool:
+    """Whether a parity.json/parity.html already there is a report of ours (else not ours to replace)."""
+    if path.suffix == ".json":  # every version's parity.json has its backends
+        previous = _previous_result(path)
+        return previous is not None and "backends" in previous
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2048)
+    except OSError:
+        return False
+    return _GENERATOR.encode() in head or b"<title>Parity: " in head  # the second: reports before the marker
+
+
+def check_report_dir(out_dir: str | Path) -> None:
+    """Before the run: the report directory can be written, and what it holds under the report's
+    names is a report of ours."""
+    out = Path(out_dir)
+    check_writable_dir(out)
+    for name in (JSON_NAME, HTML_NAME):
+        if (out / name).exists() and not _ours(out / name):
+            raise UsageError(f"{out / name}: exists and is not a trtdeploy parity report; move it away or choose "
+                             "another --out")
+
+
 def write_report(result: ParityResult, out_dir: str | Path) -> tuple[Path, Path]:
     """Write `parity.json` and `parity.html` into `out_dir` (atomically); return both paths.
 
@@ -62,14 +90,18 @@ def write_report(result: ParityResult, out_dir: str | Path) -> tuple[Path, Path]
     names both.
     """
     out = Path(out_dir)
+    check_report_dir(out)
     json_path, html_path = out / JSON_NAME, out / HTML_NAME
     why = _compared_less(result, _previous_result(json_path))
     if why:
         json_path, html_path = _beside(out, result.created)
         log.warning("%s: kept the previous report, which compared more (%s); this run's report is %s",
                     out / HTML_NAME, why, html_path)
-    atomic_write_json(json_path, result.to_json())
-    atomic_write_text(html_path, render_html(result))
+    html_text = render_html(result)
+    with FileSet(out, "`trtdeploy parity`") as files:  # the pair replaces the old pair, or nothing does
+        files.write_json(json_path, result.to_json())
+        files.write_text(html_path, html_text)
+        files.commit()
     return json_path, html_path
 
 
@@ -460,6 +492,6 @@ def render_html(result: ParityResult) -> str:
     body += ["<h2>Data</h2>", _kv_table(result.data.to_json(), "data"),
              "<h2>Environment</h2>", _kv_table(result.environment.to_json(), "environment")]
     title = f"Parity: {result.bundle.model} — {'PASS' if result.passed else 'FAIL'}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">" + _GENERATOR +
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")

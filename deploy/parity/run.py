@@ -34,7 +34,8 @@ from ..runners.base import Runner
 from . import backends as _backends
 from .engine_layers import engine_layers
 from .int8_choice import Int8Choice
-from .inputs import Batch, folder_batches, load_reference_npz, npz_batches
+from ..bundle.reference import load_reference_npz
+from .inputs import Batch, folder_batches, npz_batches
 from .layer_timing import load_profiles
 from .layers import LayerError, calibration_source, onnx_nodes as read_onnx_nodes, per_layer_section
 from .metrics import Accuracy, AccuracyCounter, OutputComparison

@@ -16,6 +16,7 @@ from deploy.trt.calibration_cache import read_cache  # noqa: E402
 from calibration.pipeline import calibrate, evaluate_accuracy  # noqa: E402
 from calibration.qdq import observed_tensors, plan_qdq, qdq_activations  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
+from deploy.bundle.layout import LOCK  # noqa: E402
 from deploy.cli import main  # noqa: E402
 from deploy.errors import CalibrationError, DataError, UsageError  # noqa: E402
 from deploy.fsutil import sha256_file  # noqa: E402
@@ -35,7 +36,9 @@ def calibrated(exported, digits, tmp_path_factory):
 
 
 def snapshot(root):
-    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file of the bundle and its hash (the lock file, which any command may create, aside)."""
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != LOCK}
 
 
 def test_artifacts_hashes_and_manifest(calibrated):
@@ -45,7 +48,7 @@ def test_artifacts_hashes_and_manifest(calibrated):
         assert (b.root / rel).is_file(), rel
         assert b.manifest["files"][rel] == sha256_file(b.root / rel), rel
         assert json.loads((b.root / "manifest.json").read_text())["files"][rel] == b.manifest["files"][rel]
-    assert not [p for p in b.root.rglob(".*")], "temporary left behind"
+    assert not [p for p in b.root.rglob(".*") if p.name != LOCK], "temporary left behind"  # the lock file stays
     info = json.loads((b.root / "manifest.json").read_text())["precision"]["int8"]
     plan = plan_qdq(onnx.load(str(b.root / "model.onnx")))
     assert info["method"] == "entropy" and info["num_images"] == NUM_CALIB and info["exclude"] == []
@@ -98,6 +101,9 @@ def test_scales_of_the_qdq_tensors_only_are_not_reused(calibrated, digits, tmp_p
     qdq = set(qdq_activations(plan_qdq(onnx.load(str(b.root / "model.onnx")))))
     scales["amax"] = {k: v for k, v in scales["amax"].items() if k in qdq}
     path.write_text(json.dumps(scales))
+    with b.update("test") as up:  # as an older trtdeploy wrote and recorded it
+        b.record_file("calibration/scales.json")
+        up.commit()
     with pytest.raises(CalibrationError, match=r"no range for \d+ of the model's 62 activation tensors .*--recalibrate"):
         calibrate(b, digits[0], num_images=NUM_CALIB, batch_size=32)
     result = calibrate(b, digits[0], num_images=NUM_CALIB, batch_size=32, recalibrate=True)

@@ -20,6 +20,15 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def record(root: Path, *rels: str) -> None:
+    """Record hand-written bundle files in the manifest, as the stages that write them do
+    (readers refuse files the manifest does not vouch for)."""
+    bundle = Bundle(root)
+    for rel in rels:
+        bundle.record_file(rel)
+    bundle.save()
+
+
 def make_bundle(root: Path, n: int = 40, label_offset: int = 1, labels: bool = True, seed: int = 0) -> Bundle:
     """manifest.json + reference.npz of a linear 'model' with C logits (index 0 = background when offset 1)."""
     rng = np.random.default_rng(seed)
@@ -47,6 +56,7 @@ def make_bundle(root: Path, n: int = 40, label_offset: int = 1, labels: bool = T
         y[:4] = (y[:4] + 3) % (C - label_offset)  # the reference gets these 4 wrong: accuracy < 100%
         arrays["labels"] = y
     np.savez(root / "reference.npz", **arrays)
+    record(root, "reference.npz")
     bundle = Bundle(root)
     bundle.w = w  # the fake runners compute the same model
     return bundle

@@ -17,6 +17,7 @@ from deploy.parity import Skip, backends
 from deploy.runners.base import Runner, TensorSpec
 
 from . import fakes
+from .fakes import record
 
 C = 3
 SIDE = 8
@@ -58,6 +59,7 @@ def image_bundle(root: Path, weights: str = "random") -> Bundle:
     x = rng.uniform(0, 1, (6, 3, SIDE, SIDE)).astype(np.float32)
     z = ImageRunner(w, "ref")._infer({"input": x})
     np.savez(root / "reference.npz", input=x, **{f"output:{k}": v for k, v in z.items()})
+    record(root, "reference.npz")
     bundle = Bundle(root)
     bundle.w = w
     return bundle

@@ -21,6 +21,8 @@ from deploy.parity import ParityResult, Skip, backends, compare_intermediates, p
 from deploy.parity.report import render_html, write_report
 from deploy.runners.base import Runner, TensorSpec
 
+from .fakes import record
+
 C = 12
 NASTY = '<script>alert("x")</script> & "quotes"'
 
@@ -53,6 +55,7 @@ def synthetic_result(tmp_path: Path, monkeypatch) -> ParityResult:
     labels = z.argmax(axis=1)
     labels[::7] = (labels[::7] + 1) % C
     np.savez(root / "reference.npz", input=x, **{"output:logits": z}, labels=labels)
+    record(root, "reference.npz")
     noise = np.random.default_rng(1)
 
     def int8(v):

@@ -108,6 +108,9 @@ def test_run_parity_folder_data_without_tf(tmp_path, monkeypatch):
             calls["from_path"] = (Path(path), input.name, preprocess, num, seed)
             return cls()
 
+        def check_labels(self, num_labels):
+            calls["check_labels"] = num_labels
+
         def batches_with_labels(self, batch_size, desc):
             for s in range(0, 12, batch_size):
                 yield {"input": x[s:s + batch_size]}, y[s:s + batch_size]
