@@ -25,12 +25,11 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import BundleError, WriteError
+from .interrupts import raise_if_interrupted, signals_deferred
 
 TEMP_TAG = "trtdeploy"
 # .NAME.trtdeploy-PID-TOKEN.tmp[SUFFIX]: ours by name, and whose by the pid.
@@ -179,25 +178,6 @@ def check_writable_dir(path: str | os.PathLike, what: str = "--out") -> None:
             probe.unlink()
 
 
-# --- signals ---------------------------------------------------------------------------
-
-_DEFERRED = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block: a set of renames is never cut in half by
-    Ctrl-C; the signal is delivered (and the command ends) right after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # Python runs signal handlers in the main thread only
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 # --- sets of files ---------------------------------------------------------------------
 
 
@@ -211,8 +191,6 @@ def commit_files(moves: Sequence[tuple[Path, Path]], journal: Path, what: str) -
     record = {"format": JOURNAL_FORMAT, "what": what, "pid": os.getpid(),
               "moves": [[tmp.relative_to(base).as_posix(), final.relative_to(base).as_posix()]
                         for tmp, final in moves]}
-    from .interrupts import raise_if_interrupted
-
     raise_if_interrupted()  # a command told to stop commits nothing more
     try:
         with signals_deferred():

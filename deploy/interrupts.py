@@ -10,6 +10,7 @@ same clean-up runs (temporaries removed, the bundle's lock released).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -69,3 +70,30 @@ def raise_if_interrupted() -> None:
 def exit_status(exc: BaseException | None = None) -> int:
     signum = received() or (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     return 128 + int(signum)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block: a set of renames is never cut in half by
+    Ctrl-C; a signal that came meanwhile is handled right after the block (so the command
+    still ends). Done by Python handlers that only record, not by blocking the signal: the
+    kernel may deliver a process-directed signal to any thread (ONNX Runtime's, TensorFlow's),
+    and Python runs the handler in the main thread whichever thread received it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run in the main thread only; its own commits are the ones to protect
+        return
+    came: list[int] = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in before:
+        signal.signal(s, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        for signum in came:
+            handler = before[signum]
+            if callable(handler):
+                handler(signum, None)  # ours, or Python's default: raises KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)  # what the signal would have done, now

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,28 @@ BUNDLE_HELP = "bundle directory written by `trtdeploy export`"
 DATA_HELP = ("an image folder (JPEG/PNG, searched recursively; class subfolders DIR/<class>/ give labels), "
              "a .txt list of image paths (one per line, relative to the list or absolute, optionally followed "
              "by an integer label), or a .npy/.npz array of preprocessed inputs")
+
+
+def _number(convert, low: float, strict: bool, what: str):
+    """An argparse type: a finite number >= low (> low when `strict`); argparse says what was wrong."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+positive_int = _number(int, 0, True, "must be an integer >= 1")
+non_negative_int = _number(int, 0, False, "must be an integer >= 0")
+positive_float = _number(float, 0.0, True, "must be a finite number > 0")
+non_negative_float = _number(float, 0.0, False, "must be a finite number >= 0")
 
 
 class _RenamedOption(argparse.Action):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_bundle, add_engine_and_batch, add_out, held_bundle, inside
+from .args import (add_bundle, add_engine_and_batch, add_out, held_bundle, inside, non_negative_float, positive_float,
+                   positive_int)
 
 
 def add_parser(subparsers) -> None:
@@ -18,10 +19,12 @@ def add_parser(subparsers) -> None:
     add_bundle(p)
     add_engine_and_batch(p)
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--duration", type=float, metavar="S", help="timed seconds per stream (default: 3)")
-    length.add_argument("--iters", type=int, metavar="K", help="timed calls per stream instead of --duration")
-    p.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds before timing (default: 0.2)")
-    p.add_argument("--streams", type=int, default=1, metavar="K",
+    length.add_argument("--duration", type=positive_float, metavar="S",
+                        help="timed seconds per stream (default: 3)")
+    length.add_argument("--iters", type=positive_int, metavar="K", help="timed calls per stream instead of --duration")
+    p.add_argument("--warmup", type=non_negative_float, metavar="S",
+                   help="warm-up seconds before timing (default: 0.2)")
+    p.add_argument("--streams", type=positive_int, default=1, metavar="K",
                    help="K runners (execution contexts) on K CUDA streams in K threads; throughput is their sum "
                         "(default: %(default)s)")
     p.add_argument("--cuda-graph", action="store_true",

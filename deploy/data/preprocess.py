@@ -15,14 +15,18 @@ Importing this module needs only numpy; PIL is imported inside `load_image`.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from deploy.errors import DataError, UsageError
+
+log = logging.getLogger("trtdeploy.data")
 
 PRESETS = ("inception", "vgg", "digits")
 LAYOUTS = ("NCHW", "NHWC")
@@ -48,6 +52,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return decode_image(data, str(path))
 
 
+_HUGE_SAID: set[str] = set()  # images whose size was already said (they are decoded more than once)
+
+
 def decode_image(data: bytes, name: str) -> np.ndarray:
     """Decode image bytes (read once by the caller, e.g. to hash them too); see load_image."""
     try:
@@ -57,10 +64,18 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 
         raise ToolMissingError("decoding images needs Pillow; `pip install pillow`") from None
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            # load() decodes every pixel: a truncated file fails here, not at first use.
-            img.load()
-            rgb = img.convert("RGB")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                # load() decodes every pixel: a truncated file fails here, not at first use.
+                img.load()
+                rgb = img.convert("RGB")
+        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught) and name not in _HUGE_SAID:
+            # PIL's own warning is a multi-line traceback-like text; say it once per image, in one line.
+            _HUGE_SAID.add(name)
+            log.warning("%s: %.0f megapixels, far above what the model takes; decoding it needs about %.0f MB "
+                        "(downscale such images beforehand)", name, img.width * img.height / 1e6,
+                        img.width * img.height * 3 / 2**20)
     # PIL's decoders raise a zoo of types for bad data (OSError, SyntaxError, ValueError,
     # struct.error, DecompressionBombError, EOFError...): all mean "not a usable image".
     except Exception as e:  # noqa: BLE001

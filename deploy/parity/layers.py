@@ -201,8 +201,10 @@ def onnx_nodes(bundle: Bundle) -> list[tuple[str, str]] | None:
 
 def calibration_source(bundle: Bundle) -> str | None:
     """The input data the bundle was calibrated from (calibration/dataset.json), if recorded."""
+    if not bundle.has(DATASET_JSON):
+        return None
     try:
-        return json.loads(bundle.path(DATASET_JSON).read_text()).get("source")
+        return json.loads(bundle.file(DATASET_JSON).read_text()).get("source")
     except (OSError, ValueError, AttributeError):
         return None
 

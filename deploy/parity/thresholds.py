@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -118,12 +119,24 @@ class ThresholdOverride:
         return scope_rank, 0 if self.output is None else 1
 
 
+# What each key can mean: agreements are fractions, cosines lie in [-1, 1], errors are not
+# negative, an accuracy drop is in points of a percentage.
+_VALID = {**{k: (0.0, math.inf) for k in ("max_abs", "max_abs_scaled", "mean_abs", "max_rel")},
+          "cosine_min": (-1.0, 1.0), "cosine_mean": (-1.0, 1.0), "top1_agreement": (0.0, 1.0),
+          "top5_agreement": (0.0, 1.0), "accuracy_drop": (0.0, 100.0)}
+# Words that name a backend or a precision, known or not (an output is named otherwise).
+_BACKEND_LIKE = re.compile(r"(tf|ort|trt|onnxruntime|tensorrt)(-\w+)?|(fp|int|bf|tf)\d+", re.IGNORECASE)
+
+
 def _parse_scope(parts: list[str], text: str) -> tuple[str | None, str | None]:
     scopes = set(BACKENDS) | set(PRECISIONS) | {"*"}
     if len(parts) == 1:
         scope, output = None, None
     elif len(parts) == 2:
         scope, output = (parts[0], None) if parts[0] in scopes else (None, parts[0])
+        if output is not None and _BACKEND_LIKE.fullmatch(output):  # trt-fp64:..., int4:... name no output
+            raise UsageError(f"threshold {text!r}: unknown backend or precision {output!r}; "
+                             f"use one of {', '.join(BACKENDS + PRECISIONS)} or *")
     else:
         scope, output = parts[0], ":".join(parts[1:-1])
         if scope not in scopes:
@@ -149,6 +162,9 @@ def _threshold_value(key: str, raw: Any, text: str) -> float | None:
         raise UsageError(f"threshold {text!r}: value {raw!r} is not a number (or `none` to disable)") from None
     if not math.isfinite(value):
         raise UsageError(f"threshold {text!r}: value must be finite")
+    low, high = _VALID[key]
+    if not low <= value <= high:
+        raise UsageError(f"threshold {text!r}: {key} must be between {_fmt(low)} and {_fmt(high)}, got {_fmt(value)}")
     return value
 
 

@@ -13,8 +13,8 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from ..bundle import Bundle
-from ..errors import BundleError, ToolMissingError
+from ..bundle import SAVED_MODEL, Bundle
+from ..errors import ToolMissingError
 from .base import Runner, TensorSpec
 
 log = logging.getLogger("trtdeploy.runners")
@@ -156,9 +156,7 @@ class TFRunner(Runner):
         if self._fn is not None:
             return
         tf = import_tf()
-        path = self.bundle.path("saved_model")
-        if not path.is_dir():
-            raise BundleError(f"{path}: missing; the TF reference needs the SavedModel (re-run `trtdeploy export`)")
+        path = self.bundle.file(SAVED_MODEL)  # checked against the manifest, as every bundle file read
         self._fn = tf.saved_model.load(str(path)).signatures["serving_default"]
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from deploy.cli import build_parser, main
 from deploy.cli.infer import label_for, probabilities, softmax, top_k
-from tests.test_bundle import VALID
+from tests.bundle.test_manifest import VALID
 
 
 def test_build_arguments_reach_the_config(tmp_path, monkeypatch):
