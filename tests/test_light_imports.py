@@ -30,7 +30,7 @@ DEVICE_MODULES = ["deploy", "deploy.bundle", "deploy.errors", "deploy.fsutil", "
                   "deploy.trt", "deploy.trt.build", "deploy.trt.runtime", "deploy.trt.sidecar",
                   "deploy.trt.calibrator", "deploy.trt.calibration_cache", "deploy.int8", "deploy.data",
                   "deploy.data.preprocess", "deploy.data.inputs", "deploy.cli", "deploy.env", "deploy.bench",
-                  "deploy.bench.timing", "deploy.bench.forward", "deploy.parity", "deploy.parity.metrics",
+                  "deploy.runners.timing", "deploy.bench.forward", "deploy.parity", "deploy.parity.metrics",
                   "deploy.parity.thresholds", "deploy.parity.backends", "deploy.parity.inputs",
                   "deploy.parity.layers", "deploy.parity.run", "deploy.parity.result", "deploy.parity.report",
                   "deploy.parity.layer_timing", "deploy.parity.engine_layers",

@@ -124,3 +124,47 @@ def test_module_and_function_sizes():
                 if n > MAX_FUNCTION_LINES:
                     too_long.append(f"{rel}:{node.lineno} {node.name}: {n} lines")
     assert too_long == []
+
+
+# The packages from the bottom up (issue 16): a module may import its own layer and the ones
+# below, never one above, function-level imports counted. The device side (bundle, data,
+# runners, trt) sits low, the benchmarks above everything they measure, the CLI and tools on top.
+LAYERS = (
+    ("deploy.errors", "deploy.interrupts", "deploy.progress", "deploy.env", "deploy.int8"),
+    ("deploy.fsutil",),
+    ("deploy.bundle",),
+    ("deploy.data", "deploy.onnx_graph", "deploy.digits"),
+    ("deploy.runners", "deploy.slim"),
+    ("deploy.trt", "deploy.precision", "deploy.fp16", "deploy.train"),
+    ("deploy.parity",),
+    ("deploy.export", "calibration"),
+    ("deploy.serving", "deploy.bench"),
+    ("deploy.cli", "deploy.__main__", "tools"),
+)
+
+
+def _layer(module: str) -> int | None:
+    for i, layer in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in layer):
+            return i
+    return None
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, edges in graph.items() for b in edges
+                  if _layer(a) is not None and _layer(b) is not None and _layer(b) > _layer(a))
+
+
+def test_every_package_has_a_layer():
+    assert [m for m in _graph() if m not in ("deploy", "calibration", "tools") and _layer(m) is None] == []
+
+
+def test_no_package_imports_a_higher_one():
+    assert _upward(_graph()) == []
+
+
+def test_the_layering_check_sees_lazy_imports():
+    tree = ast.parse("def f():\n    from ..bench.forward import forward_benchmark\n")
+    node = next(n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
+    graph = {"deploy.trt.runtime": _imported("deploy.trt.runtime", False, node, _modules())}
+    assert _upward(graph) == ["deploy.trt.runtime -> deploy.bench", "deploy.trt.runtime -> deploy.bench.forward"]

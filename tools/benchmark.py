@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from deploy.bench.forward import forward_benchmark
-from deploy.bench.timing import TimingConfig
+from deploy.runners.timing import TimingConfig
 from deploy.cli.args import add_batch_size, add_renamed
 from deploy.errors import DeployError
 from deploy.fsutil import atomic_write_json

@@ -27,7 +27,7 @@ from ..parity import backends as parity_backends
 from ..parity.backends import Skip
 from ..runners import BACKENDS, backend_precision
 from ..runners.base import Runner, TensorSpec
-from .timing import TimingConfig, random_feed, time_runner
+from ..runners.timing import TimingConfig, random_feed, time_runner
 
 log = logging.getLogger("trtdeploy.bench")
 

@@ -28,8 +28,16 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the form of every other error: one `error:` line, exit 2
+    (the usage is a `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="trtdeploy",
         description="TF-slim style ResNet v2 -> ONNX -> FP16/INT8 -> TensorRT, with parity reports.",
     )

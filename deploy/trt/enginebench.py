@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..bench import summarize_ms
-from ..bench.timing import random_feed
+from ..runners.timing import random_feed, summarize_ms
 from ..errors import UsageError
 from .cuda import import_cuda
 from .machine import device_machine

@@ -17,8 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..bench import summarize_ms
-from ..bench.timing import random_feed
+from ..runners.timing import random_feed, summarize_ms
 from ..errors import UsageError
 from .cuda import import_cuda
 from .machine import device_machine

@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..bench import summarize_ms
+from ..runners.timing import summarize_ms
 from ..errors import EngineError, InputError, UsageError
 from ..runners.base import Runner, TensorSpec
 from .cuda import gpu_info, import_cuda, pushed, retain_primary

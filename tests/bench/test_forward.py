@@ -6,8 +6,8 @@ import json
 import pytest
 
 from deploy.parity import backends
-from deploy.bench import forward, summarize_ms
-from deploy.bench.timing import TimingConfig
+from deploy.bench import forward
+from deploy.runners.timing import TimingConfig, summarize_ms
 from deploy.errors import ToolMissingError, UsageError
 from deploy.trt import enginebench
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from deploy.bench import summarize_ms
+from deploy.runners.timing import summarize_ms
 from deploy.cli import main
 from deploy.errors import EngineError, UsageError
 from deploy.trt import runtime as runtime_module
@@ -108,8 +108,11 @@ def test_bench_cli_refusals(bundle, monkeypatch, capsys):
     with pytest.raises(SystemExit):  # argparse: --duration and --iters exclude each other
         main(["bench", str(bundle), "--duration", "1", "--iters", "3"])
     capsys.readouterr()
-    assert main(["bench", str(bundle), "--streams", "0"]) == 2
-    assert capsys.readouterr().err == "error: --streams 0: give at least 1\n"
+    with pytest.raises(SystemExit) as e:  # the CLI's check is the option's type
+        main(["bench", str(bundle), "--streams", "0"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("error: argument --streams: must be an integer >= 1, got '0' "
+                                       "(see `trtdeploy bench --help`)\n")
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     assert main(["bench", str(bundle)]) == 2
     err = capsys.readouterr().err

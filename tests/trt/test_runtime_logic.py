@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from deploy.bench import summarize_ms
+from deploy.runners.timing import summarize_ms
 from deploy.errors import EngineError, InputError, ToolMissingError
 from deploy.fsutil import sha256_bytes
 from deploy.trt import runtime as runtime_module

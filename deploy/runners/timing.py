@@ -1,4 +1,7 @@
-"""The timing loop: warm-up, timed passes, latency percentiles, images/s, for any runner.
+"""Timing primitives every timing in the project uses, below the device code that times
+itself (deploy.trt's runtime, profiler and engine benchmark) and the benchmarks above it
+(deploy.bench): the latency summary (`summarize_ms`), random inputs of a runner's shapes, and
+the timing loop (warm-up, timed passes, latency percentiles, images/s) for any runner.
 
 Wall-clock latency is measured around `Runner.infer` (host to host, copies included). A
 runner that measures more precisely exposes `last_timing` for the last call: a mapping or a
@@ -18,8 +21,18 @@ import numpy as np
 
 from ..errors import UsageError
 from ..progress import progress
-from ..runners.base import Runner, TensorSpec
-from .stats import summarize_ms
+from .base import Runner, TensorSpec
+
+
+def summarize_ms(values: Sequence[float]) -> dict[str, float]:
+    """Median, mean, p90, p99 (linear interpolation, numpy's default), min, max, std of
+    timings in milliseconds. No timings is a usage error (nothing was run)."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        raise UsageError("no timings to summarise")
+    return {"median": float(np.median(a)), "mean": float(a.mean()), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "min": float(a.min()), "max": float(a.max()),
+            "std": float(a.std())}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""deploy.bench.timing and deploy.bench.stats: the timing loop with a fake runner and a fake clock."""
+"""deploy.runners.timing: the timing loop and the latency summary, with a fake runner and a fake clock."""
 from __future__ import annotations
 
 import json
@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from deploy.bench import summarize_ms
-from deploy.bench.timing import TimingConfig, random_feed, time_runner
+from deploy.runners.timing import TimingConfig, random_feed, summarize_ms, time_runner
 from deploy.errors import UsageError
 from deploy.runners.base import TensorSpec
 
-from .fakes import Clock, LimitedRunner, SteppingRunner
+from ..bench.fakes import Clock, LimitedRunner, SteppingRunner
 
 
 def test_warmup_excluded_and_percentiles():
