@@ -63,7 +63,7 @@ class ExportConfig:
         if self.image_size is not None and min(self.image_size) < 8:
             raise UsageError(f"--image-size {self.image_size}: both sides must be at least 8 pixels")
         if self.num_reference < 1:
-            raise UsageError("--num-reference must be at least 1")
+            raise UsageError(f"the number of reference samples must be at least 1, got {self.num_reference}")
         if self.outputs is not None:
             if not self.outputs or not all(self.outputs):
                 raise UsageError("--outputs: give NAME[,NAME...] without empty names (see --list-outputs)")

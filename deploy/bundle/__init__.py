@@ -34,9 +34,10 @@ from ..fsutil import (atomic_write_json, commit_files, file_stat, json_text, rec
 from .layout import (CALIBRATION_FILES, DATASET_JSON, ENGINES_DIR, JOURNAL, MANIFEST, ONNX_FILES, PRECISIONS,
                      REFERENCE_NPZ, REPORTS_DIR, SAVED_MODEL, SCALES_JSON, TOP_LEVEL, TRT_CACHE, remake_command)
 from .lock import bundle_lock, holds
-from .manifest import FORMAT_VERSION, TensorInfo, check_manifest, manifest_problem, model_warnings
+from .manifest import (FORMAT_VERSION, Fp16Record, Int8Record, ModelRecord, TensorInfo, check_manifest,
+                       manifest_problem, model_warnings)
 
-__all__ = ["Bundle", "BundleUpdate", "open_bundle", "TensorInfo", "check_manifest", "manifest_problem",
+__all__ = ["Bundle", "BundleUpdate", "open_bundle", "TensorInfo", "ModelRecord", "Fp16Record", "Int8Record", "check_manifest", "manifest_problem",
            "model_warnings", "FORMAT_VERSION", "MANIFEST", "PRECISIONS", "ONNX_FILES", "REFERENCE_NPZ",
            "SAVED_MODEL", "SCALES_JSON", "TRT_CACHE", "DATASET_JSON", "CALIBRATION_FILES", "TOP_LEVEL",
            "recover_bundle"]
@@ -138,8 +139,34 @@ class Bundle:
 
     # --- manifest views --------------------------------------------------
     @property
+    def model(self) -> ModelRecord:
+        return ModelRecord.from_json(self.manifest["model"])
+
+    @property
     def model_name(self) -> str:
         return self.manifest["model"]["name"]
+
+    @property
+    def fp16(self) -> Fp16Record | None:
+        """How model.fp16.onnx was made (None: not yet)."""
+        d = (self.manifest.get("precision") or {}).get("fp16")
+        return Fp16Record.from_json(d) if isinstance(d, dict) else None
+
+    @property
+    def int8(self) -> Int8Record | None:
+        """How model.int8.onnx and trt.cache were made (None: not calibrated)."""
+        d = (self.manifest.get("precision") or {}).get("int8")
+        return Int8Record.from_json(d) if isinstance(d, dict) else None
+
+    @property
+    def export_parity(self) -> dict[str, Any]:
+        """Export's TF-vs-ONNX-Runtime check: {"outputs": {name: metrics}, "pass": ..., ...}."""
+        return self.manifest.get("export_parity") or {}
+
+    @property
+    def end_points(self) -> dict[str, str]:
+        """tf-slim end point name -> the ONNX tensor it became."""
+        return dict(self.manifest.get("end_points") or {})
 
     @property
     def inputs(self) -> list[TensorInfo]:

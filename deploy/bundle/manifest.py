@@ -108,3 +108,62 @@ def model_warnings(model: dict[str, Any]) -> list[str]:
         out.append(f"exported at {size[0]}x{size[1]}, but the weights were trained at {trained[0]}x{trained[1]}: "
                    f"expect poor accuracy (export at {trained[0]}x{trained[1]}, i.e. without --image-size)")
     return out
+
+
+# --- typed readers of the manifest's sections -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """The manifest's `model`: the net, its classes, where its weights came from."""
+
+    name: str
+    num_classes: int | None
+    family: str | None = None
+    weights: str | None = None  # "checkpoint" | "random" | ...
+    image_size: list[int] | None = None
+    trained_image_size: list[int] | None = None
+    spec: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "ModelRecord":
+        return cls(name=d["name"], num_classes=d.get("num_classes"), family=d.get("family"), weights=d.get("weights"),
+                   image_size=d.get("image_size"), trained_image_size=d.get("trained_image_size"), spec=d.get("spec"))
+
+
+@dataclass(frozen=True)
+class Fp16Record:
+    """The manifest's `precision.fp16`: the nodes `trtdeploy fp16` kept in FP32, and why."""
+
+    kept_fp32: tuple[str, ...]
+    reasons: dict[str, str]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Fp16Record":
+        return cls(kept_fp32=tuple(d.get("kept_fp32") or ()), reasons=dict(d.get("kept_fp32_reasons") or {}))
+
+
+@dataclass(frozen=True)
+class Int8Record:
+    """The manifest's `precision.int8`: how model.int8.onnx and trt.cache were made; with
+    evaluation images, how the method and the float layers were chosen (`evaluation`, `auto`,
+    `budget`: calibration/selection.py writes them)."""
+
+    method: str | None
+    algorithm: str | None = None
+    percentile: float | None = None
+    num_images: int | None = None
+    keep_fp32: tuple[str, ...] = ()
+    requested_method: str | None = None
+    evaluation: dict[str, Any] | None = None
+    auto: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Int8Record":
+        keep = d.get("keep_fp32", d.get("exclude"))  # `exclude`: the field's name before --keep-fp32
+        return cls(method=d.get("method"), algorithm=d.get("algorithm"), percentile=d.get("percentile"),
+                   num_images=d.get("num_images"), keep_fp32=tuple(keep or ()),
+                   requested_method=d.get("requested_method"),
+                   evaluation=d.get("evaluation") if isinstance(d.get("evaluation"), dict) else None,
+                   auto=d.get("auto"), budget=d.get("budget"))

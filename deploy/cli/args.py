@@ -100,12 +100,13 @@ def add_data(p: argparse.ArgumentParser, purpose: str, required: bool = False, o
 
 
 def add_batch_size(p: argparse.ArgumentParser, default: int, what: str) -> None:
-    p.add_argument("--batch-size", type=int, default=default, metavar="B", help=f"{what} (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=default, metavar="B",
+                   help=f"{what} (default: %(default)s)")
 
 
 def add_subset(p: argparse.ArgumentParser, num_help: str) -> None:
     """`--num-images N` and the `--seed` that picks them."""
-    p.add_argument("--num-images", type=int, metavar="N", help=num_help)
+    p.add_argument("--num-images", type=positive_int, metavar="N", help=num_help)
     p.add_argument("--seed", type=int, default=0, help="seed of the --num-images subset (default: %(default)s)")
 
 
@@ -123,7 +124,7 @@ def add_keep_fp32(p: argparse.ArgumentParser, what: str, old_name: str | None = 
 def add_engine_and_batch(p: argparse.ArgumentParser) -> None:
     """`--engine PLAN` and `--batch N` of the commands that run one engine on random inputs."""
     p.add_argument("--engine", type=Path, metavar="PLAN", help="the engine (default: the bundle's only engine)")
-    p.add_argument("--batch", type=int, metavar="N", help="batch size (default: the engine's opt batch)")
+    p.add_argument("--batch", type=positive_int, metavar="N", help="batch size (default: the engine's opt batch)")
 
 
 def add_out(p: argparse.ArgumentParser, metavar: str, what: str, required: bool = False) -> None:

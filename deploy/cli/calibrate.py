@@ -7,7 +7,8 @@ from pathlib import Path
 from ..data import DEFAULT_BATCH_SIZE
 from ..int8 import AUTO_METHOD, CALIBRATION_METHODS
 from ..trt.calibration_cache import DEFAULT_VERSION
-from .args import add_batch_size, add_bundle, add_data, add_keep_fp32, add_skip_bad, add_subset, held_bundle
+from .args import (add_batch_size, add_bundle, add_data, add_keep_fp32, add_skip_bad, add_subset, held_bundle,
+                   non_negative_float)
 
 
 def add_parser(sub) -> None:
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
     add_batch_size(p, DEFAULT_BATCH_SIZE, "inputs per ONNX Runtime call")
     add_keep_fp32(p, "ONNX node names to keep in high precision: no Q/DQ on their inputs and weights, so a "
                      "strongly typed TensorRT network runs them in FP32", old_name="--exclude")
-    p.add_argument("--max-drop", type=float, metavar="POINTS",
+    p.add_argument("--max-drop", type=non_negative_float, metavar="POINTS",
                    help="INT8 within POINTS of FP32 top-1 on the evaluation images (of top-1 agreement with FP32 "
                         "when they have no labels): keep the most sensitive layers in high precision, as few as "
                         "meet it; exit status 1 when no set does (the best one found is written)")
@@ -50,12 +51,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..trt.calibration_cache import trt_version_code
 
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.num_images is not None and args.num_images < 1:
-        raise UsageError(f"--num-images must be >= 1, got {args.num_images}")
-    if args.max_drop is not None and not args.max_drop >= 0:  # NaN too
-        raise UsageError(f"--max-drop must be >= 0 points, got {args.max_drop}")
     if args.eval_data is not None and not args.eval_data.exists():
         raise UsageError(f"--eval-data {args.eval_data}: no such file or directory")
     trt_version_code(args.trt_version)  # before any work

@@ -56,15 +56,15 @@ def _engines(bundle) -> tuple[list[Path], str | None]:
 def run(args: argparse.Namespace) -> int:
     from calibration.pipeline import calibrate
 
-    from ..bundle import open_bundle
     from ..digits import write_image_folder
     from ..export import ExportConfig, export
     from ..fsutil import atomic_write_text
-    from ..parity import load_reference_npz, per_layer_errors, run_parity, write_report
+    from ..parity import engines_by_precision
+    from ..parity.pipeline import parity_report
+    from ..parity.request import ParityRequest
+    from ..parity.summary import export_parity_line, summary_table
     from ..precision import convert_fp16
     from ..slim.registry import DEFAULT_MODEL
-    from .export import parity_numbers
-    from .parity import summary_table
 
     out: Path = args.out
     _check_out(out)
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"1/6 export {DEFAULT_MODEL} -> {out / 'bundle'}")
     bundle = export(ExportConfig(model=DEFAULT_MODEL, num_reference=16), out / "bundle", force=True)
-    print(f"    TF vs ONNX Runtime: {parity_numbers(bundle.manifest['export_parity']['outputs']['logits'])}")
+    print(f"    TF vs ONNX Runtime: {export_parity_line(bundle.export_parity['outputs']['logits'])}")
 
     print("2/6 held-out and training digits as image folders")
     data = {}
@@ -86,11 +86,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"    {folder}: {sum(1 for _ in folder.rglob('*.png'))} images")
 
     print(f"3/6 INT8 calibration ({args.method}) from the training images")
-    calibrate(bundle, data["train"], method=args.method, recalibrate=True)
-    bundle = open_bundle(bundle.root)
+    calibrate(bundle, data["train"], method=args.method, recalibrate=True)  # its update reloads `bundle`
     print("4/6 FP16 conversion")
     print(f"    {convert_fp16(bundle)}")
-    bundle = open_bundle(bundle.root)
 
     print("5/6 TensorRT engines")
     engines, why_not = _engines(bundle)
@@ -100,10 +98,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"    skipped: {why_not}")
 
     print("6/6 parity report on the held-out images")
-    per_layer = per_layer_errors(bundle, [{"input": load_reference_npz(bundle)["input"]}])
-    result = run_parity(bundle, data=data["test"], engines=engines or None, per_layer=per_layer)
-    json_path, html_path = write_report(result, bundle.reports_dir)
+    report = parity_report(bundle, ParityRequest(data=data["test"], engines=engines_by_precision(engines)))
+    result = report.result
     print(summary_table(result))
-    print(f"\nreport: {html_path}\n        {json_path}")
+    print(f"\nreport: {report.html_path}\n        {report.json_path}")
     print(f"demo finished in {time.time() - start:.0f} s: {'PASS' if result.passed else 'FAIL'}")
     return 0 if result.passed else 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_out
+from .args import add_out, positive_int
 
 
 def add_parser(sub) -> None:
@@ -32,25 +32,10 @@ def add_parser(sub) -> None:
     p.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw", help="ONNX input layout (default nchw)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset for tf2onnx (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for random weights and reference inputs")
-    p.add_argument("--num-reference", type=int, default=8, help="samples stored in reference.npz")
+    p.add_argument("--num-reference", type=positive_int, default=8, help="samples stored in reference.npz")
     add_out(p, "BUNDLE", "bundle directory to create (required unless --list-outputs)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=run)
-
-
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3g}"  # None: a non-finite value, or an all-zero reference
-
-
-def parity_numbers(m: dict) -> str:
-    """One output's export parity: the errors it is judged by, then top-1 agreement where the
-    output has classes ([N, classes]), else the minimum cosine (feature maps, dense
-    [N, H, W, classes] outputs of --no-global-pool)."""
-    text = f"max abs {_num(m['max_abs'])}, max abs scaled {_num(m['max_abs_scaled'])}"
-    if m.get("top1_agreement") is not None:
-        return text + f", top-1 agreement {m['top1_agreement']:.1%}"
-    cosine = m.get("cosine_min")
-    return text + (f", min cosine {cosine:.6f}" if cosine is not None else "")
 
 
 def _config(args: argparse.Namespace):
@@ -82,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--out BUNDLE is required to export (or pass --list-outputs to only list the outputs)")
     check_out_dir(args.out, args.force)
     bundle = export(config, args.out, force=args.force)
-    parity = bundle.manifest["export_parity"]
+    from ..parity.summary import export_parity_line
+
+    parity = bundle.export_parity
     print(f"exported {bundle.model_name} to {bundle.root}")
     for name, m in parity["outputs"].items():
-        print(f"  TF vs ONNX Runtime [{name}]: {parity_numbers(m)}")
+        print(f"  TF vs ONNX Runtime [{name}]: {export_parity_line(m)}")
     print(f"  parity {'PASS' if parity['pass'] else 'FAIL'} "
           f"(max abs / max |TF value| <= {parity['tolerance_max_abs_scaled']:.3g} for every output)")
     for warning in bundle.warnings:

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UsageError
-from .args import add_bundle, held_bundle
+from .args import add_bundle, held_bundle, positive_int
 
 BACKENDS = ("onnxruntime", "tensorrt")
 ORT_CHUNK = 32  # images per ONNX Runtime call: bounds memory for long image lists
@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--backend", choices=BACKENDS,
                    help="default: tensorrt with --engine, else onnxruntime; tensorrt without --engine uses the "
                         "bundle's only engine")
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per image (default: %(default)s)")
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K",
+                   help="classes shown per image (default: %(default)s)")
     p.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--cuda-graph", action="store_true",
@@ -122,8 +123,6 @@ def pick_engine(bundle) -> Path:
 def run(args: argparse.Namespace) -> int:
     from deploy.data.preprocess import Preprocess
 
-    if args.top_k < 1:
-        raise UsageError(f"--top-k {args.top_k}: give at least 1")
     backend = args.backend or ("tensorrt" if args.engine else "onnxruntime")
     if args.engine and backend != "tensorrt":
         raise UsageError("--engine runs TensorRT; drop --backend onnxruntime or --engine")

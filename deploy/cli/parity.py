@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..data import DEFAULT_BATCH_SIZE
 from ..runners import BACKENDS
-from .args import add_batch_size, add_bundle, add_data, add_out, add_skip_bad, add_subset, held_bundle, inside
-
-if TYPE_CHECKING:  # building the parser must not import deploy.parity
-    from ..parity import ParityResult
+from .args import add_batch_size, add_bundle, add_data, add_out, add_skip_bad, add_subset
 
 BACKEND_NAMES = ", ".join(BACKENDS)
 
@@ -41,67 +37,27 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def summary_table(result: ParityResult) -> str:
-    """The result as a text table, then why backends were skipped and what failed."""
-    main = result.data.main_output
-    rows = [("backend", "status", "result", "max|diff|/max|ref|", "cos min", "top1 agr", "top1 %", "Δ pts")]
-
-    def f(x, spec):
-        return "-" if x is None else format(x, spec)
-
-    for b, e in result.backends.items():
-        m, a = e.outputs.get(main), e.accuracy
-        verdict = {True: "PASS", False: "FAIL"}.get(e.passed, "-")
-        rows.append((b, e.status, verdict, f(getattr(m, "max_abs_scaled", None), ".2e"),
-                     f(getattr(m, "cosine_min", None), ".5f"), f(getattr(m, "top1_agreement", None), ".4f"),
-                     f(getattr(a, "top1", None), ".2f"), f(getattr(a, "delta_top1_vs_fp32", None), "+.2f")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    for b, e in result.backends.items():
-        if e.status == "skipped":
-            lines.append(f"skipped {b}: {e.reason}")
-        for failure in e.failures:
-            lines.append(f"FAIL {b}: {failure}")
-    return "\n".join(lines)
-
-
-def _per_layer(bundle, backends: str | None) -> dict | None:
-    """Per-layer FP32-vs-FP16/INT8 errors on reference.npz's inputs, where ONNX Runtime runs."""
-    from ..parity import installed, load_reference_npz, parse_backends, per_layer_errors
-
-    wanted = [p for p in ("fp16", "int8") if f"ort-{p}" in parse_backends(backends)]
-    if not wanted or not installed("onnxruntime") or not installed("onnx"):
-        return None
-
-    feed = {bundle.inputs[0].name: load_reference_npz(bundle)["input"]}
-    return per_layer_errors(bundle, [feed], wanted) or None
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..bundle import open_bundle
     from ..errors import UsageError
-    from ..parity.report import check_report_dir
+    from ..parity import engines_by_precision, parse_threshold_args
+    from ..parity.pipeline import parity_report
+    from ..parity.request import ParityRequest
+    from ..parity.summary import summary_table
 
     # Paths the user typed are checked before any work (the per-layer pass takes a while).
     if args.data is not None and not args.data.exists():
         raise UsageError(f"--data {args.data}: no such file or directory; give an image folder, a .txt list of "
                          "images or a .npy/.npz array")
-    with held_bundle(args, "parity", write=inside(args.out, args.bundle)) as bundle:
-        check_report_dir(args.out or bundle.reports_dir)
-        return _run(args, bundle)
-
-
-def _run(args: argparse.Namespace, bundle) -> int:
-    from ..parity import engines_by_precision, parse_threshold_args, run_parity, write_report
-
-    engines = engines_by_precision(args.engine)
-    result = run_parity(bundle, backends=args.backends, data=args.data, num_images=args.num_images,
-                        engines=engines or None, thresholds=parse_threshold_args(args.threshold),
-                        batch_size=args.batch_size, seed=args.seed, per_layer=_per_layer(bundle, args.backends),
-                        skip_bad=args.skip_bad)
-    json_path, html_path = write_report(result, args.out or bundle.reports_dir)
+    request = ParityRequest.of(args.backends, data=args.data, num_images=args.num_images, seed=args.seed,
+                               skip_bad=args.skip_bad, batch_size=args.batch_size,
+                               engines=engines_by_precision(args.engine),
+                               thresholds=tuple(parse_threshold_args(args.threshold)), out=args.out)
+    report = parity_report(open_bundle(args.bundle, verify=args.verify), request)
+    result = report.result
     for warning in result.bundle.warnings:
         print(f"WARNING: {warning}")
     print(f"reference: {result.reference.name} ({result.reference.note}); {result.data.num_images} images")
     print(summary_table(result))
-    print(f"{result.verdict}; report: {html_path} (data: {json_path})")
+    print(f"{result.verdict}; report: {report.html_path} (data: {report.json_path})")
     return 0 if result.passed else 1

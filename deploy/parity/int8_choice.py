@@ -26,10 +26,10 @@ class Int8Choice:
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> "Int8Choice | None":
         """None when INT8 was calibrated without evaluation images (or not at all)."""
-        info = (bundle.manifest.get("precision") or {}).get("int8") or {}
-        if not isinstance(info, dict) or not isinstance(info.get("evaluation"), dict):
+        info = bundle.int8
+        if info is None or info.evaluation is None:
             return None
-        return cls(**{k: info.get(k) for k in _KEYS})
+        return cls(**{k: getattr(info, k) for k in _KEYS})
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _KEYS}

@@ -25,7 +25,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..bundle import REFERENCE_NPZ, Bundle
-from ..data import DEFAULT_BATCH_SIZE
+from ..bundle.reference import load_reference_npz
 from ..env import machine_info
 from ..errors import DataError, DeployError, UsageError
 from ..progress import progress
@@ -34,11 +34,11 @@ from ..runners.base import Runner
 from . import backends as _backends
 from .engine_layers import engine_layers
 from .int8_choice import Int8Choice
-from ..bundle.reference import load_reference_npz
 from .inputs import Batch, folder_batches, npz_batches
 from .layer_timing import load_profiles
 from .layers import LayerError, calibration_source, onnx_nodes as read_onnx_nodes, per_layer_section
 from .metrics import Accuracy, AccuracyCounter, OutputComparison
+from .request import ParityRequest
 from .result import ERROR, RAN, SKIPPED, BackendEntry, BundleInfo, DataInfo, ParityResult, Reference
 from .thresholds import ThresholdOverride, resolve_thresholds
 
@@ -176,8 +176,10 @@ class _Tally:
                 continue
             m = metrics[o] = comp.summary()
             failures += [f"{o}: {f}" for f in t.check(m, delta if o == self.main else None)]
-        return BackendEntry(backend_precision(backend), RAN, None, not failures, thresholds, metrics, acc,
-                            tuple(failures), is_reference, self.comps[backend][self.main].histogram(), engine)
+        return BackendEntry(precision=backend_precision(backend), status=RAN, passed=not failures,
+                            thresholds=thresholds, outputs=metrics, accuracy=acc, failures=tuple(failures),
+                            is_reference=is_reference, histogram=self.comps[backend][self.main].histogram(),
+                            engine=engine)
 
 
 def _verdict(entries: Mapping[str, BackendEntry]) -> tuple[bool, str]:
@@ -194,13 +196,8 @@ def _verdict(entries: Mapping[str, BackendEntry]) -> tuple[bool, str]:
     return True, f"PASS: all {len(ran)} backend(s) that ran met their thresholds"
 
 
-def _checked_overrides(bundle: Bundle, batch_size: int, num_images: int | None,
-                       thresholds: Sequence[ThresholdOverride] | None) -> list[ThresholdOverride]:
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    if num_images is not None and num_images < 1:
-        raise UsageError(f"--num-images must be >= 1, got {num_images}")
-    overrides = list(thresholds or [])
+def _checked_overrides(bundle: Bundle, thresholds: Sequence[ThresholdOverride]) -> list[ThresholdOverride]:
+    overrides = list(thresholds)
     outputs = [o.name for o in bundle.outputs]
     unknown = sorted({o.output for o in overrides if o.output is not None and o.output not in outputs})
     if unknown:
@@ -217,46 +214,46 @@ class _Source:
     skipped: tuple[str, ...] | None = None
 
 
-def _batches(bundle: Bundle, npz: Mapping[str, np.ndarray] | None, data: str | Path | None, batch_size: int,
-             num_images: int | None, seed: int, skip_bad: bool) -> tuple[_Source, Iterable[Batch]]:
-    """reference.npz's batches when `npz` is given, else those of the input set `data`."""
+def _batches(bundle: Bundle, npz: Mapping[str, np.ndarray] | None,
+             request: ParityRequest) -> tuple[_Source, Iterable[Batch]]:
+    """reference.npz's batches when `npz` is given, else those of the request's input set."""
+    r = request
     if npz is not None:
-        total, batches = npz_batches(bundle, npz, batch_size, num_images)
-        return _Source(REFERENCE_NPZ), progress(batches, desc="parity", total=-(-total // batch_size), unit="batch")
-    skipped, batches = folder_batches(bundle, data, batch_size, num_images, seed, skip_bad)
-    return _Source(str(data), seed, tuple(skipped)), batches
+        total, batches = npz_batches(bundle, npz, r.batch_size, r.num_images)
+        return _Source(REFERENCE_NPZ), progress(batches, desc="parity", total=-(-total // r.batch_size), unit="batch")
+    skipped, batches = folder_batches(bundle, r.data, r.batch_size, r.num_images, r.seed, r.skip_bad)
+    return _Source(str(r.data), r.seed, tuple(skipped)), batches
 
 
 def _bundle_info(bundle: Bundle) -> BundleInfo:
-    model = bundle.manifest["model"]
-    return BundleInfo(str(bundle.root), bundle.model_name, model.get("weights"), model.get("image_size"),
-                      model.get("trained_image_size"), tuple(bundle.warnings))
+    model = bundle.model
+    return BundleInfo(path=str(bundle.root), model=model.name, weights=model.weights, image_size=model.image_size,
+                      trained_image_size=model.trained_image_size, warnings=tuple(bundle.warnings))
 
 
-def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data: str | Path | None = None,
-               num_images: int | None = None, engines: Sequence[str | Path] | Mapping[str, Path] | None = None,
-               thresholds: Sequence[ThresholdOverride] | None = None, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0,
+def run_parity(bundle: Bundle, request: ParityRequest = ParityRequest(),
                per_layer: Mapping[str, Mapping[str, LayerError]] | None = None,
-               onnx_nodes: Sequence[tuple[str, str]] | None = None, skip_bad: bool = False) -> ParityResult:
-    """Run every backend on the same inputs and judge it against the FP32 reference.
+               onnx_nodes: Sequence[tuple[str, str]] | None = None) -> ParityResult:
+    """Run every backend of `request` on the same inputs and judge it against the FP32 reference
+    (no report written: `deploy.parity.pipeline.parity_report` does the whole command).
 
-    `skip_bad`: leave unreadable images of `data` out (listed in the result's data section).
     `per_layer`: {backend or precision: compare_intermediates(...)} to rank layers by;
     `onnx_nodes`: (name, op_type) of the FP32 ONNX's nodes for the calibrate command (read
     from model.onnx when onnx is installed and they are not given).
     The result also carries what each TensorRT engine that ran runs (its layers file) and the
     bundle's `trtdeploy profile` results (BUNDLE/reports/profile.*.json), for the report.
     """
-    names = _backends.parse_backends(backends)
-    overrides = _checked_overrides(bundle, batch_size, num_images, thresholds)
-    engine_map = _backends.engines_by_precision(engines)
+    names = _backends.parse_backends(request.backends)
+    overrides = _checked_overrides(bundle, request.thresholds)
+    engine_map = dict(request.engines)
+    data, batch_size = request.data, request.batch_size
     main = main_output(bundle)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     with contextlib.ExitStack() as stack:
         runners, entries = _start_all(names, bundle, engine_map, stack)
         npz = load_reference_npz(bundle) if data is None else None
         ref = _choose_reference(bundle, names, runners, entries, engine_map, stack, have_stored=npz is not None)
-        source, batches = _batches(bundle, npz, data, batch_size, num_images, seed, skip_bad)
+        source, batches = _batches(bundle, npz, request)
         tally = _Tally(bundle, runners, main)
         for batch in batches:
             tally.add(batch, ref.runner, runners, entries)
@@ -268,16 +265,17 @@ def run_parity(bundle: Bundle, backends: str | Sequence[str] | None = None, data
         entries[b] = tally.judge(b, overrides, is_reference=(b == ref.name), engine=engine)
     ordered = {b: entries[b] for b in names}
     passed, verdict = _verdict(ordered)
-    info = DataInfo(source.name, tally.seen, batch_size, tally.have_labels, bundle.label_offset, main,
-                    tuple(tally.outputs), source.seed, source.skipped)
+    info = DataInfo(source=source.name, num_images=tally.seen, batch_size=batch_size, labels=tally.have_labels,
+                    label_offset=bundle.label_offset, main_output=main, outputs=tuple(tally.outputs),
+                    seed=source.seed, skipped=source.skipped)
     layers = None
     if per_layer:
         nodes = onnx_nodes if onnx_nodes is not None else read_onnx_nodes(bundle)
         layers = per_layer_section(per_layer, bundle.root, onnx_nodes=nodes,
                                    calibration_data=calibration_source(bundle))
-    return ParityResult(Reference(ref.name, ref.note, tally.reference_accuracy()), passed, verdict, ordered,
-                        machine_info(), info, _bundle_info(bundle), created, layers,
-                        engine_layers((b, e.engine) for b, e in ordered.items() if e.engine),
-                        load_profiles(bundle.reports_dir),  # `trtdeploy profile` writes there
-                        Int8Choice.from_bundle(bundle))
-
+    return ParityResult(
+        reference=Reference(ref.name, ref.note, tally.reference_accuracy()), passed=passed, verdict=verdict,
+        backends=ordered, environment=machine_info(), data=info, bundle=_bundle_info(bundle), created=created,
+        per_layer=layers, engine_layers=engine_layers((b, e.engine) for b, e in ordered.items() if e.engine),
+        layer_timing=load_profiles(bundle.reports_dir),  # `trtdeploy profile` writes there
+        int8_choice=Int8Choice.from_bundle(bundle))

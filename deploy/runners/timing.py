@@ -48,7 +48,7 @@ class TimingConfig:
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.iters < 1:
-            raise UsageError(f"need --warmup >= 0 and --iters >= 1, got {self.warmup} and {self.iters}")
+            raise UsageError(f"need at least 0 warm-up and 1 timed run, got {self.warmup} and {self.iters}")
 
 
 def random_feed(specs: Sequence[TensorSpec], batch: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -42,7 +42,7 @@ onnx = pytest.importorskip("onnx")
 from calibration.pipeline import calibrate, evaluate_accuracy  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
 from deploy.cli import main  # noqa: E402
-from deploy.parity import render_html, run_parity  # noqa: E402
+from deploy.parity import ParityRequest, render_html, run_parity  # noqa: E402
 
 # Calibration images (after the held-out 20% of the training digits is set aside): enough for
 # stable ranges, few enough for CI.
@@ -88,7 +88,7 @@ def test_percentile_90_within_one_point_by_keeping_layers_in_float(bundle, digit
     acc = _held_out_accuracy(bundle, digits[1])
     assert abs(acc.top1["fp32"] - acc.top1["int8"]) <= 0.01
 
-    result = run_parity(open_bundle(bundle.root), backends="ort-fp32,ort-int8", data=digits[1])
+    result = run_parity(open_bundle(bundle.root), ParityRequest.of("ort-fp32,ort-int8", data=digits[1]))
     section = result.int8_choice
     assert section.budget["kept_nodes"] == kept and section.method == "percentile"
     assert result.to_json()["int8_selection"]["budget"]["kept_nodes"] == kept
@@ -168,12 +168,17 @@ def test_a_budget_no_set_meets_exits_1_after_one_trial_per_layer(bundle, digits,
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--max-drop", "-1"], "--max-drop must be >= 0"),
+    (["--max-drop", "-1"], "argument --max-drop: must be a finite number >= 0, got '-1'"),
+    (["--max-drop", "nan"], "argument --max-drop: must be a finite number >= 0, got 'nan'"),
     (["--max-drop", "1", "--eval-data", "/no/such/dir"], "/no/such/dir: no such file"),
 ])
 def test_bad_budget_arguments_are_usage_errors(bundle, digits, capsys, argv, message):
     before = sorted(p.name for p in bundle.root.rglob("*"))
-    assert main(["calibrate", str(bundle.root), "--data", str(digits[0]), "--num-images", "16", *argv]) == 2
+    try:  # an option's type refuses it in argparse (SystemExit), the rest in the command
+        status = main(["calibrate", str(bundle.root), "--data", str(digits[0]), "--num-images", "16", *argv])
+    except SystemExit as e:
+        status = e.code
+    assert status == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err
     assert sorted(p.name for p in bundle.root.rglob("*")) == before

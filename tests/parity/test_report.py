@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.parity import ParityResult, Skip, backends, compare_intermediates, parse_threshold_args, run_parity
+from deploy.parity import (ParityRequest, ParityResult, Skip, backends, compare_intermediates, parse_threshold_args,
+                           run_parity)
 from deploy.parity.report import render_html, write_report
 from deploy.runners.base import Runner, TensorSpec
 
@@ -76,8 +77,9 @@ def synthetic_result(tmp_path: Path, monkeypatch) -> ParityResult:
         per_layer[key] = compare_intermediates(fp32, other, order)
     from deploy.bundle import Bundle
     nodes = [(f"{n}/conv{k}/Conv2D", "Conv") for n in order for k in (1, 2)]
-    return run_parity(Bundle(root), backends="tf,ort-fp32,ort-fp16,ort-int8,trt-int8", per_layer=per_layer,
-                      onnx_nodes=nodes, thresholds=parse_threshold_args(["fp16:cosine_min=0.99"]), batch_size=16)
+    request = ParityRequest.of("tf,ort-fp32,ort-fp16,ort-int8,trt-int8", batch_size=16,
+                               thresholds=tuple(parse_threshold_args(["fp16:cosine_min=0.99"])))
+    return run_parity(Bundle(root), request, per_layer=per_layer, onnx_nodes=nodes)
 
 
 class _Collect(HTMLParser):

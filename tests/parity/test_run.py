@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deploy.errors import UsageError
-from deploy.parity import Skip, Thresholds, parse_threshold_args, run_parity
+from deploy.parity import ParityRequest, Skip, Thresholds, parse_threshold_args, run_parity
 
 from .fakes import C, FEATURES, FakeRunner, install_runners, make_bundle, swap_top2
 
@@ -24,7 +24,7 @@ def test_run_parity_schema_pass_fail_and_skips(tmp_path, monkeypatch):
         "ort-int8": lambda z: z + rng.normal(0, 1e-3, z.shape).astype(np.float32),
         "trt-int8": Skip("no GPU here"),
     })
-    result = run_parity(bundle, backends="tf,ort-fp32,ort-fp16,ort-int8,trt-int8", batch_size=16)
+    result = run_parity(bundle, ParityRequest.of("tf,ort-fp32,ort-fp16,ort-int8,trt-int8", batch_size=16))
     json.dumps(result.to_json(), allow_nan=False)
     assert set(result.to_json()) >= {"reference", "pass", "backends", "environment", "data"}
     assert result.reference.name == "reference.npz"
@@ -59,7 +59,7 @@ def test_run_parity_accuracy_delta_fails_int8(tmp_path, monkeypatch):
     bundle = make_bundle(tmp_path / "b")
     install_runners(monkeypatch, bundle, {"ort-int8": swap_top2(every=20)})  # 2 of 40 rows change
     overrides = parse_threshold_args(["ort-int8:top1_agreement=0.9"])
-    result = run_parity(bundle, backends=["ort-int8"], thresholds=overrides)
+    result = run_parity(bundle, ParityRequest.of(["ort-int8"], thresholds=tuple(overrides)))
     e = result.backends["ort-int8"]
     delta = e.accuracy.delta_top1_vs_fp32
     assert delta < -1.0  # a correct row turned wrong costs 2.5 points
@@ -78,7 +78,7 @@ def test_run_parity_tf_reference_and_errors(tmp_path, monkeypatch):
 
     made = install_runners(monkeypatch, bundle, {"tf": None, "ort-fp32": None,
                                                  "trt-fp32": Boom(bundle.w, "trt-fp32")})
-    result = run_parity(bundle, backends=["ort-fp32", "trt-fp32"], batch_size=8, num_images=20)
+    result = run_parity(bundle, ParityRequest.of(["ort-fp32", "trt-fp32"], batch_size=8, num_images=20))
     assert result.reference.name == "tf"
     assert made["tf"].calls == 3  # TF ran on the same 3 batches (20 images, batch 8)
     assert result.data.num_images == 20 and result.data.labels is False
@@ -123,8 +123,8 @@ def test_run_parity_folder_data_without_tf(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "deploy.data.inputs", types.SimpleNamespace(InputSet=FakeSet))
     monkeypatch.setitem(sys.modules, "deploy.data.preprocess", types.SimpleNamespace(Preprocess=FakePreprocess))
     install_runners(monkeypatch, bundle, {"ort-fp32": None, "ort-int8": swap_top2(every=6)})
-    result = run_parity(bundle, backends="ort-fp32,ort-int8", data=tmp_path / "imgs", num_images=12, seed=3,
-                        batch_size=5)
+    result = run_parity(bundle, ParityRequest.of("ort-fp32,ort-int8", data=tmp_path / "imgs", num_images=12, seed=3,
+                                                 batch_size=5))
     assert calls["from_path"] == (tmp_path / "imgs", "input", ("preprocess", "digits"), 12, 3)
     assert result.reference.name == "ort-fp32"
     assert result.data.num_images == 12
@@ -137,8 +137,8 @@ def test_run_parity_usage_errors(tmp_path, monkeypatch):
     bundle = make_bundle(tmp_path / "b")
     install_runners(monkeypatch, bundle, {})
     with pytest.raises(UsageError, match="unknown output"):
-        run_parity(bundle, thresholds=parse_threshold_args(["ort-int8:probs:max_abs=1"]))
+        run_parity(bundle, ParityRequest.of(thresholds=tuple(parse_threshold_args(["ort-int8:probs:max_abs=1"]))))
     with pytest.raises(UsageError, match="no FP32 reference"):
-        run_parity(bundle, data=tmp_path / "imgs")
-    with pytest.raises(UsageError, match="batch-size"):
-        run_parity(bundle, batch_size=0)
+        run_parity(bundle, ParityRequest.of(data=tmp_path / "imgs"))
+    with pytest.raises(UsageError, match="the batch size must be at least 1"):  # the CLI's check is its option's type
+        ParityRequest.of(batch_size=0)
