@@ -160,7 +160,7 @@ def rank_layers_for_search(bundle, fp32_model, int8_bytes: bytes, feeds: Sequenc
     if not names:
         raise CalibrationError(f"{bundle.root}: the manifest has no end_points to rank layers by; re-export the "
                                "bundle with `trtdeploy export`, or keep nodes by hand with --keep-fp32")
-    end_points = bundle.manifest["end_points"]
+    end_points = bundle.end_points
     fp32 = model_intermediates(fp32_model, end_points, feeds, names)
     int8 = model_intermediates(int8_bytes, end_points, feeds, names)
     ranked = rank_layers(compare_intermediates(fp32, int8, names))

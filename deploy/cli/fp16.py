@@ -20,8 +20,8 @@ def run(args: argparse.Namespace) -> int:
 
     with held_bundle(args, "fp16", write=True) as bundle:
         path = convert_fp16(bundle, keep_fp32=args.keep_fp32)
-    info = bundle.manifest["precision"]["fp16"]
-    print(f"wrote {path} ({len(info['kept_fp32'])} nodes kept FP32)")
-    for node, reason in info["kept_fp32_reasons"].items():
+    info = bundle.fp16
+    print(f"wrote {path} ({len(info.kept_fp32)} nodes kept FP32)")
+    for node, reason in info.reasons.items():
         print(f"  {node}: {reason}")
     return 0

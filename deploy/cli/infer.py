@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace, bundle, backend: str, results: list) -> None:
     # Results of random weights look like any others ("class 294, 1.0000"): say so with them.
-    weights = bundle.manifest["model"].get("weights")
+    weights = bundle.model.weights
     if args.json:
         print(json.dumps([{"image": str(path), "backend": backend, "weights": weights, "warnings": bundle.warnings,
                            **({"top": [{"class": t.class_index, "label": t.label, "score": t.score} for t in top]}

@@ -216,7 +216,7 @@ def layer_names(bundle: Bundle) -> list[str]:
     """Slim end_points worth a row, in network order, one per distinct tensor."""
     seen: set[str] = set()
     names = []
-    for key, tensor in bundle.manifest.get("end_points", {}).items():
+    for key, tensor in bundle.end_points.items():
         if tensor in seen or not _LAYER.search(key) or _INSIDE_UNIT.search(key):
             continue
         seen.add(tensor)
@@ -227,7 +227,7 @@ def layer_names(bundle: Bundle) -> list[str]:
 def intermediate_values(bundle: Bundle, precision: str, feeds: Iterable[Mapping[str, np.ndarray]],
                         names: list[str]) -> dict[str, np.ndarray]:
     """Run one precision's ONNX and collect the named end_points over all feeds (float32)."""
-    return model_intermediates(bundle.onnx_path(precision), bundle.manifest["end_points"], feeds, names)
+    return model_intermediates(bundle.onnx_path(precision), bundle.end_points, feeds, names)
 
 
 def model_intermediates(model: Any, end_points: Mapping[str, str], feeds: Iterable[Mapping[str, np.ndarray]],
