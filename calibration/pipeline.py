@@ -195,25 +195,24 @@ def _measure(model, observed: Sequence[str], dataset, batch_size: int, config: C
                    reused=False, seconds=time.perf_counter() - start, auto=auto)
 
 
-def _evaluation_sets(bundle: Bundle, data_path: Any, eval_data: Any, judged: bool, num_images: int | None, seed: int,
-                     skip_bad: bool, batch_size: int):
-    """(calibration set, EvalSet, its record) when INT8 is `judged` (on `eval_data`, or on a part of
-    `data_path` held out), else (calibration set, None, None)."""
+def _evaluation_sets(bundle: Bundle, r: CalibrationRequest):
+    """(calibration set, EvalSet, its record) when INT8 is judged (on `r.eval_data`, or on a part of
+    `r.data` held out), else (calibration set, None, None)."""
     from .fidelity import EvalSet
     from .selection import evaluation_data
 
     def load(path: Any, num: int | None):
-        return _load_set(bundle, path, num, seed, skip_bad)
+        return _load_set(bundle, path, num, r.seed, r.skip_bad)
 
-    if not judged:
-        return load(data_path, num_images), None, None
+    if not r.judged:
+        return load(r.data, r.num_images), None, None
     if not bundle.class_outputs:
         raise UsageError(f"{bundle.root}: --max-drop, --method auto and --eval-data judge INT8 by top-1 of a "
                          f"[N, classes] output, and this bundle outputs feature maps only "
                          f"({', '.join(o.name for o in bundle.outputs)}); calibrate it without them")
-    data_set, held_out, record = evaluation_data(load, data_path, eval_data, num_images, seed)
+    data_set, held_out, record = evaluation_data(load, r.data, r.eval_data, r.num_images, r.seed)
     evalset = EvalSet(held_out, bundle.onnx_path("fp32"), output=bundle.class_outputs[0],
-                      label_offset=bundle.label_offset, batch_size=batch_size)
+                      label_offset=bundle.label_offset, batch_size=r.batch_size)
     return data_set, evalset, record
 
 
@@ -267,44 +266,62 @@ def _manifest_entry(config: CalibrationConfig, algorithm: str, want: Mapping[str
     }
 
 
-def calibrate(
-    bundle: Bundle,
-    data_path: str | Path,
-    method: str = "entropy",
-    num_images: int | None = None,
-    seed: int = 0,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    exclude: Sequence[str] = (),
-    recalibrate: bool = False,
-    skip_bad: bool = False,
-    trt_version: str = DEFAULT_VERSION,
-    percentile: float = 99.99,
-    num_bins: int | None = None,
-    max_drop: float | None = None,
-    eval_data: str | Path | None = None,
-) -> CalibrationResult:
-    """Calibrate `bundle` on the images at `data_path` and write the INT8 artifacts.
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """What one `calibrate` call does.
 
-    `exclude`: ONNX node names kept in high precision (`--keep-fp32`). `percentile` is
-    recorded and used for method "percentile" only. `trt_version` goes into trt.cache's
-    header for tools that read the file themselves (trtexec --calib); `trtdeploy build`
-    serves the cache under the header of the TensorRT it runs. Raises DataError for an empty
-    or unreadable set, CalibrationError for a stale scales.json (unless `recalibrate`),
-    UsageError for unknown node names; the bundle is unchanged then.
-
-    `method="auto"` and `max_drop` (points of top-1, or of top-1 agreement with FP32 without
-    labels) judge INT8 against FP32 on `eval_data`, else on a held-out part of `data_path`
-    (calibration.selection, .auto, .budget); `eval_data` alone scores the model written.
+    `data`: the calibration inputs (a path deploy.data reads, or a loaded InputSet), `num_images`
+    of them chosen by `seed`, unreadable images skipped with `skip_bad`. `method`: a range
+    method of deploy.int8, or "auto"; `percentile` is used by the percentile method only.
+    `keep_fp32`: ONNX node names kept in high precision. `recalibrate`: replace ranges made for
+    other inputs (else refused). `trt_version` goes into trt.cache's header for tools that read
+    the file themselves (trtexec --calib); `trtdeploy build` serves the cache under the header
+    of the TensorRT it runs. `max_drop` (points of top-1, or of top-1 agreement with FP32
+    without labels) and method "auto" judge INT8 against FP32 on `eval_data`, else on a
+    held-out part of `data`; `eval_data` alone scores the model written.
     """
+
+    data: Any
+    method: str = "entropy"
+    num_images: int | None = None
+    seed: int = 0
+    batch_size: int = DEFAULT_BATCH_SIZE
+    keep_fp32: tuple[str, ...] = ()
+    recalibrate: bool = False
+    skip_bad: bool = False
+    trt_version: str = DEFAULT_VERSION
+    percentile: float = 99.99
+    num_bins: int | None = None
+    max_drop: float | None = None
+    eval_data: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep_fp32", tuple(self.keep_fp32))
+        if self.batch_size < 1:
+            raise UsageError(f"the batch size must be at least 1, got {self.batch_size}")
+        if self.num_images is not None and self.num_images < 1:
+            raise UsageError(f"the number of images must be at least 1, got {self.num_images}")
+        if self.max_drop is not None and not (0 <= self.max_drop < float("inf")):  # NaN too
+            raise UsageError(f"the accuracy budget must be a finite number of points >= 0, got {self.max_drop}")
+        trt_version_code(self.trt_version)  # a bad version fails before the statistics pass
+
+    @property
+    def judged(self) -> bool:
+        """Whether INT8 is scored against FP32 on evaluation images."""
+        return self.method == AUTO_METHOD or self.max_drop is not None or self.eval_data is not None
+
+
+def calibrate(bundle: Bundle, request: CalibrationRequest) -> CalibrationResult:
+    """Calibrate `bundle` as `request` says and write the INT8 artifacts, as one update under the
+    bundle's lock. Raises DataError for an empty or unreadable set, CalibrationError for a stale
+    scales.json (unless `recalibrate`), UsageError for unknown node names; the bundle is
+    unchanged then."""
     start = time.perf_counter()
-    trt_version_code(trt_version)  # a bad --trt-version fails before the statistics pass
     with bundle.update("calibrate") as up:
-        return _calibrate(up, data_path, method, num_images, seed, batch_size, exclude, recalibrate, skip_bad,
-                          trt_version, percentile, num_bins, max_drop, eval_data, start)
+        return _calibrate(up, request, start)
 
 
-def _calibrate(up: BundleUpdate, data_path, method, num_images, seed, batch_size, exclude, recalibrate, skip_bad,
-               trt_version, percentile, num_bins, max_drop, eval_data, start) -> CalibrationResult:
+def _calibrate(up: BundleUpdate, r: CalibrationRequest, start: float) -> CalibrationResult:
     """calibrate(), with the bundle held for the update."""
     from deploy.onnx_graph import load_model
     from deploy.runners.ort import make_session
@@ -315,34 +332,34 @@ def _calibrate(up: BundleUpdate, data_path, method, num_images, seed, batch_size
 
     bundle = up.bundle
     # auto's candidates are configured in calibration.auto; this config checks percentile and bins.
-    config = CalibrationConfig(method="entropy" if method == AUTO_METHOD else method, percentile=percentile,
-                               num_bins=num_bins or TRT_NUM_BINS)
+    config = CalibrationConfig(method="entropy" if r.method == AUTO_METHOD else r.method, percentile=r.percentile,
+                               num_bins=r.num_bins or TRT_NUM_BINS)
     fp32_path = bundle.onnx_path("fp32")
     model = load_model(fp32_path, ONNX_FILES["fp32"], bundle.root)
-    plan = plan_qdq(model, exclude=exclude)  # unknown node names fail before data is read
+    plan = plan_qdq(model, exclude=r.keep_fp32)  # unknown node names fail before data is read
     # One statistics pass serves both files: model.int8.onnx needs the Q/DQ tensors' ranges,
     # trt.cache every activation's (the Q/DQ tensors are among them).
     observed = list(dict.fromkeys([*observed_tensors(model), *qdq_activations(plan)]))
 
-    judged = method == AUTO_METHOD or max_drop is not None or eval_data is not None
-    dataset, evalset, evaluation = _evaluation_sets(bundle, data_path, eval_data, judged, num_images, seed,
-                                                    skip_bad, batch_size)
-    want = _inputs_record(fp32_path, dataset, config, method)
-    ranges, config = _ranges(bundle, model, plan, observed, dataset, want, config, evalset, batch_size, recalibrate)
+    dataset, evalset, evaluation = _evaluation_sets(bundle, r)
+    want = _inputs_record(fp32_path, dataset, config, r.method)
+    ranges, config = _ranges(bundle, model, plan, observed, dataset, want, config, evalset, r.batch_size,
+                             r.recalibrate)
     algorithm = calibration_algorithm_for(config.method)
-    budget = None if max_drop is None else keep_within_budget(bundle, model, ranges.amax, evalset, max_drop, exclude)
+    budget = None if r.max_drop is None else keep_within_budget(bundle, model, ranges.amax, evalset, r.max_drop,
+                                                                r.keep_fp32)
     if budget is not None:
-        plan = plan_qdq(model, exclude=[*exclude, *budget.chosen.nodes])
+        plan = plan_qdq(model, exclude=[*r.keep_fp32, *budget.chosen.nodes])
 
     int8_bytes = insert_qdq(model, plan, ranges.amax).SerializeToString()
     make_session(int8_bytes)  # refuse a model ONNX Runtime cannot load before writing anything
     if evalset is not None:
         evaluation["int8"] = final_evaluation(evalset, int8_bytes, ranges.auto, budget).to_json()
-    scales = {"format": SCALES_FORMAT, **want, "algorithm": algorithm, "seed": seed,
+    scales = {"format": SCALES_FORMAT, **want, "algorithm": algorithm, "seed": r.seed,
               "exclude": list(plan.exclude), "amax": ranges.amax, "max": ranges.maxima}
-    entry = _manifest_entry(config, algorithm, want, seed, plan, trt_version, len(observed))
-    record(scales, entry, method, evaluation, ranges.auto, budget)
-    files = _commit(up, int8_bytes, scales, {t: ranges.amax[t] for t in observed}, trt_version, algorithm,
+    entry = _manifest_entry(config, algorithm, want, r.seed, plan, r.trt_version, len(observed))
+    record(scales, entry, r.method, evaluation, ranges.auto, budget)
+    files = _commit(up, int8_bytes, scales, {t: ranges.amax[t] for t in observed}, r.trt_version, algorithm,
                     dataset.manifest(), entry)
     result = CalibrationResult(
         method=config.method, algorithm=algorithm, num_images=want["num_images"], num_observed=len(observed),
@@ -350,7 +367,7 @@ def _calibrate(up: BundleUpdate, data_path, method, num_images, seed, batch_size
         seconds=time.perf_counter() - start, statistics_seconds=ranges.seconds, files=files,
         int8_path=bundle.path(INT8_ONNX), dataset=dataset, auto=ranges.auto, budget=budget, evaluation=evaluation,
     )
-    log.info("calibrated %d tensors (%s, %d images) in %.1f s", result.num_observed, method,
+    log.info("calibrated %d tensors (%s, %d images) in %.1f s", result.num_observed, r.method,
              result.num_images, result.seconds)
     return result
 

@@ -66,7 +66,7 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
                                           quantize_static)
 
     from deploy.data.inputs import InputSet
-    from calibration.pipeline import calibrate
+    from calibration.pipeline import CalibrationRequest, calibrate
     from deploy.data.preprocess import Preprocess
 
     from ..bundle import Bundle, open_bundle
@@ -88,7 +88,7 @@ def benchmark_calibration(num_images: int = 64, model: str = "resnet_v2_50", ima
     load_before = os.getloadavg()
 
     t0 = time.perf_counter()
-    result = calibrate(bundle, images, method=method, batch_size=batch_size, recalibrate=True)
+    result = calibrate(bundle, CalibrationRequest(images, method=method, batch_size=batch_size, recalibrate=True))
     ours = time.perf_counter() - t0
 
     class Reader(CalibrationDataReader):
@@ -177,11 +177,12 @@ def peak_rss_mb() -> float:
 
 def calibration_point(bundle_dir: str, images: str, batch_size: int, method: str) -> dict[str, Any]:
     """One `memory_points` row, run in the child process."""
-    from calibration.pipeline import calibrate
+    from calibration.pipeline import CalibrationRequest, calibrate
 
     from ..bundle import open_bundle
 
     t0 = time.perf_counter()
-    result = calibrate(open_bundle(bundle_dir), images, method=method, batch_size=batch_size, recalibrate=True)
+    request = CalibrationRequest(images, method=method, batch_size=batch_size, recalibrate=True)
+    result = calibrate(open_bundle(bundle_dir), request)
     return {"seconds": round(time.perf_counter() - t0, 2), "statistics_seconds": round(result.statistics_seconds, 2),
             "peak_rss_mb": peak_rss_mb()}

@@ -60,12 +60,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace, bundle) -> int:
     """The run and its report, the bundle held (the scoring after it reads what was written)."""
-    from calibration.pipeline import calibrate, evaluate_accuracy
+    from calibration.pipeline import CalibrationRequest, calibrate, evaluate_accuracy
 
-    result = calibrate(bundle, args.data, method=args.method, num_images=args.num_images, seed=args.seed,
-                       batch_size=args.batch_size, exclude=args.keep_fp32, recalibrate=args.recalibrate,
-                       skip_bad=args.skip_bad, trt_version=args.trt_version, percentile=args.percentile,
-                       max_drop=args.max_drop, eval_data=args.eval_data)
+    request = CalibrationRequest(args.data, method=args.method, num_images=args.num_images, seed=args.seed,
+                                 batch_size=args.batch_size, keep_fp32=args.keep_fp32, recalibrate=args.recalibrate,
+                                 skip_bad=args.skip_bad, trt_version=args.trt_version, percentile=args.percentile,
+                                 max_drop=args.max_drop, eval_data=args.eval_data)
+    result = calibrate(bundle, request)
     print(f"calibrated {bundle.model_name}: Q/DQ on {result.num_qdq_activations} activation tensors and "
           f"{result.num_qdq_tensors - result.num_qdq_activations} weights, ranges of {result.num_observed} "
           f"activation tensors in trt.cache ({result.method}, {result.algorithm}), {result.num_images} images, "

@@ -54,7 +54,7 @@ def _engines(bundle) -> tuple[list[Path], str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calibration.pipeline import calibrate
+    from calibration.pipeline import CalibrationRequest, calibrate
 
     from ..digits import write_image_folder
     from ..export import ExportConfig, export
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"    {folder}: {sum(1 for _ in folder.rglob('*.png'))} images")
 
     print(f"3/6 INT8 calibration ({args.method}) from the training images")
-    calibrate(bundle, data["train"], method=args.method, recalibrate=True)  # its update reloads `bundle`
+    calibrate(bundle, CalibrationRequest(data["train"], method=args.method, recalibrate=True))  # reloads `bundle`
     print("4/6 FP16 conversion")
     print(f"    {convert_fp16(bundle)}")
 

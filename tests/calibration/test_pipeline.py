@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 
 import calibration.stats  # noqa: E402
 from deploy.trt.calibration_cache import read_cache  # noqa: E402
-from calibration.pipeline import calibrate, evaluate_accuracy  # noqa: E402
+from calibration.pipeline import CalibrationRequest, calibrate, evaluate_accuracy  # noqa: E402
 from calibration.qdq import observed_tensors, plan_qdq, qdq_activations  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
 from deploy.bundle.layout import LOCK  # noqa: E402
@@ -32,7 +32,7 @@ def exported(default_bundle_dir):
 @pytest.fixture(scope="module")
 def calibrated(exported, digits, tmp_path_factory):
     b = open_bundle(shutil.copytree(exported, tmp_path_factory.mktemp("calibrated") / "bundle"))
-    return b, calibrate(b, digits[0], num_images=NUM_CALIB, batch_size=32)
+    return b, calibrate(b, CalibrationRequest(digits[0], num_images=NUM_CALIB, batch_size=32))
 
 
 def snapshot(root):
@@ -89,7 +89,7 @@ def test_statistics_are_one_pass_over_every_activation(exported, digits, tmp_pat
         return real(model, tensors, *args, **kwargs)
 
     monkeypatch.setattr(calibration.stats, "collect_statistics", spy)
-    calibrate(b, digits[0], num_images=32, batch_size=32)
+    calibrate(b, CalibrationRequest(digits[0], num_images=32, batch_size=32))
     assert len(calls) == 1 and calls[0] == observed_tensors(onnx.load(str(b.root / "model.onnx")))
 
 
@@ -105,8 +105,8 @@ def test_scales_of_the_qdq_tensors_only_are_not_reused(calibrated, digits, tmp_p
         b.record_file("calibration/scales.json")
         up.commit()
     with pytest.raises(CalibrationError, match=r"no range for \d+ of the model's 62 activation tensors .*--recalibrate"):
-        calibrate(b, digits[0], num_images=NUM_CALIB, batch_size=32)
-    result = calibrate(b, digits[0], num_images=NUM_CALIB, batch_size=32, recalibrate=True)
+        calibrate(b, CalibrationRequest(digits[0], num_images=NUM_CALIB, batch_size=32))
+    result = calibrate(b, CalibrationRequest(digits[0], num_images=NUM_CALIB, batch_size=32, recalibrate=True))
     assert not result.reused and len(read_cache(b.root / "calibration/trt.cache").scales) == 62
 
 
@@ -129,7 +129,7 @@ def test_rerun_reuses_scales_without_statistics(calibrated, digits, monkeypatch)
         raise AssertionError("statistics pass ran although scales.json matches")
 
     monkeypatch.setattr(calibration.stats, "collect_statistics", no_statistics)
-    result = calibrate(b, digits[0], num_images=NUM_CALIB, batch_size=32)
+    result = calibrate(b, CalibrationRequest(digits[0], num_images=NUM_CALIB, batch_size=32))
     assert result.reused and result.statistics_seconds == 0
     after = snapshot(b.root)
     for rel in ("model.int8.onnx", "calibration/scales.json", "calibration/trt.cache", "calibration/dataset.json"):
@@ -141,14 +141,14 @@ def test_rerun_reuses_scales_without_statistics(calibrated, digits, monkeypatch)
     ({"num_images": 64}, "calibration data changed"),
 ])
 def test_changed_inputs_are_refused_unless_recalibrate(bundle, digits, change, expect):
-    calibrate(bundle, digits[0], num_images=NUM_CALIB)
+    calibrate(bundle, CalibrationRequest(digits[0], num_images=NUM_CALIB))
     before = snapshot(bundle.root)
     kwargs = {"num_images": NUM_CALIB, **change}
     with pytest.raises(CalibrationError) as e:
-        calibrate(bundle, digits[0], **kwargs)
+        calibrate(bundle, CalibrationRequest(digits[0], **kwargs))
     assert expect in str(e.value) and "--recalibrate" in str(e.value)
     assert snapshot(bundle.root) == before
-    result = calibrate(bundle, digits[0], recalibrate=True, **kwargs)
+    result = calibrate(bundle, CalibrationRequest(digits[0], recalibrate=True, **kwargs))
     assert not result.reused
     assert json.loads((bundle.root / "manifest.json").read_text())["precision"]["int8"]["method"] == \
         change.get("method", "entropy")
@@ -159,7 +159,7 @@ def test_empty_set_leaves_bundle_unchanged(bundle, tmp_path):
     empty.mkdir()
     before = snapshot(bundle.root)
     with pytest.raises(DataError):
-        calibrate(bundle, empty)
+        calibrate(bundle, CalibrationRequest(empty))
     assert snapshot(bundle.root) == before
     assert not (bundle.root / "calibration").exists()
 
@@ -167,7 +167,7 @@ def test_empty_set_leaves_bundle_unchanged(bundle, tmp_path):
 def test_unknown_exclude_is_a_usage_error(bundle, digits):
     before = snapshot(bundle.root)
     with pytest.raises(UsageError, match="no_such_node"):
-        calibrate(bundle, digits[0], exclude=["no_such_node"])
+        calibrate(bundle, CalibrationRequest(digits[0], keep_fp32=["no_such_node"]))
     assert snapshot(bundle.root) == before
 
 
@@ -191,7 +191,7 @@ def test_cli_summary(bundle, digits, capsys):
 # FP32, agreement >= 99%.
 @pytest.mark.parametrize("method", ["entropy", "percentile", "max", "mse"])
 def test_int8_accuracy_on_held_out_digits(bundle, digits, method):
-    calibrate(bundle, digits[0], method=method, num_images=256, batch_size=64)
+    calibrate(bundle, CalibrationRequest(digits[0], method=method, num_images=256, batch_size=64))
     acc = evaluate_accuracy(bundle, digits[1], precisions=("fp32", "int8"), batch_size=128)
     print(f"{method}: {acc}")
     assert acc.num_images == 360

@@ -39,7 +39,7 @@ def test_held_out_split_is_seeded_disjoint_and_not_the_subset(tmp_path):
 pytest.importorskip("tensorflow")
 onnx = pytest.importorskip("onnx")
 
-from calibration.pipeline import calibrate, evaluate_accuracy  # noqa: E402
+from calibration.pipeline import CalibrationRequest, calibrate, evaluate_accuracy  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
 from deploy.cli import main  # noqa: E402
 from deploy.parity import ParityRequest, render_html, run_parity  # noqa: E402
@@ -132,7 +132,7 @@ def test_eval_data_without_labels_is_judged_by_agreement(bundle, digits, tmp_pat
     unlabelled.mkdir()
     for i, png in enumerate(sorted(digits[1].rglob("*.png"))[:40]):
         shutil.copy(png, unlabelled / f"{i:03d}.png")
-    result = calibrate(bundle, digits[0], num_images=64, max_drop=0.0, eval_data=unlabelled)
+    result = calibrate(bundle, CalibrationRequest(digits[0], num_images=64, max_drop=0.0, eval_data=unlabelled))
     assert result.budget.chosen.evaluation.metric == "agreement"
     assert result.evaluation == {**result.evaluation, "held_out": False, "count": 40, "labels": False}
     assert result.budget.met and result.budget.chosen.evaluation.agreement == 1.0

@@ -11,6 +11,8 @@ from deploy.bundle import Bundle
 from deploy.parity import Skip, backends
 from deploy.runners.base import Runner, TensorSpec
 
+from ..helpers import record
+
 C = 10  # classes of the tiny fake model
 FEATURES = 6
 
@@ -18,15 +20,6 @@ FEATURES = 6
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
-
-def record(root: Path, *rels: str) -> None:
-    """Record hand-written bundle files in the manifest, as the stages that write them do
-    (readers refuse files the manifest does not vouch for)."""
-    bundle = Bundle(root)
-    for rel in rels:
-        bundle.record_file(rel)
-    bundle.save()
 
 
 def make_bundle(root: Path, n: int = 40, label_offset: int = 1, labels: bool = True, seed: int = 0) -> Bundle:

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from deploy.trt.calibration_cache import read_cache  # noqa: E402
-from calibration.pipeline import calibrate  # noqa: E402
+from calibration.pipeline import CalibrationRequest, calibrate  # noqa: E402
 from deploy.bundle import open_bundle  # noqa: E402
 from deploy.cli import main  # noqa: E402
 from deploy.errors import CalibrationError, EngineError  # noqa: E402
@@ -36,7 +36,7 @@ def calibrated_dir(default_bundle_dir, tmp_path_factory):
 
     images = write_image_folder(tmp_path_factory.mktemp("digits") / "train", "train")
     root = shutil.copytree(default_bundle_dir, tmp_path_factory.mktemp("calibrated") / "bundle")
-    calibrate(open_bundle(root), images, num_images=64, batch_size=32)
+    calibrate(open_bundle(root), CalibrationRequest(images, num_images=64, batch_size=32))
     return root
 
 

@@ -26,14 +26,14 @@ def _default_bundle(work: Path) -> Path:
     defaults (the cache header says TensorRT 10.3.0 whatever TensorRT builds from it), convert
     FP16."""
     pytest.importorskip("tensorflow", reason="set TRTDEPLOY_TEST_BUNDLE or install the export extra")
-    from calibration.pipeline import calibrate
+    from calibration.pipeline import CalibrationRequest, calibrate
     from deploy.bundle import open_bundle
     from deploy.digits import write_image_folder
     from deploy.export import ExportConfig, export
     from deploy.precision import convert_fp16
 
     bundle = export(ExportConfig(model="default", num_reference=16), work / "bundle")
-    calibrate(bundle, write_image_folder(work / "train", "train"), method="entropy")
+    calibrate(bundle, CalibrationRequest(write_image_folder(work / "train", "train"), method="entropy"))
     convert_fp16(open_bundle(bundle.root))
     return bundle.root
 

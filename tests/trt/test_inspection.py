@@ -23,6 +23,7 @@ from deploy.trt.sidecar import IOTensor, Sidecar, read_sidecar, sidecar_path
 from . import inspector_fixtures as fx
 from .fake_builder import FakeLayer, LayerType
 from .fake_cuda import FakeCuda
+from ..helpers import record
 from .fake_engine import FakeEngine
 from .fakes import make_fake_builder_trt
 
@@ -269,6 +270,7 @@ def fake_device(tmp_path, monkeypatch):
     (root / "manifest.json").write_text(json.dumps(MANIFEST))
     for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx"):
         (root / name).write_bytes(b"onnx")
+    record(root, "model.onnx", "model.fp16.onnx", "model.int8.onnx")
     cuda = FakeCuda(capability=(8, 7))
     monkeypatch.setattr(cuda_module, "import_cuda", lambda: cuda)
 
