@@ -63,7 +63,7 @@ def test_help_without_heavy_dependencies(argv):
 NOT_FOR_PARSING = ("deploy.trt.build", "deploy.trt.runtime", "deploy.trt.calibrator", "deploy.trt.sidecar",
                    "deploy.trt.inspection", "deploy.trt.dla", "deploy.trt.doctor", "deploy.trt.graphs",
                    "deploy.trt.profiler", "deploy.trt.enginebench", "deploy.trt.machine",
-                   "deploy.parity", "deploy.bench", "deploy.export", "deploy.precision", "deploy.slim", "deploy.data.",
+                   "deploy.parity", "deploy.bench", "deploy.export", "deploy.fp16", "deploy.slim", "deploy.data.",
                    "deploy.onnx_graph", "calibration")
 
 

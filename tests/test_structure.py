@@ -135,7 +135,7 @@ LAYERS = (
     ("deploy.bundle",),
     ("deploy.data", "deploy.onnx_graph", "deploy.digits"),
     ("deploy.runners", "deploy.slim"),
-    ("deploy.trt", "deploy.precision", "deploy.fp16", "deploy.train"),
+    ("deploy.trt", "deploy.fp16", "deploy.train"),
     ("deploy.parity",),
     ("deploy.export", "calibration"),
     ("deploy.serving", "deploy.bench"),

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..parity.pipeline import parity_report
     from ..parity.request import ParityRequest
     from ..parity.summary import export_parity_line, summary_table
-    from ..precision import convert_fp16
+    from ..fp16 import convert_fp16
     from ..slim.registry import DEFAULT_MODEL
 
     out: Path = args.out

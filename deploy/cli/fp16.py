@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..precision import convert_fp16
+    from ..fp16 import convert_fp16
 
     with held_bundle(args, "fp16", write=True) as bundle:
         path = convert_fp16(bundle, keep_fp32=args.keep_fp32)

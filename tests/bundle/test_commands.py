@@ -236,8 +236,8 @@ def test_truncated_bundle_files_are_one_line_each(bundle, rel, argv):
 
 SWALLOWED = textwrap.dedent("""
     import os, signal, sys
-    import deploy.precision as precision
-    real = precision.plan_fp16
+    import deploy.fp16 as fp16
+    real = fp16.plan_fp16
     class Finalized:
         def __del__(self):
             os.kill(os.getpid(), signal.{sig})
@@ -246,7 +246,7 @@ SWALLOWED = textwrap.dedent("""
     def plan_fp16(*a, **k):
         Finalized()
         return real(*a, **k)
-    precision.plan_fp16 = plan_fp16
+    fp16.plan_fp16 = plan_fp16
     from deploy.cli import main
     sys.exit(main(["fp16", {root!r}, "--keep-fp32", {keep!r}]))
 """)

@@ -30,7 +30,7 @@ def _default_bundle(work: Path) -> Path:
     from deploy.bundle import open_bundle
     from deploy.digits import write_image_folder
     from deploy.export import ExportConfig, export
-    from deploy.precision import convert_fp16
+    from deploy.fp16 import convert_fp16
 
     bundle = export(ExportConfig(model="default", num_reference=16), work / "bundle")
     calibrate(bundle, CalibrationRequest(write_image_folder(work / "train", "train"), method="entropy"))

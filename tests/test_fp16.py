@@ -17,7 +17,7 @@ from deploy.cli import main  # noqa: E402
 from deploy.digits import write_image_folder  # noqa: E402
 from deploy.errors import UsageError  # noqa: E402
 from deploy.fsutil import sha256_file  # noqa: E402
-from deploy.precision import OVERFLOW_LIMIT, convert_fp16, plan_fp16  # noqa: E402
+from deploy.fp16 import OVERFLOW_LIMIT, convert_fp16, plan_fp16  # noqa: E402
 from deploy.runners.ort import make_session  # noqa: E402
 
 KEEP = "resnet_v2_digits/block2/unit_1/bottleneck_v2/conv2/Conv2D"

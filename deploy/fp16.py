@@ -38,7 +38,7 @@ import numpy as np
 from .bundle import ONNX_FILES, REFERENCE_NPZ, SCALES_JSON, Bundle, BundleUpdate
 from .errors import BundleError, UsageError
 
-log = logging.getLogger("trtdeploy.precision")
+log = logging.getLogger("trtdeploy.fp16")
 
 FP16_MAX = 65504.0
 OVERFLOW_LIMIT = FP16_MAX / 2
