@@ -38,6 +38,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threshold", action="append", default=[], metavar="[BACKEND:][OUTPUT:]KEY=VALUE | FILE.json",
                    help="override a threshold, e.g. ort-int8:logits:top1_agreement=0.97 or fp16:accuracy_drop=0.5 "
                         "(VALUE `none` disables); repeatable")
+    p.add_argument("--triton", metavar="URL", help="also judge the model a live Triton server serves (host:port), "
+                   "as backend triton-PRECISION; an ensemble gets the encoded --data images")
+    p.add_argument("--triton-model", metavar="NAME", help="the served model (default: the bundle's model name; "
+                   "NAME_ensemble sends image bytes)")
+    p.add_argument("--deepstream", action="store_true", help="also run ort-fp32 on the --data images preprocessed "
+                   "as DeepStream's nvinfer does (resize only, no central crop), as backend deepstream-fp32")
     p.set_defaults(func=run)
 
 
@@ -88,10 +94,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--data {args.data}: no such file or directory; give an image folder, a .txt list of "
                          "images or a .npy/.npz array")
     engines = engines_by_precision(args.engine)
-    result = run_parity(bundle, backends=args.backends, data=args.data, num_images=args.num_images,
-                        engines=engines or None, thresholds=parse_threshold_args(args.threshold),
-                        batch_size=args.batch_size, seed=args.seed, per_layer=_per_layer(bundle, args.backends),
-                        skip_bad=args.skip_bad)
+    from ..serving.live import parity_backends
+
+    with parity_backends(bundle, triton=args.triton, triton_model=args.triton_model, deepstream=args.deepstream,
+                         data=args.data, num_images=args.num_images, seed=args.seed, skip_bad=args.skip_bad) as added:
+        backends = ",".join([args.backends, *added]) if args.backends and added else args.backends
+        result = run_parity(bundle, backends=backends, data=args.data, num_images=args.num_images,
+                            engines=engines or None, thresholds=parse_threshold_args(args.threshold),
+                            batch_size=args.batch_size, seed=args.seed, per_layer=_per_layer(bundle, args.backends),
+                            skip_bad=args.skip_bad)
     json_path, html_path = write_report(result, args.out or bundle.reports_dir)
     for warning in result.bundle.warnings:
         print(f"WARNING: {warning}")

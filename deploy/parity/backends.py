@@ -6,11 +6,12 @@ Needs only numpy at import; TensorFlow, ONNX Runtime and TensorRT are imported b
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ..bundle import PRECISIONS, Bundle
 from ..errors import BundleError, DeployError, UsageError
@@ -18,20 +19,36 @@ from ..runners import BACKENDS, backend_precision
 from ..runners.base import Runner
 
 __all__ = ["BACKENDS", "Skip", "backend_precision", "engine_path", "engine_precision", "engines_by_precision",
-           "installed", "make_runner", "parse_backends"]
+           "extra_backends", "installed", "make_runner", "parse_backends"]
+
+# Backends a command adds for one run beside BACKENDS (`parity --triton`: the live server;
+# `--deepstream`: nvinfer's preprocessing; see deploy.serving.live): name -> runner factory.
+_EXTRA: dict[str, Callable[[Bundle], "Runner | Skip"]] = {}
+
+
+@contextlib.contextmanager
+def extra_backends(factories: Mapping[str, Callable[[Bundle], "Runner | Skip"]]) -> Iterator[None]:
+    """`factories` are backends (parsed, made and judged by their precision suffix) inside the block."""
+    _EXTRA.update(factories)
+    try:
+        yield
+    finally:
+        for name in factories:
+            _EXTRA.pop(name, None)
 
 
 def parse_backends(spec: str | Sequence[str] | None) -> list[str]:
     """`"tf,ort-int8"` or a list -> validated names in the given order; None -> all."""
+    known = [*BACKENDS, *_EXTRA]
     if spec is None:
-        return list(BACKENDS)
+        return known
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     names: list[str] = []
     for item in (s.strip() for s in items):
         if not item:
             continue
-        if item not in BACKENDS:
-            raise UsageError(f"unknown backend {item!r}; choose from {', '.join(BACKENDS)}")
+        if item not in known:
+            raise UsageError(f"unknown backend {item!r}; choose from {', '.join(known)}")
         if item not in names:
             names.append(item)
     if not names:
@@ -98,6 +115,8 @@ def installed(module: str) -> bool:
 
 def make_runner(backend: str, bundle: Bundle, engines: Mapping[str, Path] | None = None) -> Runner | Skip:
     """A runner for `backend`, or a Skip saying why it cannot run on this machine."""
+    if backend in _EXTRA:
+        return _EXTRA[backend](bundle)
     if backend == "tf":
         return _tf_runner(bundle)
     if backend.startswith("ort-"):
