@@ -184,7 +184,7 @@ def _diff(rel: str, old: bytes | None, new: bytes) -> str:
     lines = [ln for ln in difflib.unified_diff(old.decode(errors="replace").splitlines(),
                                                new.decode(errors="replace").splitlines(), n=0, lineterm="")
              if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
-    shown = "; ".join(ln.strip() for ln in lines[:6]) + (f"; ... {len(lines) - 6} more" if len(lines) > 6 else "")
+    shown = "; ".join(f"{ln[0]} {ln[1:].strip()}" for ln in lines[:6]) + (f"; ... {len(lines) - 6} more" if len(lines) > 6 else "")
     return f"changed: {rel}: {shown}"
 
 
