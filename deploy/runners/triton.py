@@ -11,6 +11,7 @@ server's own message, so a bad request reads as what the server said about it.
 """
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any, Mapping, Sequence
 
@@ -40,8 +41,9 @@ def import_http():
 def server_message(e: Exception) -> str:
     """The server's words for a failed call (tritonclient's exception, or a connection error)."""
     message = getattr(e, "message", None)
-    text = message() if callable(message) else str(e)
-    return (text or type(e).__name__).strip().splitlines()[0]
+    text = (message() if callable(message) else str(e)) or type(e).__name__
+    # tritonclient prefixes every message with the request id, unknown unless one was sent.
+    return re.sub(r"^\[request id: [^]]*\] ", "", text.strip().splitlines()[0])
 
 
 def host_port(url: str) -> str:
@@ -159,9 +161,10 @@ class TritonRunner(Runner):
         return self.request(feed)
 
     def infer_images(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
-        """Encoded images through a model whose one input takes bytes, `[N, 1]` (the ensemble)."""
+        """Encoded images through a model whose one input takes bytes, `[N, 1]` (the ensemble),
+        in requests of at most its max_batch_size."""
         (spec,) = self.input_specs()
-        return self.request({spec.name: np.array([[bytes(b)] for b in images], dtype=np.object_).reshape(-1, 1)})
+        return self.infer_any_batch({spec.name: np.array([[bytes(b)] for b in images], dtype=np.object_)})
 
 
 def _datatype(value: np.ndarray) -> str:

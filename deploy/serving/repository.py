@@ -125,7 +125,8 @@ def _classifier(bundle: Bundle, opts: configs.TritonOptions, name: str, label_te
             files["1/model.onnx"] = _onnx_bytes(bundle, precision)
         files.update({"1/model.py": _template("classifier.py"), "1/trtdeploy.json": _json(_classifier_spec(bundle)),
                       **{f"1/{k}": v for k, v in vendored_files(CLASSIFIER_MODULES).items()}})
-        role = f"python backend, trtdeploy's {runner} runner on {model_file}"
+        source = engines[0].plan.name if engines else ONNX_FILES[precision]
+        role = f"python backend, trtdeploy's {runner} runner on {model_file} ({source})"
         notes.append("python-backend models need numpy and Pillow in the stub's Python (and onnxruntime for the "
                      "onnxruntime runner, tensorrt and pycuda for the tensorrt runner); Triton 24.10 (2.51) and "
                      "older build the stub with pybind11 2.10, which misreads numpy 2 arrays: give them numpy<2")

@@ -81,9 +81,8 @@ class Server:
 
 def start(repository: Path, workdir: Path, timeout_s: float = 120.0) -> Server:
     """tritonserver on a free loopback port, HTTP only, ready (every model loaded) or an error with its log."""
-    import pytriton
-
-    wheel = Path(pytriton.__file__).resolve().parent
+    # The package's folder, not the package: importing pytriton needs its own dependencies.
+    wheel = Path(importlib.util.find_spec("pytriton").submodule_search_locations[0]).resolve()
     env = _stub_env()
     copy = workdir / "tritonserver"
     if not copy.exists():
