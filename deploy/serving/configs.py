@@ -64,6 +64,9 @@ class TritonOptions:
             raise UsageError("--ort-tensorrt: the TensorRT execution accelerator belongs to onnxruntime_onnx")
         if self.ort_tensorrt and self.kind == "cpu":
             raise UsageError("--ort-tensorrt runs on the GPU (gpu_execution_accelerator); drop --kind cpu")
+        if self.platform == "python" and self.kind is not None and (self.kind == "gpu") != bool(self.engines):
+            raise UsageError(f"--kind {self.kind}: --platform python runs ONNX Runtime on the CPU, or an --engine on "
+                             "the GPU; drop --kind or give (or drop) --engine")
         if self.platform == "tensorrt_plan" and self.kind == "cpu":
             raise UsageError("--kind cpu: a TensorRT plan runs on a GPU (instance_group KIND_GPU)")
 
