@@ -23,6 +23,8 @@ COMMANDS = {
     "profile": "profile",
     "bench": "bench",
     "parity": "parity",
+    "triton": "triton",
+    "deepstream": "deepstream",
     "demo": "demo",
     "doctor": "doctor",
 }

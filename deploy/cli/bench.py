@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .args import (add_bundle, add_engine_and_batch, add_out, held_bundle, inside, non_negative_float, positive_float,
                    positive_int)
@@ -31,10 +32,22 @@ def add_parser(subparsers) -> None:
                    help="replay execute_async_v3 as a CUDA graph (falls back, saying why, if the engine cannot "
                         "be captured)")
     add_out(p, "FILE.json", "where to write the JSON (default: BUNDLE/reports/bench.NAME.json)")
+    served = p.add_argument_group("a live Triton server (deploy.serving.load)")
+    served.add_argument("--triton", metavar="URL", help="load-test the server at host:port instead of an engine: "
+                        "throughput, latency percentiles, errors by kind, the server's queue and compute times")
+    served.add_argument("--triton-model", metavar="NAME", help="the served model (default: the bundle's model name)")
+    served.add_argument("--concurrency", type=positive_int, default=1, metavar="C", help="client threads (default: 1)")
+    length.add_argument("--requests", type=positive_int, metavar="K", help="--triton: K requests in all, over every client")
+    served.add_argument("--data", type=Path, metavar="PATH", help="--triton: inputs (images for a model taking image "
+                        "bytes; default: reference.npz)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.triton or args.requests is not None:
+        from ..serving.load import bench_triton
+
+        return bench_triton(args)
     from ..fsutil import atomic_write_json, check_writable_dir
     from ..trt.enginebench import BenchConfig, bench_engine, summary_text
     from .profile import engine_of

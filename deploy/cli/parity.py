@@ -34,6 +34,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threshold", action="append", default=[], metavar="[BACKEND:][OUTPUT:]KEY=VALUE | FILE.json",
                    help="override a threshold, e.g. ort-int8:logits:top1_agreement=0.97 or fp16:accuracy_drop=0.5 "
                         "(VALUE `none` disables); repeatable")
+    p.add_argument("--triton", metavar="URL", help="also judge the model a live Triton server serves (host:port), "
+                   "as backend triton-PRECISION; an ensemble gets the encoded --data images")
+    p.add_argument("--triton-model", metavar="NAME", help="the served model (default: the bundle's model name; "
+                   "NAME_ensemble sends image bytes)")
+    p.add_argument("--deepstream", action="store_true", help="also run ort-fp32 on the --data images preprocessed "
+                   "as DeepStream's nvinfer does (resize only, no central crop), as backend deepstream-fp32")
     p.set_defaults(func=run)
 
 
@@ -44,16 +50,21 @@ def run(args: argparse.Namespace) -> int:
     from ..parity.pipeline import parity_report
     from ..parity.request import ParityRequest
     from ..parity.summary import summary_table
+    from ..serving.live import live_backends
 
     # Paths the user typed are checked before any work (the per-layer pass takes a while).
     if args.data is not None and not args.data.exists():
         raise UsageError(f"--data {args.data}: no such file or directory; give an image folder, a .txt list of "
                          "images or a .npy/.npz array")
-    request = ParityRequest.of(args.backends, data=args.data, num_images=args.num_images, seed=args.seed,
+    bundle = open_bundle(args.bundle, verify=args.verify)
+    extra = live_backends(bundle, triton=args.triton, triton_model=args.triton_model, deepstream=args.deepstream,
+                          data=args.data, num_images=args.num_images, seed=args.seed, skip_bad=args.skip_bad)
+    backends = ",".join([args.backends, *extra]) if args.backends and extra else args.backends
+    request = ParityRequest.of(backends, data=args.data, num_images=args.num_images, seed=args.seed,
                                skip_bad=args.skip_bad, batch_size=args.batch_size,
-                               engines=engines_by_precision(args.engine),
+                               engines=engines_by_precision(args.engine), extra_backends=extra,
                                thresholds=tuple(parse_threshold_args(args.threshold)), out=args.out)
-    report = parity_report(open_bundle(args.bundle, verify=args.verify), request)
+    report = parity_report(bundle, request)
     result = report.result
     for warning in result.bundle.warnings:
         print(f"WARNING: {warning}")

@@ -121,6 +121,11 @@ class Preprocess:
     - vgg: aspect-preserving bilinear resize so the shorter side is `resize_side`, central
       crop HxW, subtract the RGB means (123.68, 116.78, 103.94); no scaling.
     - digits: bilinear resize to HxW, x / 127.5 - 1 (the project's default model).
+
+    `resize_only`: the whole image resized to HxW, then the preset's pixel arithmetic, without
+    its central crop or aspect-preserving resize: what DeepStream's nvinfer does, which scales
+    the whole frame or object to the network size (`deploy.serving.deepstream`), so parity can
+    measure what dropping the crop costs.
     """
 
     preset: str
@@ -128,6 +133,7 @@ class Preprocess:
     width: int
     layout: str = "NCHW"
     resize_side: int = VGG_RESIZE_SIDE  # vgg only
+    resize_only: bool = False
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -150,11 +156,13 @@ class Preprocess:
                              "width": int(self.width), "layout": self.layout}
         if self.preset == "vgg":
             d["resize_side"] = int(self.resize_side)
+        if self.resize_only:
+            d["resize_only"] = True
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Preprocess:
-        known = {"preset", "height", "width", "layout", "resize_side"}
+        known = {"preset", "height", "width", "layout", "resize_side", "resize_only"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise UsageError(f"unknown preprocessing field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -164,7 +172,7 @@ class Preprocess:
         if "resize_side" in d and d["preset"] != "vgg":
             raise UsageError(f"resize_side applies only to the vgg preset, not {d['preset']!r}")
         return cls(d["preset"], d["height"], d["width"], d.get("layout", "NCHW"),
-                   d.get("resize_side", VGG_RESIZE_SIDE))
+                   d.get("resize_side", VGG_RESIZE_SIDE), bool(d.get("resize_only", False)))
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
@@ -178,7 +186,9 @@ class Preprocess:
         """uint8 HxWx3 RGB image -> float32 (CHW for NCHW, HWC for NHWC), no batch dim."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise DataError(f"expected an HxWx3 RGB image, got shape {image.shape}")
-        if self.preset == "inception":
+        if self.resize_only:
+            out = self._arithmetic(resize_bilinear(image, self.height, self.width))
+        elif self.preset == "inception":
             out = self._inception(image)
         elif self.preset == "vgg":
             out = self._vgg(image)
@@ -190,6 +200,14 @@ class Preprocess:
 
     def load(self, path: str | os.PathLike) -> np.ndarray:
         return self.apply(load_image(path))
+
+    def _arithmetic(self, img: np.ndarray) -> np.ndarray:
+        """The preset's per-pixel arithmetic on float32 pixels in [0, 255], as its own steps do it."""
+        if self.preset == "inception":
+            return (img * np.float32(1.0 / 255.0) - np.float32(0.5)) * np.float32(2.0)
+        if self.preset == "vgg":
+            return img - np.asarray(VGG_RGB_MEANS, dtype=np.float32)
+        return img / np.float32(127.5) - np.float32(1.0)
 
     def _inception(self, image: np.ndarray) -> np.ndarray:
         # convert_image_dtype multiplies by 1/255 in float32.

@@ -21,17 +21,20 @@ __all__ = ["BACKENDS", "Skip", "backend_precision", "engine_path", "engine_preci
            "installed", "make_runner", "parse_backends"]
 
 
-def parse_backends(spec: str | Sequence[str] | None) -> list[str]:
-    """`"tf,ort-int8"` or a list -> validated names in the given order; None -> all."""
+def parse_backends(spec: str | Sequence[str] | None, extra: Sequence[str] = ()) -> list[str]:
+    """`"tf,ort-int8"` or a list -> validated names in the given order; None -> all. `extra`: the
+    backends a run adds beside BACKENDS (`parity --triton`, `--deepstream`; deploy.serving.live),
+    named NAME-PRECISION and judged by that precision."""
+    known = [*BACKENDS, *extra]
     if spec is None:
-        return list(BACKENDS)
+        return known
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     names: list[str] = []
     for item in (s.strip() for s in items):
         if not item:
             continue
-        if item not in BACKENDS:
-            raise UsageError(f"unknown backend {item!r}; choose from {', '.join(BACKENDS)}")
+        if item not in known:
+            raise UsageError(f"unknown backend {item!r}; choose from {', '.join(known)}")
         if item not in names:
             names.append(item)
     if not names:

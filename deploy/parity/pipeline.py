@@ -43,9 +43,7 @@ def parity_report(bundle: Bundle, request: ParityRequest) -> ParityReport:
 
 def _per_layer(bundle: Bundle, request: ParityRequest) -> dict[str, dict[str, LayerError]] | None:
     """Per-layer FP32-vs-FP16/INT8 errors on reference.npz's inputs, where ONNX Runtime runs."""
-    from .backends import parse_backends
-
-    wanted = [p for p in ("fp16", "int8") if f"ort-{p}" in parse_backends(request.backends)]
+    wanted = [p for p in ("fp16", "int8") if f"ort-{p}" in request.names]
     if not wanted or not installed("onnxruntime") or not installed("onnx"):
         return None
     feed = {bundle.inputs[0].name: load_reference_npz(bundle)["input"]}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from ..data import DEFAULT_BATCH_SIZE
 from ..errors import UsageError
@@ -29,6 +29,9 @@ class ParityRequest:
     thresholds: tuple[ThresholdOverride, ...] = ()
     per_layer: bool = True
     out: Path | None = None
+    # Backends beside deploy.runners.BACKENDS, by name (NAME-PRECISION): a runner factory each
+    # (`parity --triton`, `--deepstream`: deploy.serving.live).
+    extra_backends: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -41,4 +44,19 @@ class ParityRequest:
         """A request with `backends` given as the CLI gives them ("tf,ort-int8"), checked."""
         from .backends import parse_backends
 
-        return cls(backends=None if backends is None else tuple(parse_backends(backends)), **fields)
+        extra = list(fields.get("extra_backends") or ())
+        return cls(backends=None if backends is None else tuple(parse_backends(backends, extra)), **fields)
+
+    @property
+    def names(self) -> list[str]:
+        """The backends to run, in order (None given: every one, the extra ones last)."""
+        from .backends import parse_backends
+
+        return parse_backends(self.backends, list(self.extra_backends))
+
+    def make_runner(self, backend: str, bundle: Any) -> Any:
+        """A runner for `backend` or a Skip saying why it cannot run here."""
+        from . import backends
+
+        factory = self.extra_backends.get(backend)
+        return factory(bundle) if factory is not None else backends.make_runner(backend, bundle, self.engines)

@@ -68,13 +68,13 @@ def _start(backend: str, runner: Runner | _backends.Skip, stack: contextlib.Exit
     return runner
 
 
-def _start_all(names: Sequence[str], bundle: Bundle, engine_map: Mapping[str, Path],
+def _start_all(names: Sequence[str], bundle: Bundle, request: ParityRequest,
                stack: contextlib.ExitStack) -> tuple[dict[str, Runner], dict[str, BackendEntry]]:
     """The runners that started, and an entry for each backend that did not."""
     runners: dict[str, Runner] = {}
     entries: dict[str, BackendEntry] = {}
     for b in names:
-        started = _start(b, _backends.make_runner(b, bundle, engine_map), stack)
+        started = _start(b, request.make_runner(b, bundle), stack)
         if isinstance(started, Runner):
             runners[b] = started
         else:
@@ -91,7 +91,7 @@ class _Chosen:
 
 
 def _choose_reference(bundle: Bundle, names: list[str], runners: dict[str, Runner],
-                      entries: dict[str, BackendEntry], engine_map: Mapping[str, Path],
+                      entries: dict[str, BackendEntry], request: ParityRequest,
                       stack: contextlib.ExitStack, have_stored: bool) -> _Chosen:
     """TF if it runs here; else the stored TF outputs; else (input set) an FP32 backend."""
     if "tf" in runners:
@@ -99,7 +99,7 @@ def _choose_reference(bundle: Bundle, names: list[str], runners: dict[str, Runne
     if "tf" in entries:
         tf_why = entries["tf"].reason
     else:
-        started = _start("tf", _backends.make_runner("tf", bundle, engine_map), stack)
+        started = _start("tf", request.make_runner("tf", bundle), stack)
         if isinstance(started, Runner):
             return _Chosen("tf", started, TF_NOTE)
         tf_why = started.reason
@@ -109,7 +109,7 @@ def _choose_reference(bundle: Bundle, names: list[str], runners: dict[str, Runne
         if b in runners:
             return _Chosen(b, runners[b], f"{b} (TensorFlow not usable here: {tf_why})")
         if b not in names:
-            started = _start(b, _backends.make_runner(b, bundle, engine_map), stack)
+            started = _start(b, request.make_runner(b, bundle), stack)
             if isinstance(started, Runner):
                 return _Chosen(b, started, f"{b} (TensorFlow not usable here: {tf_why})")
     raise UsageError(
@@ -243,16 +243,16 @@ def run_parity(bundle: Bundle, request: ParityRequest = ParityRequest(),
     The result also carries what each TensorRT engine that ran runs (its layers file) and the
     bundle's `trtdeploy profile` results (BUNDLE/reports/profile.*.json), for the report.
     """
-    names = _backends.parse_backends(request.backends)
+    names = request.names
     overrides = _checked_overrides(bundle, request.thresholds)
     engine_map = dict(request.engines)
     data, batch_size = request.data, request.batch_size
     main = main_output(bundle)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     with contextlib.ExitStack() as stack:
-        runners, entries = _start_all(names, bundle, engine_map, stack)
+        runners, entries = _start_all(names, bundle, request, stack)
         npz = load_reference_npz(bundle) if data is None else None
-        ref = _choose_reference(bundle, names, runners, entries, engine_map, stack, have_stored=npz is not None)
+        ref = _choose_reference(bundle, names, runners, entries, request, stack, have_stored=npz is not None)
         source, batches = _batches(bundle, npz, request)
         tally = _Tally(bundle, runners, main)
         for batch in batches:
