@@ -146,7 +146,7 @@ def run_load(runner: TritonRunner, samples: Callable[[int, int], dict[str, np.nd
 
 def _result(runner: TritonRunner, config: LoadConfig, answers: list[Answer], wall: float,
             server: dict[str, Any]) -> dict[str, Any]:
-    from ..bench.stats import summarize_ms
+    from ..runners.timing import summarize_ms
     from ..env import machine_info
 
     ok = [a.latency_ms for a in answers if a.error is None]
@@ -192,7 +192,7 @@ def bundle_samples(bundle, runner: TritonRunner, data=None) -> tuple[Callable[[i
     bytes; else the rows of --data (any input set) or of reference.npz."""
     from ..data.inputs import InputSet
     from ..data.preprocess import Preprocess
-    from ..parity.inputs import load_reference_npz
+    from ..bundle.reference import load_reference_npz
     from .live import image_paths
 
     (spec,) = runner.input_specs()

@@ -79,7 +79,7 @@ def test_parity_passes_through_the_server(triton, serving_bundle, digits_images,
 
 
 def test_under_concurrency_the_server_forms_batches(triton, serving_bundle):
-    from deploy.parity.inputs import load_reference_npz
+    from deploy.bundle.reference import load_reference_npz
     from deploy.serving.load import LoadConfig, run_load
     from deploy.bundle import open_bundle
 
