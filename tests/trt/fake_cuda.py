@@ -81,11 +81,13 @@ class FakeCuda(types.SimpleNamespace):
       the driver's stack (cuCtxPushCurrent) and release it, never popping; from another
       thread, nothing (the reference leaks). It is invalid afterwards either way.
     A primary context whose last reference is released is reset: CUDA calls fail in it.
-    `driver_version` (12060 for CUDA 12.6) and each GPU's `total_memory` are what
-    `get_driver_version()` and `Device.total_memory()` answer.
+    `driver_version` (12060 for CUDA 12.6), each GPU's `total_memory` and `integrated` (a
+    Jetson's GPU) are what `get_driver_version()`, `Device.total_memory()` and
+    `Device.get_attribute(device_attribute.INTEGRATED)` answer.
     """
 
-    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1, driver_version=12080, total_memory=8 << 30):
+    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1, driver_version=12080, total_memory=8 << 30,
+                 integrated=False):
         super().__init__()
         self.driver_version = driver_version
         self.memory: dict[int, np.ndarray] = {}
@@ -117,7 +119,8 @@ class FakeCuda(types.SimpleNamespace):
                 return total_memory
 
             def get_attribute(self, attribute):
-                return {"CLOCK_RATE": 1_300_000, "MEMORY_CLOCK_RATE": 3_200_000}[attribute]  # kHz
+                return {"CLOCK_RATE": 1_300_000, "MEMORY_CLOCK_RATE": 3_200_000,  # kHz
+                        "INTEGRATED": int(integrated)}[attribute]
 
             def retain_primary_context(self):
                 fake.retained += 1
@@ -146,7 +149,8 @@ class FakeCuda(types.SimpleNamespace):
 
         self.Device, self.Context, self.Stream, self.Event = Device, Context, Stream, Event
         self.Error = FakeCudaError
-        self.device_attribute = types.SimpleNamespace(CLOCK_RATE="CLOCK_RATE", MEMORY_CLOCK_RATE="MEMORY_CLOCK_RATE")
+        self.device_attribute = types.SimpleNamespace(CLOCK_RATE="CLOCK_RATE", MEMORY_CLOCK_RATE="MEMORY_CLOCK_RATE",
+                                                      INTEGRATED="INTEGRATED")
 
     def get_driver_version(self):
         return self.driver_version
