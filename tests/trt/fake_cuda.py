@@ -97,6 +97,7 @@ class FakeCuda(types.SimpleNamespace):
         self.detached = 0
         self.primary_refs: dict[int, int] = {}  # device -> the driver's reference count
         self.capturing: dict[int, list] = {}  # stream handle -> work recorded by a capture
+        self.invalidated: set[int] = set()  # streams whose capture TensorRT's work invalidated
         self._next = itertools.count(0x1000, 0x1000)
         self._local = threading.local()
         fake = self
@@ -187,6 +188,22 @@ class FakeCuda(types.SimpleNamespace):
             raise FakeCudaError("cuDevicePrimaryCtxRelease: not retained")
         self.primary_refs[device] -= 1
 
+    @property
+    def runtime_error(self) -> int:
+        """The CUDA runtime's last error on this thread (cudaGetLastError returns and resets it)."""
+        return getattr(self._local, "runtime_error", 0)
+
+    @runtime_error.setter
+    def runtime_error(self, code: int) -> None:
+        self._local.runtime_error = code
+
+    def invalidate_capture(self, stream_handle: int) -> None:
+        """What an operation not permitted under capture does: the capture is invalidated and the
+        runtime's last error is set to cudaErrorStreamCaptureInvalidated, until someone clears it
+        (trtexec's endCaptureOnError, samples/common/sampleDevice.h, calls cudaGetLastError for it)."""
+        self.invalidated.add(stream_handle)
+        self.runtime_error = FakeLibcuda.INVALIDATED
+
     def require_context(self) -> None:
         driver = self.driver_stack()
         if not driver:
@@ -274,7 +291,14 @@ class FakeLibcuda:
     def cuStreamEndCapture(self, stream, graph_out):  # noqa: N802
         code = self._enter("cuStreamEndCapture")
         work = self.cuda.capturing.pop(_value(stream))
+        if _value(stream) in self.cuda.invalidated:
+            # "stream is in cudaErrorStreamCaptureInvalidated state ... the returning mGraph should be
+            # nullptr" (trtexec's endCaptureOnError)
+            self.cuda.invalidated.discard(_value(stream))
+            return self.INVALIDATED
         if code:
+            if code == self.INVALIDATED:  # what invalidated it left the runtime's error set too
+                self.cuda.runtime_error = code
             return code
         graph = next(self._ids)
         self.graphs[graph] = work
@@ -312,3 +336,17 @@ class FakeLibcuda:
     def cuGetErrorName(self, code, name_out):  # noqa: N802
         name_out._obj.value = {self.INVALIDATED: b"CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"}.get(code, b"CUDA_ERROR_UNKNOWN")
         return 0
+
+
+class FakeCudart:
+    """libcudart's `cudaGetLastError` over a FakeCuda: returns this thread's last runtime error
+    and resets it to cudaSuccess (0), as the CUDA runtime API documents."""
+
+    def __init__(self, cuda: FakeCuda):
+        self.cuda = cuda
+        self.cleared: list[int] = []
+
+    def cudaGetLastError(self):  # noqa: N802 - the runtime's name
+        code, self.cuda.runtime_error = self.cuda.runtime_error, 0
+        self.cleared.append(code)
+        return code

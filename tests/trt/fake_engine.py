@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from .fake_cuda import FakeCuda
+from .fake_cuda import FakeCuda, FakeCudaError
 
 
 class Severity(enum.Enum):
@@ -51,6 +51,12 @@ class IProfiler:
         pass
 
 
+class ExecutionContextAllocationStrategy(enum.Enum):
+    STATIC = 0
+    ON_PROFILE_CHANGE = 1
+    USER_MANAGED = 2
+
+
 class LayerInformationFormat(enum.Enum):
     ONELINE = 0
     JSON = 1
@@ -78,12 +84,14 @@ class FakeEngine:
 
     io = {"x": (TensorIOMode.INPUT, (-1, 3)), "y": (TensorIOMode.OUTPUT, (-1, 2))}
     profile = ((1, 3), (4, 3), (8, 3))
+    device_memory_size_v2 = 4096  # activation memory a context needs (bytes)
 
     def __init__(self, cuda: FakeCuda, information=NAMES_ONLY_INFORMATION):
         self.cuda = cuda
         self.num_io_tensors = len(self.io)
         self.information = information  # what its engine inspector returns (JSON text or a dict)
         self.inspectors: list[FakeInspector] = []
+        self.contexts = 0  # execution contexts created
 
     def get_tensor_name(self, i):
         return list(self.io)[i]
@@ -100,8 +108,9 @@ class FakeEngine:
     def get_tensor_profile_shape(self, name, profile_index):
         return self.profile
 
-    def create_execution_context(self):
-        return FakeContext(self)
+    def create_execution_context(self, strategy=ExecutionContextAllocationStrategy.STATIC):
+        self.contexts += 1
+        return FakeContext(self, strategy)
 
     def create_engine_inspector(self):
         self.inspectors.append(FakeInspector(self))
@@ -112,10 +121,19 @@ class FakeContext:
     # Layer times TensorRT would report per call: (name, ms per image).
     layers = (("conv1 + relu", 0.5), ("pool", 0.01), ("fc", 0.1))
 
-    def __init__(self, engine: FakeEngine):
+    def __init__(self, engine: FakeEngine, strategy=ExecutionContextAllocationStrategy.STATIC):
         self.engine = engine
         self.addresses: dict[str, int] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
+        # A USER_MANAGED context runs only once set_device_memory gave it at least
+        # device_memory_size_v2 bytes (NvInferRuntime.h, setDeviceMemoryV2).
+        self.needs_memory = strategy is ExecutionContextAllocationStrategy.USER_MANAGED
+        self.device_memory: int | None = None
+        # Bumped by every change of shapes, addresses or memory: "the captured graph is specific to
+        # the input shapes and the state of the execution context. Modifying the context with which
+        # the graph was captured will result in undefined behavior" (developer guide, CUDA Graphs),
+        # which a replay after any change turns into an error here.
+        self.state = 0
         self.calls = 0
         self.shape_calls = 0
         self.capturable = True  # False: like an engine with data-dependent shapes
@@ -128,8 +146,18 @@ class FakeContext:
         lo, _opt, hi = self.engine.profile
         if not all(a <= d <= b for d, a, b in zip(shape, lo, hi)):
             return False
+        if self.shapes.get(name) != tuple(shape):
+            self.state += 1
         self.shapes[name] = tuple(shape)
         return True
+
+    def set_device_memory(self, memory, size):
+        cuda = self.engine.cuda
+        if size < self.engine.device_memory_size_v2 or memory not in cuda.memory or cuda.memory[memory].size < size:
+            raise FakeCudaError(f"set_device_memory({memory:#x}, {size}): needs {self.engine.device_memory_size_v2} "
+                                "bytes of device memory")
+        self.device_memory = memory
+        self.state += 1
 
     def report_to_profiler(self):
         if self.profiler is None or self.last_batch is None:
@@ -144,22 +172,36 @@ class FakeContext:
         return self.shapes[name]
 
     def set_tensor_address(self, name, ptr):
+        if self.addresses.get(name) != ptr:
+            self.state += 1
         self.addresses[name] = ptr
 
     def execute_async_v3(self, stream_handle):
         cuda = self.engine.cuda
         cuda.require_context()
         self.calls += 1
+        if cuda.runtime_error:  # TensorRT checks the runtime's last error after its launches
+            return False
+        if self.needs_memory and self.device_memory is None:
+            return False
         n = self.shapes["x"][0]
         capture = cuda.capturing.get(stream_handle)
         if capture is None:
             self._compute(n)
             self.last_batch = n
         elif not self.capturable:
+            cuda.invalidate_capture(stream_handle)
             return False
         else:
-            capture.append(lambda: self._compute(n))  # the shape is baked into the graph
+            state = self.state
+            capture.append(lambda: self._replay(n, state))  # the shape is baked into the graph
         return True
+
+    def _replay(self, n, state):
+        if state != self.state:
+            raise FakeCudaError("CUDA graph replayed after its execution context changed (shapes, addresses or "
+                                "memory): undefined behaviour in TensorRT")
+        self._compute(n)
 
     def _compute(self, n):
         cuda = self.engine.cuda

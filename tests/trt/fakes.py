@@ -12,12 +12,12 @@ from tests.trt.fake_builder import (BuilderFlag, BuilderFlag11, DeviceType, Fake
                                     IProgressMonitor, LayerType, MemoryPoolType, NetworkDefinitionCreationFlag,
                                     ProfilingVerbosity)
 from tests.trt.fake_cuda import FakeCuda
-from tests.trt.fake_engine import (NAMES_ONLY_INFORMATION, DataType, FakeEngine, ILogger, IProfiler,
-                                   LayerInformationFormat, Severity, TensorIOMode, nptype)
+from tests.trt.fake_engine import (NAMES_ONLY_INFORMATION, DataType, ExecutionContextAllocationStrategy, FakeEngine,
+                                   ILogger, IProfiler, LayerInformationFormat, Severity, TensorIOMode, nptype)
 
 
 def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAMES_ONLY_INFORMATION,
-                  dla_cores: int = 0, network_layers=None) -> types.SimpleNamespace:
+                  dla_cores: int = 0, network_layers=None, engine=FakeEngine) -> types.SimpleNamespace:
     """A `tensorrt` module object: ILogger, IInt8EntropyCalibrator2, IProgressMonitor, IProfiler, the
     enums, nptype, a Builder and a Runtime that deserializes to FakeEngine.
 
@@ -37,7 +37,8 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAM
     deserializes on (`trt.runtime_dla_cores`); engines' inspectors answer `information`. A DLA
     build fails as TensorRT's DLA rules say (FakeBuilder._dla_refusal: a dynamic profile, a
     strongly typed network before 11.4.1, a weakly typed one without an FP16/INT8 flag).
-    `network_layers` (FakeLayer), when given, is the parsed network instead of the ONNX file.
+    `network_layers` (FakeLayer), when given, is the parsed network instead of the ONNX file;
+    `engine` is the FakeEngine class the Runtime deserializes to.
     """
     major = re.match(r"\d+", version)
     trt10 = major is None or int(major.group()) <= 10  # an unparsable version: refused before the names matter
@@ -47,7 +48,8 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAM
                                 NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
                                 MemoryPoolType=MemoryPoolType, HardwareCompatibilityLevel=HardwareCompatibilityLevel,
                                 IProgressMonitor=IProgressMonitor, ProfilingVerbosity=ProfilingVerbosity,
-                                LayerInformationFormat=LayerInformationFormat, DeviceType=DeviceType)
+                                LayerInformationFormat=LayerInformationFormat, DeviceType=DeviceType,
+                                ExecutionContextAllocationStrategy=ExecutionContextAllocationStrategy)
     if trt10:  # TensorRT 11 removed the calibrators
         trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     trt.IProfiler = IProfiler
@@ -80,7 +82,7 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAM
             if not trt.load_back:
                 self.logger.log(Severity.ERROR, "engine plan is corrupt")
                 return None
-            return FakeEngine(cuda, trt.information)
+            return engine(cuda, trt.information)
 
     trt.Builder = type("Builder", (FakeBuilder,), {"trt": trt})
     trt.OnnxParser = type("OnnxParser", (FakeOnnxParser,), {"trt": trt})

@@ -195,6 +195,11 @@ def test_collector_sees_the_calls_that_matter():
         ("trt", "IExecutionContext.enqueue_emits_profile", "write"),
         ("trt", "IExecutionContext.report_to_profiler", "call"), ("cuda", "Device.get_attribute", "call"),
         ("cuda", "device_attribute.CLOCK_RATE", "read"), ("cuda", "get_driver_version", "call"),
+        # a context of its own per CUDA graph, sharing user-managed activation memory
+        ("trt", "ICudaEngine.create_execution_context", "call"), ("trt", "ICudaEngine.device_memory_size_v2", "read"),
+        ("trt", "ExecutionContextAllocationStrategy.USER_MANAGED", "read"),
+        ("trt", "IExecutionContext.set_device_memory", "call"), ("cuda", "device_attribute.INTEGRATED", "read"),
+        ("trt", "BuilderFlag.FP16", "read"),
     ]:
         assert anchor in seen, f"{anchor} not collected: is the receiver-naming convention followed?"
 
