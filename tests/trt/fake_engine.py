@@ -67,7 +67,17 @@ class LayerInformationFormat(enum.Enum):
 NAMES_ONLY_INFORMATION = {"Layers": ["x + y"], "Bindings": ["x", "y"]}
 
 
+_FORMAT_KEYS = ("Format/Datatype", "Format", "Datatype", "DataType")
+
+
 class FakeInspector:
+    """`EngineInspector`. TensorRT's rule (NvInferRuntime.h, IEngineInspector::setExecutionContext):
+    "Setting the execution context and specifying all the input shapes allows the inspector to
+    calculate concrete dimensions for any dynamic shapes and display their format information.
+    Otherwise, values dependent on input shapes will be displayed as -1 and format information
+    will not be shown." For an engine with dynamic inputs the fake answers so: without such a
+    context, every tensor loses its format and its batch dimension reads -1."""
+
     def __init__(self, engine):
         self.engine = engine
         self.execution_context = None
@@ -75,7 +85,28 @@ class FakeInspector:
     def get_engine_information(self, fmt):
         assert fmt is LayerInformationFormat.JSON
         info = self.engine.information
-        return info if isinstance(info, str) else json.dumps(info)
+        if isinstance(info, str) or self._shapes_known():
+            return info if isinstance(info, str) else json.dumps(info)
+        return json.dumps(_without_shapes(info))
+
+    def _shapes_known(self) -> bool:
+        dynamic = [n for n, (mode, shape) in self.engine.io.items() if mode is TensorIOMode.INPUT and -1 in shape]
+        context = self.execution_context
+        return not dynamic or (context is not None and all(n in context.shapes for n in dynamic))
+
+
+def _without_shapes(info):
+    """`info` as the inspector prints it without a context: no formats, -1 for the batch."""
+    layers = []
+    for layer in info.get("Layers", []):
+        if isinstance(layer, dict):
+            layer = dict(layer)
+            for key in ("Inputs", "Outputs"):
+                layer[key] = [{**{k: v for k, v in t.items() if k not in _FORMAT_KEYS},
+                               **({"Dimensions": [-1, *t["Dimensions"][1:]]} if t.get("Dimensions") else {})}
+                              for t in layer.get(key) or ()]
+        layers.append(layer)
+    return {**info, "Layers": layers}
 
 
 class FakeEngine:
@@ -138,8 +169,11 @@ class FakeContext:
         self.shape_calls = 0
         self.capturable = True  # False: like an engine with data-dependent shapes
         self.profiler = None
+        # setEnqueueEmitsProfile: "If set to true (default), enqueue is synchronous and does layer
+        # timing profiling implicitly if there is a profiler attached."
         self.enqueue_emits_profile = True
         self.last_batch = None
+        self.reported_by: list[str] = []  # who reported each call's layer times: "enqueue" | "report_to_profiler"
 
     def set_input_shape(self, name, shape):
         self.shape_calls += 1
@@ -160,11 +194,19 @@ class FakeContext:
         self.state += 1
 
     def report_to_profiler(self):
+        """TensorRT's IExecutionContext::reportToProfiler: with enqueue_emits_profile true (the
+        default) the enqueue already reported, "this function returns true and does nothing";
+        with it false, it reports the previous enqueue's layer times; false without a profiler."""
         if self.profiler is None or self.last_batch is None:
             return False
+        if not self.enqueue_emits_profile:
+            self._report("report_to_profiler")
+        return True
+
+    def _report(self, by: str) -> None:
+        self.reported_by.append(by)
         for name, ms in self.layers:
             self.profiler.report_layer_time(name, ms * self.last_batch)
-        return True
 
     def get_tensor_shape(self, name):
         if name == "y":
@@ -189,6 +231,8 @@ class FakeContext:
         if capture is None:
             self._compute(n)
             self.last_batch = n
+            if self.profiler is not None and self.enqueue_emits_profile:
+                self._report("enqueue")
         elif not self.capturable:
             cuda.invalidate_capture(stream_handle)
             return False

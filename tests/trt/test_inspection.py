@@ -336,6 +336,11 @@ def test_build_writes_the_layers_file_and_prints_the_summary(fake_device, capsys
     assert sidecar.layers == "m.int8.layers.json" and sidecar.dla_core is None
     doc = json.loads((root / "engines" / "m.int8.layers.json").read_text())
     assert doc["network_convolutions"] == fx.CONVS and doc["plan"] == "m.int8.plan" and doc["mode"] == "explicit"
+    # formats and concrete dimensions: the inspector had a context with the opt shapes set (the
+    # fake inspector, like TensorRT's, prints neither without one)
+    quantize = next(layer for layer in doc["layers"] if layer["name"] == "input_QuantizeLinear")
+    assert quantize["precision"] == "FP32" and quantize["outputs"][0]["precision"] == "INT8"
+    assert quantize["outputs"][0]["dimensions"] == [8, 3, 32, 32]
 
 
 def test_build_out_puts_the_layers_file_beside_the_plan(fake_device, tmp_path):
