@@ -344,7 +344,8 @@ def summary_of(doc: Mapping[str, Any], source: str = "layers file") -> Inspectio
         if int(doc.get("format", 0)) != LAYERS_FORMAT:
             raise ValueError(f"format {doc.get('format')!r}, this trtdeploy reads {LAYERS_FORMAT}")
         if isinstance(doc.get("engine_information"), Mapping):
-            layers, _, detailed = parse_engine_information(doc["engine_information"], dla=doc.get("dla_core") is not None)
+            layers, _, detailed = parse_engine_information(doc["engine_information"],
+                                                           dla=doc.get("dla_core") is not None)
         else:
             layers, detailed = [EngineLayer.from_json(d) for d in doc["layers"]], bool(doc.get("detailed", True))
         return summarize(layers, doc["precision"], doc.get("network_convolutions"), doc.get("dla_core"), detailed)

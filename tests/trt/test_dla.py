@@ -111,7 +111,8 @@ def test_dla_build_without_batch_builds_a_static_profile(fake_device):
     assert profile.shapes == {"x": ((1, 3), (1, 3), (1, 3))}
     sidecar = read_sidecar(root / "engines" / "m.fp16.plan")
     assert sidecar.batch == (1, 1, 1)
-    assert rebuild_command(sidecar, "B") == "trtdeploy build B --precision fp16 --batch 1 1 1 --dla-core 0 --gpu-fallback"
+    assert rebuild_command(sidecar, "B") == ("trtdeploy build B --precision fp16 --batch 1 1 1 --dla-core 0 "
+                                             "--gpu-fallback")
 
 
 # --------------------------------------------------------------------------- typing and flags per release
