@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..bundle import PRECISIONS
 from ..errors import UsageError
 from .args import add_bundle
 
@@ -21,8 +22,9 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "infer", help="classify images with an engine or the ONNX model",
         description="Apply the bundle's preprocessing, run TensorRT (--engine, or --backend tensorrt) or ONNX "
-                    "Runtime (FP32 ONNX, the default), and print the top-k classes; outputs that are feature "
-                    "maps (export --outputs) are shown by shape, min, mean and max per image.",
+                    "Runtime (the default; --precision picks model.onnx, model.fp16.onnx or the Q/DQ "
+                    "model.int8.onnx), and print the top-k classes; outputs that are feature maps (export "
+                    "--outputs) are shown by shape, min, mean and max per image.",
     )
     add_bundle(p)
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
@@ -31,6 +33,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--backend", choices=BACKENDS,
                    help="default: tensorrt with --engine, else onnxruntime; tensorrt without --engine uses the "
                         "bundle's only engine")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="onnxruntime: the bundle's ONNX to run, fp32 (model.onnx, the default), fp16 (model.fp16.onnx) "
+                        "or int8 (model.int8.onnx): what the FP16 and INT8 models answer for your images, on the CPU; "
+                        "a TensorRT engine has its precision built in (--engine)")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per image (default: %(default)s)")
     p.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -129,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
     backend = args.backend or ("tensorrt" if args.engine else "onnxruntime")
     if args.engine and backend != "tensorrt":
         raise UsageError("--engine runs TensorRT; drop --backend onnxruntime or --engine")
+    if args.precision and backend == "tensorrt":
+        raise UsageError(f"--precision {args.precision} chooses the ONNX file ONNX Runtime runs; a TensorRT engine has "
+                         "its precision built in: choose the engine with --engine PLAN, or add --backend onnxruntime")
     bundle = open_bundle(args.bundle)
     if args.labels and not bundle.class_outputs:
         raise UsageError(f"--labels {args.labels}: {bundle.root} has no [N, classes] output to name (its outputs "
@@ -145,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..runners.ort import OrtRunner
 
-        runner = OrtRunner(bundle.onnx_path("fp32"))
+        precision = args.precision or "fp32"
+        runner = OrtRunner(bundle.onnx_path(precision), name=f"ort-{precision}")
     chunk = runner.max_batch or ORT_CHUNK
     chunks: list[dict[str, np.ndarray]] = []
     with runner:
