@@ -7,7 +7,8 @@ entropy calibrator, which serves the bundle's calibration/trt.cache (no GPU cali
 pass). TensorRT 11 removed that path; asking for it there is refused with the reason.
 Every engine is built with detailed profiling verbosity and gets NAME.PRECISION.layers.json
 beside it from TensorRT's engine inspector (inspection.py); `dla_core` builds for a Jetson
-DLA core (dla.py).
+DLA core (dla.py: one batch size, and on TensorRT 10.x a weakly typed network with FP16/INT8
+flags, as trtexec builds DLA engines). The sidecar's `builder` records the typing and flags.
 
 The decisions (which ONNX, which flags, profile shapes, file names) are pure functions
 tested without TensorRT; `build_engine` only carries them out.
