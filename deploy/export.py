@@ -25,6 +25,7 @@ from .env import tool_versions
 from .errors import UsageError
 from .fsutil import check_writable_dir, is_temp, remove_path, replace_dir, sweep_temps, temp_name, write_error
 from .parity import OutputMetrics, Thresholds, compare_outputs
+from .parity.metrics import logits_pair
 from .slim.netspec import NetSpec
 from .slim.registry import DEFAULT_MODEL, REGISTRY, get_model_info, zoo_spec
 
@@ -273,13 +274,18 @@ def _set_batch_dim(model_proto, name: str = "batch") -> None:
 
 
 def export_parity(tf_out: dict[str, np.ndarray], ort_out: dict[str, np.ndarray]) -> dict[str, Any]:
-    """TF vs ONNX Runtime for every output: max |diff| / max |TF value| <= EXPORT_TOLERANCE_SCALED."""
-    metrics = {name: compare_outputs(ref, ort_out[name], name) for name, ref in tf_out.items()}
+    """TF vs ONNX Runtime for every output: max |diff| / max |TF value| <= EXPORT_TOLERANCE_SCALED;
+    for `predictions` exported with its `logits`, only the error beyond what the logit error
+    allows counts (deploy.parity.metrics: near-tied logits of random weights move probabilities
+    by 1e-2 on a 1e-6 logit error, which must not fail one checkpoint and pass the next)."""
+    metrics = {name: compare_outputs(ref, ort_out[name], name, logits_pair(name, tf_out, ort_out))
+               for name, ref in tf_out.items()}
 
     def ok(m: OutputMetrics) -> bool:
         if m.nonfinite:
             return False
-        return m.max_abs == 0 if m.max_abs_scaled is None else m.max_abs_scaled <= EXPORT_TOLERANCE_SCALED
+        scaled = m.judged("max_abs_scaled")
+        return m.judged("max_abs") == 0 if scaled is None else scaled <= EXPORT_TOLERANCE_SCALED
 
     outputs = {name: m.to_json() for name, m in metrics.items()}
     return {"reference": "tf", "candidate": "onnxruntime-fp32", "outputs": outputs,

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..trt.choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
+from ..trt.choices import (DEFAULT_BATCH, DEFAULT_DLA_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS,
+                           INT8_MODES, PRECISIONS)
 from .args import add_bundle, add_data, add_out, held_bundle
 
 
@@ -20,8 +21,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--precision", choices=PRECISIONS, required=True,
                    help="fp32 (model.onnx), fp16 (model.fp16.onnx) or int8 (model.int8.onnx; with --int8-mode "
                         "implicit, model.onnx and calibration/trt.cache)")
-    p.add_argument("--batch", type=int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=list(DEFAULT_BATCH),
-                   help="batch range of the optimization profile (default: %(default)s)")
+    p.add_argument("--batch", type=int, nargs="+", metavar="N",
+                   help="MIN OPT MAX: the batch range of the optimization profile (default: "
+                        f"{' '.join(map(str, DEFAULT_BATCH))}); one N builds for that batch size only. A DLA build "
+                        f"(--dla-core) takes one batch size (default {DEFAULT_DLA_BATCH}): the DLA has no dynamic "
+                        "shapes")
     p.add_argument("--workspace", type=int, default=DEFAULT_WORKSPACE_MIB, metavar="MiB",
                    help="builder workspace limit in MiB (default: %(default)s)")
     p.add_argument("--timing-cache", type=Path, metavar="FILE",
@@ -40,9 +44,12 @@ def add_parser(subparsers) -> None:
     add_data(p, "implicit INT8: calibrate live on this data instead of using calibration/trt.cache",
              old_name="--calib-data")
     p.add_argument("--dla-core", type=int, metavar="N",
-                   help="run on DLA core N (Jetson Orin; FP16/INT8; TensorRT 10.x up to 10.7 or 11.4.1+)")
+                   help="run on DLA core N (Jetson Orin; FP16/INT8; one batch size; TensorRT 10.x up to 10.7, built "
+                        "weakly typed with FP16/INT8 flags as trtexec does, or 11.4.1+, strongly typed; not with "
+                        "--version-compatible or --hardware-compat)")
     p.add_argument("--gpu-fallback", action="store_true",
-                   help="with --dla-core: layers the DLA cannot run go to the GPU (listed after the build)")
+                   help="with --dla-core: layers the DLA cannot run go to the GPU (listed after the build); needed "
+                        "on 11.4.1+, where the model's FP32 inputs and outputs make FP32 layers")
     p.set_defaults(func=run)
 
 
@@ -50,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from ..trt.build import BuildConfig, build_engine
 
     config = BuildConfig(
-        precision=args.precision, batch=tuple(args.batch), workspace_mib=args.workspace,
+        precision=args.precision, batch=tuple(args.batch) if args.batch else None, workspace_mib=args.workspace,
         timing_cache=args.timing_cache, int8_mode=args.int8_mode, version_compatible=args.version_compatible,
         hardware_compat=args.hardware_compat, tf32=args.tf32, calib_data=args.data,
         out=args.out, dla_core=args.dla_core, gpu_fallback=args.gpu_fallback,

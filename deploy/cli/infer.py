@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..bundle import PRECISIONS
 from ..errors import UsageError
 from .args import add_bundle, held_bundle, positive_int
 
@@ -31,6 +32,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--backend", choices=BACKENDS,
                    help="default: tensorrt with --engine, else onnxruntime; tensorrt without --engine uses the "
                         "bundle's only engine")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="onnxruntime: the bundle's ONNX to run, fp32 (model.onnx, the default), fp16 (model.fp16.onnx) "
+                        "or int8 (model.int8.onnx): what the FP16 and INT8 models answer for your images, on the CPU; "
+                        "a TensorRT engine has its precision built in (--engine)")
     p.add_argument("--top-k", type=positive_int, default=5, metavar="K",
                    help="classes shown per image (default: %(default)s)")
     p.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line")
@@ -126,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
     backend = args.backend or ("tensorrt" if args.engine else "onnxruntime")
     if args.engine and backend != "tensorrt":
         raise UsageError("--engine runs TensorRT; drop --backend onnxruntime or --engine")
+    if args.precision and backend == "tensorrt":
+        raise UsageError(f"--precision {args.precision} chooses the ONNX file ONNX Runtime runs; a TensorRT engine has "
+                         "its precision built in: choose the engine with --engine PLAN, or add --backend onnxruntime")
     with held_bundle(args, "infer", write=False) as bundle:
         if args.labels and not bundle.class_outputs:
             raise UsageError(f"--labels {args.labels}: {bundle.root} has no [N, classes] output to name (its "
@@ -142,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             from ..runners.ort import OrtRunner
 
-            runner = OrtRunner(bundle.onnx_path("fp32"))
+            precision = args.precision or "fp32"
+            runner = OrtRunner(bundle.onnx_path(precision), name=f"ort-{precision}")
         chunk = runner.max_batch or ORT_CHUNK
         chunks: list[dict[str, np.ndarray]] = []
         with runner:

@@ -16,6 +16,14 @@ Definitions (per output; arrays are batch-first and flattened per sample):
   `[N, classes]` outputs only (None otherwise).
 - `nonfinite`: count of NaN/inf candidate values; any is a failure. Statistics above are
   taken over finite values, and a sample with any non-finite value never agrees.
+- `softmax_excess`, for a softmax output whose logits are compared too (tf-slim's `predictions`
+  and `logits`, `SOFTMAX_OF`): the largest amount, over samples (rows of the last axis), by which
+  max |reference - candidate| exceeds what the two logit rows' difference allows
+  (`softmax_error_bound`); <= 0 when every sample is within. Near-tied logits of the size random
+  weights give (~4e5) move probabilities by 1e-2 on a logit error of 1e-6 relative, so such an
+  output's element limits (`max_abs`, `max_abs_scaled`) judge only this excess
+  (`OutputMetrics.judged`): the same logits can no longer pass or fail by how close two of them
+  happen to be.
 
 Accuracy (percent): dataset label L is logit index L + `label_offset` (1001-class slim models
 keep background at index 0).
@@ -35,11 +43,36 @@ from ..errors import DataError
 
 # max_rel denominator floor: a fraction of the sample's largest |reference| value (see module doc).
 REL_EPS_FRACTION = 1e-3
+U32 = 2.0 ** -24  # float32 unit roundoff
+# tf-slim's `predictions` end point is the softmax of its logits (resnet_utils.py, vgg.py:
+# end_points["predictions"] = softmax(net)); deploy/slim keeps the names.
+SOFTMAX_OF = {"predictions": "logits"}
+# What judged() replaces for a softmax output judged by its logits.
+SOFTMAX_JUDGED = ("max_abs", "max_abs_scaled")
 REL_EPS_MIN = 1e-12
 TOPK = 5
 # |diff| histogram: log-spaced, 4 bins per decade from 1e-8 to 1e2; values outside are counted
 # as underflow/overflow, exact zeros apart. Fixed edges let the counts stream batch by batch.
 HIST_EDGES = tuple(float(10.0 ** (e / 4)) for e in range(-32, 9))
+
+
+def softmax_error_bound(z_ref: np.ndarray, z_cand: np.ndarray) -> np.ndarray:
+    """Per row (softmax over the last axis): the largest |softmax(z_ref) - softmax(z_cand)| that
+    the logit difference d = z_ref - z_cand allows, plus the float32 rounding of both softmaxes.
+
+    Bound: the Jacobian of p = softmax(z) is J = diag(p) - p p^T; row i of |J| sums to
+    p_i(1 - p_i) + p_i(1 - p_i) = 2 p_i (1 - p_i) <= 1/2, so ||J v||_inf <= ||v||_inf / 2.
+    J 1 = 0 (softmax ignores a common shift), so J v = J (v - c 1) for any c, and the best c
+    gives ||J v||_inf <= (max v - min v) / 4. Integrating J along z_cand + t d, t in [0, 1]:
+    ||softmax(z_ref) - softmax(z_cand)||_inf <= (max d - min d) / 4  (<= ||d||_inf / 2).
+    Rounding: each side computes its softmax in float32: the C-term sum has relative error
+    <= (C - 1) u, exp and the division a few u, and rounding z - max(z) moves p_i by at most
+    p_i |z_i - max z| u <= u / e. Probabilities are <= 1, so 2 C u per side covers it.
+    (The derivation tests/slim/test_tf_slim_parity.py uses for tf-slim's own predictions.)
+    """
+    d = z_ref.astype(np.float64) - z_cand.astype(np.float64)
+    classes = z_ref.shape[-1]
+    return (d.max(axis=-1) - d.min(axis=-1)) / 4 + 2 * (2 * classes * U32)
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -81,13 +114,28 @@ class OutputMetrics:
     ref_max_abs: float | None
     nonfinite: int
     samples: int
+    softmax_excess: float | None = None  # None: not a softmax output judged by its logits
+
+    def judged(self, key: str) -> float | None:
+        """The value a threshold on `key` judges: the metric itself, except for a softmax output
+        judged by its logits, whose max_abs and max_abs_scaled count only the error beyond what
+        the logit error allows (see the module doc)."""
+        if self.softmax_excess is None or key not in SOFTMAX_JUDGED:
+            return getattr(self, key)
+        beyond = max(self.softmax_excess, 0.0)
+        if key == "max_abs":
+            return beyond
+        return beyond / self.ref_max_abs if self.ref_max_abs else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"max_abs": self.max_abs, "mean_abs": self.mean_abs, "max_rel": self.max_rel,
-                "cosine_min": self.cosine_min, "cosine_mean": self.cosine_mean,
-                "top1_agreement": self.top1_agreement, "top5_agreement": self.top5_agreement,
-                "max_abs_scaled": self.max_abs_scaled, "ref_max_abs": self.ref_max_abs,
-                "nonfinite": self.nonfinite, "samples": self.samples}
+        d = {"max_abs": self.max_abs, "mean_abs": self.mean_abs, "max_rel": self.max_rel,
+             "cosine_min": self.cosine_min, "cosine_mean": self.cosine_mean,
+             "top1_agreement": self.top1_agreement, "top5_agreement": self.top5_agreement,
+             "max_abs_scaled": self.max_abs_scaled, "ref_max_abs": self.ref_max_abs,
+             "nonfinite": self.nonfinite, "samples": self.samples}
+        if self.softmax_excess is not None:
+            d["softmax_excess"] = self.softmax_excess
+        return d
 
 
 @dataclass(frozen=True)
@@ -127,8 +175,11 @@ class OutputComparison:
         self.zeros = 0
         self.underflow = 0
         self.overflow = 0
+        self.softmax_excess: float | None = None
 
-    def update(self, reference: np.ndarray, candidate: np.ndarray) -> None:
+    def update(self, reference: np.ndarray, candidate: np.ndarray,
+               logits: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Add one batch; `logits` (reference's, candidate's) when this output is their softmax."""
         ref = np.asarray(reference)
         cand = np.asarray(candidate)
         if ref.shape != cand.shape:
@@ -154,6 +205,20 @@ class OutputComparison:
         if ref.ndim == 2:
             self._agreement(r, c_safe, bad_sample)
         self._histogram(diff[finite])
+        if logits is not None:
+            self._softmax(ref, cand, *(np.asarray(z) for z in logits))
+
+    def _softmax(self, ref: np.ndarray, cand: np.ndarray, z_ref: np.ndarray, z_cand: np.ndarray) -> None:
+        if z_ref.shape != ref.shape or z_cand.shape != ref.shape:
+            raise DataError(f"output {self.name!r}: logits of shape {z_ref.shape} / {z_cand.shape} cannot be the "
+                            f"logits of this softmax of shape {ref.shape}")
+        with np.errstate(invalid="ignore"):
+            excess = np.abs(ref.astype(np.float64) - cand.astype(np.float64)).max(axis=-1) \
+                - softmax_error_bound(z_ref, z_cand)
+        excess = excess[np.isfinite(excess)]  # a non-finite value fails through `nonfinite` (or the logits')
+        if excess.size:
+            worst = float(excess.max())
+            self.softmax_excess = worst if self.softmax_excess is None else max(self.softmax_excess, worst)
 
     def _errors(self, r: np.ndarray, diff: np.ndarray, finite: np.ndarray) -> None:
         diff_f = diff[finite]
@@ -198,6 +263,7 @@ class OutputComparison:
             ref_max_abs=_finite_or_none(self.ref_max_abs),
             nonfinite=self.nonfinite,
             samples=self.samples,
+            softmax_excess=_finite_or_none(self.softmax_excess),
         )
 
     def histogram(self) -> Histogram:
@@ -206,11 +272,21 @@ class OutputComparison:
                          self.nonfinite)
 
 
-def compare_outputs(reference: np.ndarray, candidate: np.ndarray, name: str = "output") -> OutputMetrics:
+def compare_outputs(reference: np.ndarray, candidate: np.ndarray, name: str = "output",
+                    logits: tuple[np.ndarray, np.ndarray] | None = None) -> OutputMetrics:
     """All metrics of one output for whole arrays (see the module doc for definitions)."""
     comp = OutputComparison(name)
-    comp.update(reference, candidate)
+    comp.update(reference, candidate, logits)
     return comp.summary()
+
+
+def logits_pair(output: str, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(reference's, candidate's) logits of a softmax output when both sides have them, else None."""
+    logits = SOFTMAX_OF.get(output)
+    if logits is None or logits not in reference or logits not in candidate:
+        return None
+    return reference[logits], candidate[logits]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .engine_layers import engine_layers_html
 from .int8_choice import int8_choice_html
 from .layer_timing import layer_timing_html
 from .layers import LayerSection
-from .metrics import PerClass
+from .metrics import SOFTMAX_JUDGED, PerClass
 from .result import ERROR, RAN, SKIPPED, BackendEntry, BundleInfo, ParityResult
 from .thresholds import UPPER_KEYS
 
@@ -316,11 +316,13 @@ def _summary_table(result: ParityResult) -> str:
 
 
 def _limits(e: BackendEntry) -> str:
-    """The thresholds a backend was judged by, with their direction, per output."""
+    """The thresholds a backend was judged by, with their direction, per output (a softmax judged
+    by its logits says so at the element limits it is held to beyond the logit error)."""
     parts = []
     for o, t in e.thresholds.items():
-        items = ", ".join(f"{k} {'≤' if k in UPPER_KEYS else '≥'} {_num(v)}" for k, v in t.to_json().items()) \
-            or "none"
+        by_logits = getattr(e.outputs.get(o), "softmax_excess", None) is not None
+        items = ", ".join(f"{k}{' beyond what the logit error allows' if by_logits and k in SOFTMAX_JUDGED else ''} "
+                          f"{'≤' if k in UPPER_KEYS else '≥'} {_num(v)}" for k, v in t.to_json().items()) or "none"
         parts.append(f"<code>{_e(o)}</code>: {_e(items)}")
     return "; ".join(parts)
 
@@ -365,7 +367,20 @@ def _details(result: ParityResult) -> str:
         return ""
     return (f'<div class="scroll"><table id="details"><thead><tr><th class="l">Backend</th>'
             f'<th class="l">Output</th>{head}'
-            f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+            f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>') + _softmax_note(result)
+
+
+def _softmax_note(result: ParityResult) -> str:
+    """How each softmax output judged by its logits stands against what the logit error allows."""
+    items = [f"<li><b>{_e(b)}</b> <code>{_e(o)}</code>: max |diff| {_num(m.max_abs)}, "
+             f"{_num(m.judged('max_abs'))} of it beyond what the logit error allows</li>"
+             for b, e in result.ran().items() for o, m in e.outputs.items() if m.softmax_excess is not None]
+    if not items:
+        return ""
+    return ("<p>A softmax output (<code>predictions</code>) is judged by what its logits allow: a logit "
+            "difference d moves no probability by more than (max d - min d) / 4, plus float32 rounding, so "
+            "near-tied logits may differ in probability by far more than the logits' own scaled error; "
+            f"its element limits count only the excess.</p><ul id=\"softmax\">{''.join(items)}</ul>")
 
 
 def _worst_classes(result: ParityResult) -> str:

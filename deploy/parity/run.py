@@ -37,7 +37,7 @@ from .int8_choice import Int8Choice
 from .inputs import Batch, folder_batches, npz_batches
 from .layer_timing import load_profiles
 from .layers import LayerError, calibration_source, onnx_nodes as read_onnx_nodes, per_layer_section
-from .metrics import Accuracy, AccuracyCounter, OutputComparison
+from .metrics import Accuracy, AccuracyCounter, OutputComparison, logits_pair
 from .request import ParityRequest
 from .result import ERROR, RAN, SKIPPED, BackendEntry, BundleInfo, DataInfo, ParityResult, Reference
 from .thresholds import ThresholdOverride, resolve_thresholds
@@ -146,7 +146,7 @@ class _Tally:
                 out = ref_out if runner is reference else runner.infer_any_batch(batch.feed)
                 for o in self.outputs:
                     if o in out:
-                        self.comps[b][o].update(ref_out[o], out[o])
+                        self.comps[b][o].update(ref_out[o], out[o], logits_pair(o, ref_out, out))
                     else:
                         self.missing[b].add(o)
                 if self.have_labels and self.main in out:

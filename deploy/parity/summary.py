@@ -40,6 +40,8 @@ def export_parity_line(m: Mapping[str, Any]) -> str:
     agreement where the output has classes ([N, classes]), else the minimum cosine (feature
     maps, dense [N, H, W, classes] outputs of --no-global-pool)."""
     text = f"max abs {_num(m['max_abs'])}, max abs scaled {_num(m['max_abs_scaled'])}"
+    if m.get("softmax_excess") is not None:  # a softmax judged by its logits (deploy.parity.metrics)
+        text += f" ({_num(max(m['softmax_excess'], 0.0))} beyond what the logits' error allows)"
     if m.get("top1_agreement") is not None:
         return text + f", top-1 agreement {m['top1_agreement']:.1%}"
     cosine = m.get("cosine_min")

@@ -54,9 +54,10 @@ OVERRIDES = {
     "IProfiler": ("report_layer_time",),
 }
 
-# Functions that run only when `versions.supports_implicit_int8` holds (TensorRT <= 10):
+# Functions that run only on TensorRT <= 10 (implicit INT8, which `versions.supports_implicit_int8`
+# gates, and the precision flags of a weakly typed network, which `plan_network` gives only there):
 # the only places allowed to use names TensorRT 11 removed.
-TRT10_ONLY_FUNCTIONS = frozenset({"_configure_implicit_int8", "make_calibrator"})
+TRT10_ONLY_FUNCTIONS = frozenset({"_configure_implicit_int8", "make_calibrator", "_set_precision_flags"})
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 

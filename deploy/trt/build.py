@@ -7,7 +7,8 @@ entropy calibrator, which serves the bundle's calibration/trt.cache (no GPU cali
 pass). TensorRT 11 removed that path; asking for it there is refused with the reason.
 Every engine is built with detailed profiling verbosity and gets NAME.PRECISION.layers.json
 beside it from TensorRT's engine inspector (inspection.py); `dla_core` builds for a Jetson
-DLA core (dla.py).
+DLA core (dla.py: one batch size, and on TensorRT 10.x a weakly typed network with FP16/INT8
+flags, as trtexec builds DLA engines). The sidecar's `builder` records the typing and flags.
 
 The decisions (which ONNX, which flags, profile shapes, file names) are pure functions
 tested without TensorRT; `build_engine` only carries them out.
@@ -25,11 +26,13 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..bundle import ONNX_FILES, TRT_CACHE, Bundle, TensorInfo
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
 from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
-from .choices import DEFAULT_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES, PRECISIONS
-from .dla import check_dla_options, configure_dla, dla_refusal
+from .choices import (DEFAULT_BATCH, DEFAULT_DLA_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES,
+                      PRECISIONS)
+from .dla import check_dla_io, check_dla_options, configure_dla, dla_network, dla_refusal
 from .inspection import engine_information, layers_document, layers_path, network_convolutions
 from .logger import make_logger, make_progress_monitor
 from .sidecar import Sidecar, sidecar_path
+from .timing_cache import load_timing_cache, save_timing_cache
 from .versions import check_supported, import_tensorrt, supports_implicit_int8
 
 log = logging.getLogger("trtdeploy.trt")
@@ -40,7 +43,9 @@ class BuildConfig:
     """What to build. Validated on construction (UsageError with the fix)."""
 
     precision: str = "fp32"
-    batch: tuple[int, int, int] = DEFAULT_BATCH  # (min, opt, max) of the batch dimension
+    # (min, opt, max) of the batch dimension; one N means (N, N, N); None: DEFAULT_BATCH, or for a
+    # DLA build (static shapes only) DEFAULT_DLA_BATCH.
+    batch: tuple[int, int, int] | tuple[int] | int | None = None
     workspace_mib: int = DEFAULT_WORKSPACE_MIB
     timing_cache: Path | None = None
     int8_mode: str = "explicit"  # explicit: Q/DQ ONNX; implicit (TensorRT <= 10): flags + calibrator
@@ -65,13 +70,7 @@ class BuildConfig:
             raise UsageError(f"--int8-mode {self.int8_mode!r}: use one of {', '.join(INT8_MODES)}")
         if self.int8_mode == "implicit" and self.precision != "int8":
             raise UsageError(f"--int8-mode implicit applies to --precision int8, not {self.precision}")
-        batch = tuple(self.batch)
-        if len(batch) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) for b in batch):
-            raise UsageError(f"--batch takes three integers MIN OPT MAX, got {self.batch!r}")
-        lo, opt, hi = batch
-        if not 1 <= lo <= opt <= hi:
-            raise UsageError(f"--batch {lo} {opt} {hi}: need 1 <= MIN <= OPT <= MAX")
-        object.__setattr__(self, "batch", batch)
+        object.__setattr__(self, "batch", _batch_range(self.batch, self.dla_core is not None))
         if self.workspace_mib < 1:
             raise UsageError(f"--workspace {self.workspace_mib}: give the workspace limit in MiB (>= 1)")
         if self.hardware_compat is not None and self.hardware_compat not in HARDWARE_COMPAT_LEVELS:
@@ -94,7 +93,8 @@ class BuildConfig:
             if out.suffix != ".plan":
                 raise UsageError(f"--out {out}: name the engine FILE.plan (its sidecar is FILE.json beside it)")
             object.__setattr__(self, "out", out)
-        check_dla_options(self.dla_core, self.gpu_fallback, self.precision)
+        check_dla_options(self.dla_core, self.gpu_fallback, self.precision, self.batch, self.version_compatible,
+                          self.hardware_compat)
 
     @property
     def mode(self) -> str:
@@ -111,18 +111,35 @@ class BuildConfig:
         return d
 
 
+def _batch_range(batch: Any, dla: bool) -> tuple[int, int, int]:
+    """`--batch` as (min, opt, max): N alone is (N, N, N); nothing is the default range, or on
+    the DLA the default batch size."""
+    if batch is None:
+        return (DEFAULT_DLA_BATCH,) * 3 if dla else DEFAULT_BATCH
+    values = (batch,) if isinstance(batch, int) else tuple(batch)
+    if len(values) not in (1, 3) or not all(isinstance(b, int) and not isinstance(b, bool) for b in values):
+        raise UsageError(f"--batch takes one integer N or three integers MIN OPT MAX, got {batch!r}")
+    lo, opt, hi = values * 3 if len(values) == 1 else values
+    if not 1 <= lo <= opt <= hi:
+        raise UsageError(f"--batch {lo} {opt} {hi}: need 1 <= MIN <= OPT <= MAX")
+    return lo, opt, hi
+
+
 @dataclass(frozen=True)
 class NetworkPlan:
     """What to ask of TensorRT for one config on one TensorRT version."""
 
     onnx_precision: str  # key of bundle.onnx_path
     strongly_typed: bool  # STRONGLY_TYPED network: precision exactly as the ONNX says
-    implicit_int8: bool  # BuilderFlag.INT8 + FP16 + IInt8EntropyCalibrator2 (TensorRT <= 10)
+    implicit_int8: bool  # IInt8EntropyCalibrator2 serving the cache (TensorRT <= 10)
     version_compatible: bool
     hardware_compat: str | None
     tf32: bool = False  # BuilderFlag.TF32 set (True) or cleared (False)
     dla_core: int | None = None
     gpu_fallback: bool = False
+    # BuilderFlag names ("FP16", "INT8") of a weakly typed network (TensorRT <= 10 only): implicit
+    # INT8, and DLA builds on 10.x
+    precision_flags: tuple[str, ...] = ()
 
 
 def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
@@ -134,12 +151,19 @@ def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
             f"--int8-mode implicit needs TensorRT <= 10 (this is {version}): TensorRT 11 removed the INT8 "
             "calibrators and BuilderFlag.INT8; use --int8-mode explicit (the Q/DQ model.int8.onnx)"
         )
-    if config.dla_core is not None and dla_refusal(version):
-        raise UsageError(dla_refusal(version))
-    onnx = "fp32" if implicit else config.precision
-    return NetworkPlan(onnx_precision=onnx, strongly_typed=not implicit, implicit_int8=implicit,
+    if config.dla_core is not None:
+        refusal = dla_refusal(version)
+        if refusal:
+            raise UsageError(refusal)
+        onnx, strongly_typed, flags = dla_network(version, config.precision, config.mode)
+    elif implicit:
+        onnx, strongly_typed, flags = "fp32", False, ("FP16", "INT8")
+    else:
+        onnx, strongly_typed, flags = config.precision, True, ()
+    return NetworkPlan(onnx_precision=onnx, strongly_typed=strongly_typed, implicit_int8=implicit,
                        version_compatible=config.version_compatible, hardware_compat=config.hardware_compat,
-                       tf32=config.tf32, dla_core=config.dla_core, gpu_fallback=config.gpu_fallback)
+                       tf32=config.tf32, dla_core=config.dla_core, gpu_fallback=config.gpu_fallback,
+                       precision_flags=flags)
 
 
 def engine_paths(bundle: Bundle, precision: str, out: Path | None = None) -> tuple[Path, Path]:
@@ -241,37 +265,6 @@ def check_network_inputs(network: Any, inputs: Sequence[TensorInfo], onnx_path: 
         )
 
 
-def _load_timing_cache(builder_config: Any, path: Path | None) -> tuple[Any, dict[str, Any]]:
-    """Start from the timing cache at `path` when it is one and fits this TensorRT and GPU,
-    else from a fresh one (said so), which replaces the file only after a successful build.
-
-    Stats are what the Python API can honestly tell: sizes before and after, and whether
-    the old cache was accepted (TensorRT does not expose hit counts)."""
-    if path is None:
-        return None, {}
-    previous = path.read_bytes() if path.is_file() else b""
-    # create_timing_cache answers None for bytes that are no timing cache at all.
-    timing_cache = builder_config.create_timing_cache(previous) if previous else None
-    loaded = timing_cache is not None and bool(builder_config.set_timing_cache(timing_cache, ignore_mismatch=False))
-    if previous and not loaded:
-        why = ("made by another TensorRT or GPU" if timing_cache is not None
-               else "not a TensorRT timing cache (corrupt, truncated or another file)")
-        log.warning("%s: %s; starting a fresh one, written over it once the build succeeds", path, why)
-    if not loaded:
-        timing_cache = builder_config.create_timing_cache(b"")
-        builder_config.set_timing_cache(timing_cache, ignore_mismatch=False)
-    return timing_cache, {"path": str(path), "bytes_before": len(previous), "loaded": loaded}
-
-
-def _save_timing_cache(builder_config: Any, path: Path | None, stats: dict[str, Any]) -> None:
-    if path is None:
-        return
-    timing_cache = builder_config.get_timing_cache()
-    data = bytes(memoryview(timing_cache.serialize()))
-    atomic_write_bytes(path, data)
-    stats["bytes_after"] = len(data)
-
-
 def _calibration_batches(bundle: Bundle, config: BuildConfig) -> Iterable[Any]:
     """Preprocessed calibration batches for live implicit calibration."""
     from ..data.inputs import InputSet
@@ -291,6 +284,8 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
     plan = plan_network(config, trt.__version__)
     onnx_path = bundle.onnx_path(plan.onnx_precision)  # checked against the manifest
     onnx_rel = ONNX_FILES[plan.onnx_precision]
+    if plan.dla_core is not None:
+        check_dla_io(plan.strongly_typed, plan.gpu_fallback, (t.dtype for t in (*bundle.inputs, *bundle.outputs)))
     shapes = profile_shapes(bundle.inputs, config.batch)
     plan_path, json_path = engine_paths(bundle, config.precision, config.out)
     note = replaced_engine_note(json_path, config.precision, config.mode)
@@ -318,7 +313,9 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
         mode=config.mode, version_compatible=plan.version_compatible, hardware_compat=plan.hardware_compat,
         batch=config.batch, io=built.io, onnx=onnx_rel, onnx_sha256=sha256_file(onnx_path),
         calibration_cache_sha256=cache_sha, build_seconds=round(built.seconds, 3), timing_cache=built.timing_stats,
-        builder=config.options(), dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
+        builder={**config.options(), "strongly_typed": plan.strongly_typed,
+                 "precision_flags": list(plan.precision_flags)},
+        dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
         layers=layers_path(plan_path).name if built.layers is not None else None,
     )
     _write_engine(plan_path, built, sidecar)
@@ -362,7 +359,7 @@ def _build_in_context(trt: ModuleType, cuda: ModuleType, bundle: Bundle, config:
 
         calibrator = _configure_implicit_int8(trt, cuda, builder, network, builder_config, bundle, config, shapes,
                                               make_calibrator)
-    timing_cache, timing_stats = _load_timing_cache(builder_config, config.timing_cache)
+    timing_cache, timing_stats = load_timing_cache(builder_config, config.timing_cache)
     monitor = make_progress_monitor(trt)  # referenced until the build returns
     builder_config.progress_monitor = monitor
 
@@ -377,13 +374,13 @@ def _build_in_context(trt: ModuleType, cuda: ModuleType, bundle: Bundle, config:
     if calibrator is not None:
         calibrator.raise_pending()
     if serialized is None:
-        raise EngineError(
-            f"{onnx_path}: TensorRT {trt.__version__} could not build an engine ({logger.last_errors()}); "
-            "common causes: a workspace too small (--workspace MiB), a batch range the GPU memory cannot "
-            "hold (--batch)"
-        )
+        causes = ("layers the DLA cannot run (--gpu-fallback lets them run on the GPU), a batch the DLA cannot "
+                  "hold (--batch N)" if plan.dla_core is not None else
+                  "a workspace too small (--workspace MiB), a batch range the GPU memory cannot hold (--batch)")
+        raise EngineError(f"{onnx_path}: TensorRT {trt.__version__} could not build an engine "
+                          f"({logger.last_errors()}); common causes: {causes}")
     data = bytes(memoryview(serialized))
-    _save_timing_cache(builder_config, config.timing_cache, timing_stats)
+    save_timing_cache(builder_config, config.timing_cache, timing_stats)
     io, layers = _load_back(trt, logger, data, plan, config, shapes, plan_name, convolutions)
     del timing_cache, parser
     return _Built(data=data, io=io, seconds=seconds, timing_stats=timing_stats, layers=layers)
@@ -456,15 +453,26 @@ def _configure(trt: ModuleType, builder: Any, builder_config: Any, config: Build
     if plan.hardware_compat == "ampere+":
         builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if plan.precision_flags:
+        _set_precision_flags(trt, builder_config, plan.precision_flags)
     if plan.dla_core is not None:
         configure_dla(trt, builder, builder_config, plan.dla_core, plan.gpu_fallback)
+
+
+def _set_precision_flags(trt: ModuleType, builder_config: Any, flags: Sequence[str]) -> None:
+    """TensorRT <= 10 only (11 removed the flags): the precisions a weakly typed network may use."""
+    if "FP16" in flags:
+        builder_config.set_flag(trt.BuilderFlag.FP16)
+    if "INT8" in flags:
+        builder_config.set_flag(trt.BuilderFlag.INT8)
 
 
 def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, network: Any, builder_config: Any,
                              bundle: Bundle, config: BuildConfig,
                              shapes: Mapping[str, tuple[tuple[int, ...], ...]], make_calibrator: Any) -> Any:
-    """TensorRT <= 10 only: INT8 + FP16 builder flags, the entropy calibrator, and a
-    calibration profile fixed at the calibration batch (dynamic shapes need one)."""
+    """TensorRT <= 10 only: the entropy calibrator (the INT8 + FP16 flags are the plan's
+    precision_flags), and a calibration profile fixed at the calibration batch (dynamic shapes
+    need one)."""
     cache_path = bundle.path(TRT_CACHE)
     if config.calib_data is not None:
         calibrator = make_calibrator(trt, cache_path, batches=_calibration_batches(bundle, config),
@@ -478,8 +486,6 @@ def _configure_implicit_int8(trt: ModuleType, cuda: ModuleType, builder: Any, ne
         calibrator = make_calibrator(trt, cache_path, batch_size=config.calib_batch,
                                      expected_sha256=bundle.file_hash(TRT_CACHE),
                                      known_tensors=network_activation_names(trt, network))
-    builder_config.set_flag(trt.BuilderFlag.INT8)
-    builder_config.set_flag(trt.BuilderFlag.FP16)
     builder_config.int8_calibrator = calibrator
     calibration_profile = builder.create_optimization_profile()
     for name, (lo, _opt, _hi) in shapes.items():

@@ -18,7 +18,7 @@ from ..errors import DeployError
 from .cuda import import_cuda, primary_context
 from .dla import check_engine_dla, dla_refusal
 from .logger import make_logger
-from .machine import driver_version, gpu_device
+from .machine import driver_version, gpu_device, integrated_gpu
 from .versions import import_tensorrt, supports_implicit_int8
 
 
@@ -33,12 +33,14 @@ def check_tensorrt() -> tuple[ModuleType | None, dict[str, Any], list[str]]:
 
 
 def check_cuda() -> tuple[ModuleType | None, dict[str, Any], list[dict[str, Any]], list[str]]:
-    """pycuda's driver module (or None), the driver, every GPU, and the problems found."""
+    """pycuda's driver module (or None), the driver (and whether GPU 0, the one builds use, is a
+    Jetson's integrated GPU), every GPU, and the problems found."""
     try:
         cuda = import_cuda()
     except DeployError as e:
-        return None, {"driver_version": None, "error": str(e)}, [], [str(e)]
-    info = {"driver_version": driver_version(cuda), "error": None}
+        return None, {"driver_version": None, "jetson": None, "error": str(e)}, [], [str(e)]
+    jetson = integrated_gpu(cuda) if cuda.Device.count() else None
+    info = {"driver_version": driver_version(cuda), "jetson": jetson, "error": None}
     gpus = [gpu_device(cuda, i).to_json() for i in range(cuda.Device.count())]
     problems = [] if gpus else ["pycuda sees no CUDA device: check `nvidia-smi` (containers: --gpus all or "
                                 "--runtime nvidia)"]
@@ -56,14 +58,19 @@ def count_dla_cores(trt: ModuleType, cuda: ModuleType) -> tuple[int | None, list
                       "support matrix and `nvidia-smi`"]
 
 
-def supported(version: str | None, dla_cores: int | None) -> dict[str, bool | None]:
-    """What this TensorRT can build; None where it cannot be told (no TensorRT)."""
+def supported(version: str | None, dla_cores: int | None, jetson: bool | None) -> dict[str, bool | None]:
+    """What this TensorRT can build here; None where it cannot be told (no TensorRT; for the
+    portable engines, no GPU to tell a Jetson by)."""
     if version is None:
         return dict.fromkeys(("fp16", "explicit_int8", "implicit_int8", "version_compatible", "hardware_compat",
                               "dla"))
-    # Every TensorRT that imports (10.x, 11.x) builds version- and hardware-compatible engines.
+    # Every TensorRT that imports (10.x, 11.x) builds version- and hardware-compatible engines, but
+    # not on a Jetson: hardware compatibility "is not supported on NVIDIA DRIVE OS or JetPack"
+    # (developer guide, "Hardware Compatibility"), and version compatibility is refused there as
+    # with --dla-core (see dla.py).
+    portable = None if jetson is None else not jetson
     return {"fp16": True, "explicit_int8": True, "implicit_int8": supports_implicit_int8(version),
-            "version_compatible": True, "hardware_compat": True,
+            "version_compatible": portable, "hardware_compat": portable,
             "dla": dla_refusal(version) is None and bool(dla_cores)}
 
 
@@ -130,7 +137,7 @@ def diagnose(bundle: str | Path | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "tensorrt": tensorrt, "cuda": driver, "gpus": gpus,
         "packages": {name: versions.get(name) for name in ("numpy", "pycuda")},
-        "supports": supported(tensorrt["version"], dla_cores), "bundle": None,
+        "supports": supported(tensorrt["version"], dla_cores, driver["jetson"]), "bundle": None,
     }
     if bundle is not None:
         gpu_cc = gpus[0]["compute_capability"] if gpus else None

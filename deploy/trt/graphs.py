@@ -7,7 +7,17 @@ Graphs"): input shapes are set before capture; after a shape change, enqueue onc
 capturing so TensorRT does its deferred work; engines with data-dependent shapes, loops or
 conditionals cannot be captured (`execute_async_v3` fails, or the capture is invalidated).
 A graph replays the kernels it captured with the buffer addresses and shapes of that
-capture, so a runner keeps one per input shape and launches it only while those hold.
+capture, and "the captured graph is specific to the input shapes and the state of the execution
+context. Modifying the context with which the graph was captured will result in undefined
+behavior when executing the graph", so the guide's practice is "one execution context per
+captured graph", sharing one block of activation memory: the runner gives each input shape it
+replays its own context, whose shapes never change after the capture (runtime.py).
+
+A capture that fails leaves the CUDA runtime's last error set (cudaErrorStreamCaptureInvalidated):
+TensorRT's enqueue checks it after its launches, so the plain `execute_async_v3` that should
+replace the graph would fail too. trtexec's `TrtCudaGraph::endCaptureOnError`
+(samples/common/sampleDevice.h) ends the capture and then calls `cudaGetLastError()` to clear it;
+`Graphs.capture` does the same on the runtime library TensorRT loaded (`open_runtime`).
 
 Nothing here imports pycuda or TensorRT; `open_driver` loads libcuda when first asked.
 """
@@ -15,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import DeployError
@@ -46,6 +57,26 @@ def open_driver() -> Any:
     return lib
 
 
+def open_runtime(maps: str | Path = "/proc/self/maps") -> Any | None:
+    """The CUDA runtime library already loaded into this process (TensorRT's libcudart.so.*),
+    with `cudaGetLastError` returning an int; None when none is mapped (a runtime linked
+    statically into TensorRT keeps its error state where no caller can reach it)."""
+    try:
+        lines = Path(maps).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+        if Path(path).name.startswith("libcudart.so"):
+            try:
+                lib = ctypes.CDLL(path)  # already mapped: the loader hands back that very library
+                lib.cudaGetLastError.restype = ctypes.c_int
+            except (OSError, AttributeError):
+                return None
+            return lib
+    return None
+
+
 def _error_name(lib: Any, code: int) -> str:
     name = ctypes.c_char_p()
     get = getattr(lib, "cuGetErrorName", None)
@@ -63,10 +94,12 @@ class Graph:
 
 
 class Graphs:
-    """Captures, launches and destroys graphs on one stream, with one driver library."""
+    """Captures, launches and destroys graphs on one stream, with one driver library and (to
+    clear a failed capture's error) the CUDA runtime TensorRT uses, when it can be reached."""
 
-    def __init__(self, lib: Any, stream_handle: int):
+    def __init__(self, lib: Any, stream_handle: int, runtime: Any | None = None):
         self.lib = lib
+        self.runtime = runtime
         self.stream = ctypes.c_void_p(stream_handle)
         self.live: list[Graph] = []
 
@@ -79,13 +112,17 @@ class Graphs:
         `execute_async_v3` does on success) and instantiate it; nothing runs yet."""
         self._check(self.lib.cuStreamBeginCapture_v2(self.stream, CAPTURE_THREAD_LOCAL), "cuStreamBeginCapture_v2")
         graph = ctypes.c_void_p()
+        ok = False
         try:
             ok = enqueue()
         finally:
-            # End the capture whatever happened, or the stream stays unusable.
+            # End the capture whatever happened, or the stream stays unusable; a failed one leaves
+            # no graph to keep and the runtime's last error to clear.
             ended = self.lib.cuStreamEndCapture(self.stream, ctypes.byref(graph))
+            if not ok or ended != 0:
+                self._destroy_graph(graph)
+                self._clear_runtime_error()
         if not ok:
-            self._destroy_graph(graph)
             raise GraphError("execute_async_v3 failed during stream capture (TensorRT cannot capture this "
                              "engine; see its log)")
         self._check(ended, "cuStreamEndCapture")
@@ -97,6 +134,10 @@ class Graphs:
         captured = Graph(graph, exe)
         self.live.append(captured)
         return captured
+
+    def _clear_runtime_error(self) -> None:
+        if self.runtime is not None:
+            self.runtime.cudaGetLastError()  # returns and resets the last error, as trtexec does
 
     def launch(self, graph: Graph) -> None:
         self._check(self.lib.cuGraphLaunch(graph.exec, self.stream), "cuGraphLaunch")

@@ -17,8 +17,15 @@ and Polygraphy's `backend/trt/util.py` read the same fields):
   "Name", "Dimensions" and "Format/Datatype" ("Row major linear FP32", "Channel major FP16 format
   where channel % 8 == 0", "Thirty-two wide channel vectorized row major Int8 format"),
   "Weights": {"Type": "Int8"|"Half"|"Float", ...}, "TacticName", and "Metadata" holding the
-  ONNX nodes as "[ONNX Layer: NAME]" entries separated by \\x1f or \\x1e.
-A layer's precision is that of its first input, as trex reads it.
+  ONNX nodes as "[ONNX Layer: NAME]" entries separated by \\x1f or \\x1e. The ONNX parser writes
+  each entry as "[ONNX Layer: <name> | property1 | property2 ...]" (onnx-tensorrt's
+  `processMetadata`: a node inside an ONNX local function gets " | Local Function: F"), so a
+  node is the text before the first " | ".
+A layer's precision is its own where the inspector gives it, its weights' type (a convolution's
+kernel runs in the type of its weights); else, for a layer that is one TensorRT kernel, that of
+its first input, as trex reads it; a fused subgraph (a Myelin or other "{ForeignNode[...]}"
+layer) shows only its boundary formats, which say nothing of the convolutions inside, so its
+precision is "unknown" then.
 
 Pure logic apart from `engine_information` and `network_convolutions`, which take the live
 TensorRT objects.
@@ -42,6 +49,7 @@ _DTYPE_WORDS = {"INT8": "INT8", "UINT8": "UINT8", "FP16": "FP16", "HALF": "FP16"
                 "BFLOAT16": "BF16", "BF16": "BF16", "FP8": "FP8", "FP4": "FP4", "FP4E2M1": "FP4", "INT4": "INT4",
                 "INT32": "INT32", "INT64": "INT64", "BOOL": "BOOL", "DOUBLE": "FP64"}
 _ONNX_NODE = re.compile(r"\[ONNX Layer: (.*?)\](?=\[ONNX Layer: |[\x1e\x1f]|$)", re.S)
+_PROPERTY = " | "  # what separates a node's name from the parser's properties in its metadata entry
 # Layers staging a DLA subgraph's inputs and outputs ("input to nvm", "output from nvm", "x copy
 # finish" in NVIDIA/TensorRT issue 3143): data movement, not layers that fell back to the GPU.
 _DLA_STAGING = re.compile(r" (to nvm|from nvm|copy finish)$")
@@ -64,8 +72,9 @@ def dtype_of(text: str | None) -> str | None:
 
 
 def onnx_nodes(metadata: str | None) -> tuple[str, ...]:
-    """The ONNX node names in a layer's "Metadata" ("[ONNX Layer: a]\\x1f[ONNX Layer: b]")."""
-    return tuple(_ONNX_NODE.findall(metadata or ""))
+    """The ONNX node names in a layer's "Metadata" ("[ONNX Layer: a]\\x1f[ONNX Layer: b | Local
+    Function: f]" -> ("a", "b"))."""
+    return tuple(entry.split(_PROPERTY, 1)[0] for entry in _ONNX_NODE.findall(metadata or ""))
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ class EngineLayer:
     outputs: tuple[TensorFormat, ...]
     onnx_nodes: tuple[str, ...]  # the ONNX nodes TensorRT fused into this layer
     tactic: str | None
-    precision: str | None  # of its first input, else of its weights
+    precision: str | None  # its weights', else (one kernel) its first input's; None: not told (see the module doc)
     device: str = "GPU"  # "GPU" | "DLA"
 
     @property
@@ -124,6 +133,20 @@ class EngineLayer:
                    tuple(d.get("onnx_nodes") or ()), d.get("tactic"), d.get("precision"), d.get("device", "GPU"))
 
 
+def _is_subgraph(raw: Mapping[str, Any], name: str) -> bool:
+    """A layer TensorRT compiled as a whole subgraph (Myelin, a DLA loadable): "{ForeignNode[...]}"."""
+    kind = f"{raw.get('LayerType', '')} {raw.get('TacticName', '')}".lower()
+    return name.startswith("{ForeignNode[") or "myelin" in kind or "kgen" in kind
+
+
+def _layer_precision(raw: Mapping[str, Any], name: str, inputs: Sequence[TensorFormat]) -> str | None:
+    weights = raw.get("Weights")
+    own = dtype_of(str(weights.get("Type"))) if isinstance(weights, Mapping) else None
+    if own is not None or _is_subgraph(raw, name):
+        return own
+    return next((t.precision for t in inputs[:1]), None)
+
+
 def _on_dla(raw: Mapping[str, Any], name: str) -> bool:
     """Whether a layer of a DLA build runs on the DLA. TensorRT marks the DLA subgraphs it hands
     to the DLA compiler as "{ForeignNode[first...last]}" layers; Myelin subgraphs on the GPU are
@@ -140,10 +163,7 @@ def parse_layer(raw: Mapping[str, Any], dla: bool = False, names_are_nodes: bool
     name = str(raw.get("Name", ""))
     inputs = tuple(TensorFormat.from_inspector(t) for t in raw.get("Inputs") or () if isinstance(t, Mapping))
     outputs = tuple(TensorFormat.from_inspector(t) for t in raw.get("Outputs") or () if isinstance(t, Mapping))
-    weights = raw.get("Weights")
-    precision = next((t.precision for t in inputs[:1]), None)
-    if precision is None and isinstance(weights, Mapping):
-        precision = dtype_of(str(weights.get("Type")))
+    precision = _layer_precision(raw, name, inputs)
     nodes = onnx_nodes(raw.get("Metadata"))
     if names_are_nodes:
         nodes = tuple(part for part in name.split(" + ") if part)
@@ -199,6 +219,7 @@ class InspectionSummary:
     dla_layers: int = 0
     gpu_fallback: tuple[str, ...] = ()  # layers of a DLA build that run on the GPU
     warnings: tuple[str, ...] = ()  # what the report flags
+    unknown: tuple[str, ...] = ()  # convolutions inside fused subgraphs whose precision the inspector does not give
 
     @property
     def target(self) -> str:
@@ -228,6 +249,9 @@ class InspectionSummary:
         if self.off_target:
             kinds = "/".join(_ordered(p for _, p in self.off_target))
             head += f"; these ONNX nodes ran {kinds}: " + _names([f"{n} ({p})" for n, p in self.off_target])
+        if self.unknown:
+            head += (f"; {len(self.unknown)} inside fused subgraphs whose precision the layer information does not "
+                     "give: " + _names(self.unknown))
         if self.not_located:
             head += f"; {len(self.not_located)} not named in the layer information: " + _names(self.not_located)
         out = [head]
@@ -274,9 +298,10 @@ def summarize(layers: Sequence[EngineLayer], precision: str, convolutions: Seque
     per_conv = conv_precisions(layers, convolutions)
     target = TARGET[precision]
     by = Counter(p for p in per_conv.values() if p is not None)
-    off = tuple((n, p) for n, p in per_conv.items() if p is not None and p not in (target, "DLA"))
+    off = tuple((n, p) for n, p in per_conv.items() if p is not None and p not in (target, "DLA", "unknown"))
     not_located = tuple(n for n, p in per_conv.items() if p is None)
-    on_gpu = sum(n for p, n in by.items() if p != "DLA")
+    unknown = tuple(n for n, p in per_conv.items() if p == "unknown")
+    on_gpu = sum(n for p, n in by.items() if p not in ("DLA", "unknown"))  # the GPU convolutions with a known type
     warnings = []
     if precision == "int8" and on_gpu and 2 * by[target] < on_gpu:
         warnings.append(f"labelled int8, but only {by[target]} of its {on_gpu} convolutions on the GPU run in INT8: "
@@ -294,7 +319,7 @@ def summarize(layers: Sequence[EngineLayer], precision: str, convolutions: Seque
         gpu_fallback = tuple(item.name for item in layers if item.device == "GPU" and not item.is_dla_staging
                              and item.type not in _DATA_MOVEMENT)
     return InspectionSummary(precision, True, len(per_conv), dict(by), off, not_located, dla_core, dla_layers,
-                             gpu_fallback, tuple(warnings))
+                             gpu_fallback, tuple(warnings), unknown)
 
 
 # --------------------------------------------------------------------------- the layers file
@@ -313,13 +338,17 @@ def layers_document(info: str | Mapping[str, Any], *, plan: str, tensorrt: str, 
 
 
 def summary_of(doc: Mapping[str, Any], source: str = "layers file") -> InspectionSummary:
-    """The summary of a layers file, recomputed from its layers (so older files get today's rules)."""
+    """The summary of a layers file, recomputed from TensorRT's own JSON in it (else from our
+    reading of its layers), so files written by an older trtdeploy get today's rules."""
     try:
         if int(doc.get("format", 0)) != LAYERS_FORMAT:
             raise ValueError(f"format {doc.get('format')!r}, this trtdeploy reads {LAYERS_FORMAT}")
-        layers = [EngineLayer.from_json(d) for d in doc["layers"]]
-        return summarize(layers, doc["precision"], doc.get("network_convolutions"), doc.get("dla_core"),
-                         bool(doc.get("detailed", True)))
+        if isinstance(doc.get("engine_information"), Mapping):
+            layers, _, detailed = parse_engine_information(doc["engine_information"],
+                                                           dla=doc.get("dla_core") is not None)
+        else:
+            layers, detailed = [EngineLayer.from_json(d) for d in doc["layers"]], bool(doc.get("detailed", True))
+        return summarize(layers, doc["precision"], doc.get("network_convolutions"), doc.get("dla_core"), detailed)
     except (KeyError, TypeError, ValueError) as e:
         raise EngineError(f"{source}: not a layers file trtdeploy wrote ({type(e).__name__}: {e}); rebuild the "
                           "engine with `trtdeploy build`") from None

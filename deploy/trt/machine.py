@@ -32,6 +32,15 @@ def gpu_device(cuda: ModuleType, device: int = 0) -> GpuDevice:
                      driver_version(cuda), **clocks)
 
 
+def integrated_gpu(cuda: ModuleType, device: int = 0) -> bool | None:
+    """Whether `device` is an integrated GPU sharing memory with the CPU: on the CUDA devices
+    TensorRT supports, a Jetson (CU_DEVICE_ATTRIBUTE_INTEGRATED); None when the driver does not say."""
+    try:
+        return bool(cuda.Device(device).get_attribute(cuda.device_attribute.INTEGRATED))
+    except (AttributeError, cuda.Error):
+        return None
+
+
 def device_machine(cuda: ModuleType, trt: ModuleType, device: int = 0) -> MachineInfo:
     """deploy.env.machine_info() with the GPU, and the TensorRT that ran as the tools' tensorrt
     (JetPack's TensorRT has no package metadata; a pip one could differ from what loaded)."""

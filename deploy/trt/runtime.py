@@ -15,8 +15,11 @@
 - `timing=True` (the default): CUDA events around H2D, `execute_async_v3` and D2H, in
   `last_timing` and `timings()`; `timing=False` records none (four event records and four
   elapsed-time queries less per call).
-- `cuda_graph=True`: `execute_async_v3` captured once per input shape and replayed
-  (deploy/trt/graphs.py); if the capture fails the runner says why and runs without.
+- `cuda_graph=True`: each input shape gets an execution context of its own (sharing one block
+  of activation memory), whose shapes never change: it runs plain once, then `execute_async_v3`
+  is captured once and replayed (deploy/trt/graphs.py, where TensorRT's rules are); a
+  remainder batch thus never replays a graph over a context another shape changed. If the
+  capture fails the runner clears the runtime's error, says why and runs without.
 - `profiler`: a `trt.IProfiler` attached to the context; TensorRT reports each call's
   layer times to it after the call (deploy/trt/profiler.py).
 """
@@ -38,7 +41,7 @@ from ..errors import EngineError, InputError, UsageError
 from ..runners.base import Runner, TensorSpec
 from .cuda import gpu_info, import_cuda, pushed, retain_primary
 from .dla import check_engine_dla
-from .graphs import Graph, GraphError, Graphs, open_driver
+from .graphs import Graph, GraphError, Graphs, open_driver, open_runtime
 from .logger import make_logger
 from .sidecar import IOTensor, Sidecar, check_compatible, load_plan, read_sidecar
 from .versions import import_tensorrt
@@ -62,16 +65,20 @@ class Timing:
 
 
 class _Binding:
-    """One set of input shapes: shaped views of the pinned buffers and, once captured, its graph."""
+    """One set of input shapes: shaped views of the pinned buffers and, with CUDA graphs, the
+    execution context that holds these shapes only, and once captured, its graph."""
 
-    __slots__ = ("shapes", "batch", "inputs", "outputs", "graph")
+    __slots__ = ("shapes", "batch", "inputs", "outputs", "context", "warm", "graph")
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], batch: int,
-                 inputs: tuple[tuple[str, np.ndarray, Any], ...], outputs: tuple[tuple[str, np.ndarray, Any], ...]):
+                 inputs: tuple[tuple[str, np.ndarray, Any], ...], outputs: tuple[tuple[str, np.ndarray, Any], ...],
+                 context: Any = None):
         self.shapes = shapes
         self.batch = batch
         self.inputs = inputs  # (name, pinned view in the input's shape, device allocation)
         self.outputs = outputs  # (name, pinned view in the output's shape, device allocation)
+        self.context = context  # None: runs on the runner's main context
+        self.warm = False  # its context ran once since its shapes were set (TensorRT's deferred work)
         self.graph: Graph | None = None
 
 
@@ -166,8 +173,9 @@ class TrtRunner(Runner):
         self._profiler = profiler
         self._graphs: Graphs | None = None
         self._bindings: dict[tuple[tuple[int, ...], ...], _Binding] = {}
-        self._bound: _Binding | None = None  # whose shapes the context holds
-        self._fresh = True  # shapes set since the last enqueue (TensorRT has deferred work to do)
+        self._bound: _Binding | None = None  # whose shapes the main context holds
+        self._trt: ModuleType | None = None
+        self._graph_memory: Any = None  # activation memory the graph bindings' contexts share
         self._dtypes: tuple[tuple[str, np.dtype], ...] = ()
 
     # --- interface ------------------------------------------------------------
@@ -211,6 +219,7 @@ class TrtRunner(Runner):
         log.debug("%s: loaded %s on %s", self.name, self.engine_path, gpu.name)
 
     def _load(self, trt: ModuleType, cuda: ModuleType, data: bytes) -> None:
+        self._trt = trt
         logger = make_logger(trt)
         self._runtime = trt.Runtime(logger)
         if self.sidecar.version_compatible:
@@ -243,7 +252,7 @@ class TrtRunner(Runner):
             self._context.enqueue_emits_profile = False  # reported after synchronize, by report_to_profiler
         if self.cuda_graph:
             try:
-                self._graphs = Graphs(open_driver(), self._stream.handle)
+                self._graphs = Graphs(open_driver(), self._stream.handle, open_runtime())
             except GraphError as e:
                 self._no_graphs(str(e))
 
@@ -270,7 +279,10 @@ class TrtRunner(Runner):
     def _release(self) -> None:
         try:
             with pushed(self._cuda, self._ctx):
-                self._drop_bindings()  # graphs hold the buffers' addresses: destroyed first
+                self._drop_bindings()  # graphs and their contexts hold the buffers' addresses: first
+                if self._graph_memory is not None:
+                    self._graph_memory.free()
+                    self._graph_memory = None
                 for allocation in self._device_buffers.values():
                     allocation.free()
                 for host in self._host.values():
@@ -315,39 +327,65 @@ class TrtRunner(Runner):
         return binding
 
     def _bind(self, feed: Mapping[str, np.ndarray]) -> _Binding:
-        """Set the (validated) feed's shapes in the context and keep what follows from them."""
+        """Set the (validated) feed's shapes in a context (its own one when graphs are replayed,
+        else the main one) and keep what follows from them."""
         shapes = {t.name: tuple(feed[t.name].shape) for t in self._inputs}
         with self._lock, pushed(self._cuda, self._ctx):
-            self._set_shapes(shapes)
-            self._fresh = True
+            own = self._graph_context() if self._graphs is not None else None
+            context = self._context if own is None else own
+            if own is None:
+                self._bound = None  # the main context may hold some of the new shapes if one is refused
+            self._set_shapes(context, shapes)
             inputs, outputs = [], []
             for t in self._inputs:
                 shape = shapes[t.name]
                 inputs.append((t.name, self._host[t.name][: volume(shape)].reshape(shape),
                                self._device_buffers[t.name]))
             for t in self._outputs:
-                shape = tuple(int(d) for d in self._context.get_tensor_shape(t.name))
+                shape = tuple(int(d) for d in context.get_tensor_shape(t.name))
                 outputs.append((t.name, self._host[t.name][: volume(shape)].reshape(shape),
                                 self._device_buffers[t.name]))
             first = shapes[self._inputs[0].name]
-            binding = _Binding(shapes, int(first[0]) if first else 0, tuple(inputs), tuple(outputs))
-            self._bound = binding
+            binding = _Binding(shapes, int(first[0]) if first else 0, tuple(inputs), tuple(outputs), own)
+            if own is None:
+                self._bound = binding
             if len(self._bindings) >= MAX_BINDINGS:
                 self._forget(next(iter(self._bindings)))
             self._bindings[tuple(shapes[name] for name, _ in self._dtypes)] = binding
         return binding
 
-    def _set_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    def _graph_context(self) -> Any:
+        """A new execution context for one input shape's graph: user-managed activation memory,
+        one block shared by every such context (they run one at a time, under the lock, on one
+        stream), and the runner's buffers bound; None (said why) when TensorRT cannot give one."""
+        engine, trt = self._engine, self._trt
+        try:
+            size = int(engine.device_memory_size_v2)
+            context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        except AttributeError as e:  # TensorRT 10.0 has neither
+            self._no_graphs(f"this TensorRT cannot give each graph its own context ({e}); TensorRT 10.1 or newer can")
+            return None
+        if context is None:
+            raise EngineError(f"{self.engine_path}: no execution context for a CUDA graph (GPU memory exhausted?)")
+        if self._graph_memory is None:
+            self._graph_memory = self._cuda.mem_alloc(max(size, 1))
+        context.set_device_memory(int(self._graph_memory), size)
+        for name, allocation in self._device_buffers.items():
+            context.set_tensor_address(name, int(allocation))
+        return context
+
+    def _set_shapes(self, context: Any, shapes: Mapping[str, tuple[int, ...]]) -> None:
         for name, shape in shapes.items():
-            if not self._context.set_input_shape(name, shape):
-                self._bound = None  # the context may hold some of the new shapes
+            if not context.set_input_shape(name, shape):
                 raise InputError(f"{self.name}: TensorRT refused shape {shape} for {name!r}")
 
     def _forget(self, key: tuple[tuple[int, ...], ...]) -> None:
         binding = self._bindings.pop(key)
         if binding.graph is not None and self._graphs is not None:
             self._graphs.destroy(binding.graph)
-        binding.graph = None  # a call holding this binding still may run it, without its graph
+        # A call holding this binding still may run it, without its graph, on the main context.
+        binding.graph = None
+        binding.context = None
         if self._bound is binding:
             self._bound = None
 
@@ -364,10 +402,10 @@ class TrtRunner(Runner):
         with self._lock:
             self._ctx.push()
             try:
-                if self._bound is not binding:  # another call changed the shapes since
-                    self._set_shapes(binding.shapes)
+                if binding.context is None and self._bound is not binding:  # another shape ran since
+                    self._bound = None
+                    self._set_shapes(self._context, binding.shapes)
                     self._bound = binding
-                    self._fresh = True
                 if events:
                     events[0].record(stream)
                 for name, host, device in binding.inputs:
@@ -375,8 +413,7 @@ class TrtRunner(Runner):
                     cuda.memcpy_htod_async(device, host, stream)
                 if events:
                     events[1].record(stream)
-                self._enqueue(binding, self._fresh)
-                self._fresh = False
+                self._enqueue(binding)
                 if events:
                     events[2].record(stream)
                 for _name, host, device in binding.outputs:
@@ -393,24 +430,27 @@ class TrtRunner(Runner):
                 cuda.Context.pop()
         return outputs
 
-    def _enqueue(self, binding: _Binding, fresh: bool) -> None:
-        """execute_async_v3, or its graph. TensorRT wants one plain enqueue after a shape
-        change before a capture (and, to be safe, before a replay): `fresh` calls run plain."""
+    def _enqueue(self, binding: _Binding) -> None:
+        """execute_async_v3 on the binding's context, or its graph: a graph binding's context
+        runs plain once after its shapes are set (TensorRT's deferred work, as trtexec enqueues
+        once before capturing), then is captured once and replayed."""
+        context = self._context if binding.context is None else binding.context
         graphs = self._graphs
-        if graphs is not None and not fresh:
+        if binding.context is not None and graphs is not None and binding.warm:
             try:
                 if binding.graph is None:
-                    binding.graph = graphs.capture(self._execute)
+                    binding.graph = graphs.capture(lambda: self._execute(context))
                 graphs.launch(binding.graph)
                 return
             except GraphError as e:
                 self._no_graphs(f"{e}; shapes {binding.shapes}")
-                binding.graph = None
-        if not self._execute():
-            raise EngineError(f"{self.name}: execute_async_v3 failed; see the TensorRT log")
+        if not self._execute(context):
+            after = f" (after the CUDA-graph fallback: {self.graph_fallback})" if self.graph_fallback else ""
+            raise EngineError(f"{self.name}: execute_async_v3 failed; see the TensorRT log{after}")
+        binding.warm = True
 
-    def _execute(self) -> bool:
-        return bool(self._context.execute_async_v3(self._stream.handle))
+    def _execute(self, context: Any) -> bool:
+        return bool(context.execute_async_v3(self._stream.handle))
 
     def _no_graphs(self, why: str) -> None:
         log.warning("%s: running without CUDA graphs: %s", self.name, why)

@@ -66,7 +66,7 @@ class Sidecar:
     gpu_name: str
     compute_capability: str  # "sm_87"
     precision: str  # fp32 | fp16 | int8
-    mode: str  # "explicit": precision from the ONNX, strongly typed; "implicit": builder flags + calibrator
+    mode: str  # "explicit": precision from the ONNX (FP16, Q/DQ); "implicit": builder flags + calibrator
     version_compatible: bool
     hardware_compat: str | None  # None | "ampere+"
     batch: tuple[int, int, int]  # (min, opt, max) of the optimization profile

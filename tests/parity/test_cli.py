@@ -251,3 +251,36 @@ def test_random_weights_are_said_in_the_summary_json_and_html(tmp_path, monkeypa
     else:
         assert "WARNING" not in out and result["bundle"]["warnings"] == [] and "model-warning" not in page
         assert "Model weights: <b>checkpoint</b>; input 8x8, trained at unknown" in page
+
+
+def test_near_tied_large_logits_pass_fp32_by_what_the_logit_error_allows(tmp_path, monkeypatch, capsys):
+    """Logits of random-weight size (~4e5, classes 1 and 2 tied within 3 in every row) and an FP32
+    backend whose logits differ by up to 1e-6 relative (summation order): the logits pass at
+    1e-6 scaled error, their probabilities differ by ~2e-2, and `predictions` must pass too, as
+    what the logit error allows; the report says by how much it stayed within."""
+    bundle = fakes.make_bundle(tmp_path / "b", labels=False)
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((fakes.FEATURES, fakes.C)).astype(np.float32) * 1e3
+    w[0, 1], w[0, 2] = 4e5, 4e5 - 3  # feature 0 is a constant 1: classes 1 and 2 lead, 3 apart
+    w[1:, 2] = w[1:, 1]
+    bundle.w = w
+    x = np.load(bundle.root / "reference.npz")["input"]
+    logits = x @ w
+    np.savez(bundle.root / "reference.npz", input=x, **{"output:logits": logits,
+                                                       "output:predictions": fakes.softmax(logits)})
+    wobble = rng.uniform(-1, 1, logits.shape[1])
+
+    def summation_order(z):
+        return (z * (1 + 1e-6 * wobble)).astype(np.float32)
+
+    fakes.install_runners(monkeypatch, bundle, {"ort-fp32": summation_order})
+    out = tmp_path / "reports"
+    assert main(["parity", str(bundle.root), "--backends", "ort-fp32", "--out", str(out)]) == 0
+    result = json.loads((out / "parity.json").read_text())
+    metrics = result["backends"]["ort-fp32"]["outputs"]
+    assert metrics["logits"]["max_abs_scaled"] < 2e-6 and metrics["logits"]["top1_agreement"] == 1.0
+    assert metrics["predictions"]["max_abs_scaled"] > 1e-3 and metrics["predictions"]["softmax_excess"] <= 0
+    page = (out / "parity.html").read_text()
+    assert 'id="softmax"' in page and "0 of it beyond what the logit error allows" in page
+    assert "max_abs_scaled beyond what the logit error allows ≤ 1.000e-04" in page
+    capsys.readouterr()

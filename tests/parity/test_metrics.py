@@ -9,7 +9,7 @@ import pytest
 from deploy.errors import DataError
 from deploy.parity import AccuracyCounter, Thresholds, accuracy, compare_outputs
 
-from .fakes import C, swap_top2
+from .fakes import C, softmax, swap_top2
 
 
 def test_identical_arrays_give_zero_error_and_full_agreement():
@@ -107,3 +107,24 @@ def test_per_class_accuracy_and_streaming_equal_whole():
     acc.update(logits[:4], labels[:4])
     acc.update(logits[4:], labels[4:])
     assert acc.summary().top1 == pytest.approx(whole.top1) == pytest.approx(400 / 6)
+
+
+def test_a_softmax_is_judged_by_what_its_logits_error_allows():
+    """The issue's numbers: logits ~4e5, scaled logit error ~5.6e-6 (inside fp32's 1e-4), a near
+    tie whose probabilities differ by ~1e-2. With the logits, only the excess over the bound
+    counts, and it is none; a softmax that is not of the logits is caught, with what it is judged by."""
+    from deploy.parity.metrics import softmax_error_bound
+
+    z = np.array([[4e5, 4e5 - 1.0, -2e5, 1e5]], np.float64)
+    z_cand = z * (1 + np.array([5.6e-6 / 4, -5.6e-6 / 4, 0, 0]))
+    p, p_cand = softmax(z), softmax(z_cand)
+    m = compare_outputs(p, p_cand, "predictions", logits=(z, z_cand))
+    assert m.max_abs > 1e-2 and m.softmax_excess <= 0 < softmax_error_bound(z, z_cand)[0]
+    assert m.judged("max_abs_scaled") == 0 and m.judged("cosine_min") == m.cosine_min
+    assert Thresholds.for_precision("fp32").check(m) == []
+    assert Thresholds.for_precision("fp32").check(compare_outputs(p, p_cand))  # the element limit alone fails it
+    broken = compare_outputs(p, p_cand[:, ::-1].copy(), "predictions", logits=(z, z_cand))
+    (failure, *_rest) = Thresholds.for_precision("fp32").check(broken)
+    assert failure.startswith("max_abs_scaled beyond what the logit error allows ")
+    with pytest.raises(DataError, match="cannot be the logits of this softmax"):
+        compare_outputs(p, p_cand, "predictions", logits=(z[:, :2], z_cand[:, :2]))

@@ -38,6 +38,15 @@ class BuilderFlag(enum.Enum):
     GPU_FALLBACK = 4
 
 
+class BuilderFlag11(enum.Enum):
+    """TensorRT 11's BuilderFlag: the precision flags are gone (migration guide; the real 11.4
+    bindings lack FP16 and INT8, see test_bindings_api.py)."""
+
+    TF32 = 2
+    VERSION_COMPATIBLE = 3
+    GPU_FALLBACK = 4
+
+
 class NetworkDefinitionCreationFlag(enum.IntEnum):
     STRONGLY_TYPED = 5
 
@@ -264,12 +273,40 @@ class FakeBuilder:
         if self.trt.fail_build:
             self.logger.log(Severity.ERROR, "out of memory")
             return None
+        if config.default_device_type is DeviceType.DLA:
+            refusal = self._dla_refusal(network, config)
+            if refusal:
+                self.logger.log(Severity.ERROR, refusal)
+                return None
         if BuilderFlag.INT8 in config.flags and config.int8_calibrator is not None:
             if not self._calibrate(network, config.int8_calibrator):
                 return None
         if config.timing_cache is not None:
             config.timing_cache.data = self.trt.timing_key
         return memoryview(b"fake plan")
+
+    def _dla_refusal(self, network, config) -> str | None:
+        """What TensorRT's DLA rejects, with the source of each rule (the messages are the fake's).
+        Real TensorRT with GPU_FALLBACK would instead move such layers to the GPU, which leaves a
+        "DLA" engine with nothing on the DLA: as wrong for these tests, so the fake fails it."""
+        # Developer guide, "DLA Supported Layers and Restrictions", General Restrictions: "DLA does
+        # not support dynamic dimensions, so the profile's min, max, and opt values must be equal".
+        for profile in config.profiles:
+            for name, (lo, opt, hi) in profile.shapes.items():
+                if not lo == opt == hi:
+                    return f"DLA: input {name} has a dynamic profile {lo}..{hi}; DLA needs min == opt == max"
+        strongly_typed = bool(network.flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+        major = int(self.trt.__version__.split(".", 1)[0])
+        # TensorRT 11.4.1 release notes: "Strongly typed networks for DLA" are new there; 10.x
+        # drives the DLA with precision flags on a weakly typed network.
+        if strongly_typed and major < 11:
+            return "DLA: strongly typed networks are not supported on the DLA before TensorRT 11.4.1"
+        # "DLA support is currently limited to networks running in FP16 and INT8 mode" (developer
+        # guide, "Running on DLA during TensorRT Inference"); trtexec 10.3 sets kFP16 for every DLA
+        # build without --int8 (samples/common/sampleEngines.cpp, setupNetworkAndConfig).
+        if not strongly_typed and not ({"FP16", "INT8"} & {f.name for f in config.flags}):
+            return "DLA: a weakly typed network needs BuilderFlag.FP16 or INT8 to run on the DLA"
+        return None
 
     def _calibrate(self, network, calibrator) -> bool:
         import struct

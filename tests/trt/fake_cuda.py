@@ -81,11 +81,13 @@ class FakeCuda(types.SimpleNamespace):
       the driver's stack (cuCtxPushCurrent) and release it, never popping; from another
       thread, nothing (the reference leaks). It is invalid afterwards either way.
     A primary context whose last reference is released is reset: CUDA calls fail in it.
-    `driver_version` (12060 for CUDA 12.6) and each GPU's `total_memory` are what
-    `get_driver_version()` and `Device.total_memory()` answer.
+    `driver_version` (12060 for CUDA 12.6), each GPU's `total_memory` and `integrated` (a
+    Jetson's GPU) are what `get_driver_version()`, `Device.total_memory()` and
+    `Device.get_attribute(device_attribute.INTEGRATED)` answer.
     """
 
-    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1, driver_version=12080, total_memory=8 << 30):
+    def __init__(self, name="Fake GPU", capability=(8, 7), devices=1, driver_version=12080, total_memory=8 << 30,
+                 integrated=False):
         super().__init__()
         self.driver_version = driver_version
         self.memory: dict[int, np.ndarray] = {}
@@ -95,6 +97,7 @@ class FakeCuda(types.SimpleNamespace):
         self.detached = 0
         self.primary_refs: dict[int, int] = {}  # device -> the driver's reference count
         self.capturing: dict[int, list] = {}  # stream handle -> work recorded by a capture
+        self.invalidated: set[int] = set()  # streams whose capture TensorRT's work invalidated
         self._next = itertools.count(0x1000, 0x1000)
         self._local = threading.local()
         fake = self
@@ -117,7 +120,8 @@ class FakeCuda(types.SimpleNamespace):
                 return total_memory
 
             def get_attribute(self, attribute):
-                return {"CLOCK_RATE": 1_300_000, "MEMORY_CLOCK_RATE": 3_200_000}[attribute]  # kHz
+                return {"CLOCK_RATE": 1_300_000, "MEMORY_CLOCK_RATE": 3_200_000,  # kHz
+                        "INTEGRATED": int(integrated)}[attribute]
 
             def retain_primary_context(self):
                 fake.retained += 1
@@ -146,7 +150,8 @@ class FakeCuda(types.SimpleNamespace):
 
         self.Device, self.Context, self.Stream, self.Event = Device, Context, Stream, Event
         self.Error = FakeCudaError
-        self.device_attribute = types.SimpleNamespace(CLOCK_RATE="CLOCK_RATE", MEMORY_CLOCK_RATE="MEMORY_CLOCK_RATE")
+        self.device_attribute = types.SimpleNamespace(CLOCK_RATE="CLOCK_RATE", MEMORY_CLOCK_RATE="MEMORY_CLOCK_RATE",
+                                                      INTEGRATED="INTEGRATED")
 
     def get_driver_version(self):
         return self.driver_version
@@ -182,6 +187,22 @@ class FakeCuda(types.SimpleNamespace):
         if self.primary_refs.get(device, 0) < 1:
             raise FakeCudaError("cuDevicePrimaryCtxRelease: not retained")
         self.primary_refs[device] -= 1
+
+    @property
+    def runtime_error(self) -> int:
+        """The CUDA runtime's last error on this thread (cudaGetLastError returns and resets it)."""
+        return getattr(self._local, "runtime_error", 0)
+
+    @runtime_error.setter
+    def runtime_error(self, code: int) -> None:
+        self._local.runtime_error = code
+
+    def invalidate_capture(self, stream_handle: int) -> None:
+        """What an operation not permitted under capture does: the capture is invalidated and the
+        runtime's last error is set to cudaErrorStreamCaptureInvalidated, until someone clears it
+        (trtexec's endCaptureOnError, samples/common/sampleDevice.h, calls cudaGetLastError for it)."""
+        self.invalidated.add(stream_handle)
+        self.runtime_error = FakeLibcuda.INVALIDATED
 
     def require_context(self) -> None:
         driver = self.driver_stack()
@@ -270,7 +291,14 @@ class FakeLibcuda:
     def cuStreamEndCapture(self, stream, graph_out):  # noqa: N802
         code = self._enter("cuStreamEndCapture")
         work = self.cuda.capturing.pop(_value(stream))
+        if _value(stream) in self.cuda.invalidated:
+            # "stream is in cudaErrorStreamCaptureInvalidated state ... the returning mGraph should be
+            # nullptr" (trtexec's endCaptureOnError)
+            self.cuda.invalidated.discard(_value(stream))
+            return self.INVALIDATED
         if code:
+            if code == self.INVALIDATED:  # what invalidated it left the runtime's error set too
+                self.cuda.runtime_error = code
             return code
         graph = next(self._ids)
         self.graphs[graph] = work
@@ -308,3 +336,17 @@ class FakeLibcuda:
     def cuGetErrorName(self, code, name_out):  # noqa: N802
         name_out._obj.value = {self.INVALIDATED: b"CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"}.get(code, b"CUDA_ERROR_UNKNOWN")
         return 0
+
+
+class FakeCudart:
+    """libcudart's `cudaGetLastError` over a FakeCuda: returns this thread's last runtime error
+    and resets it to cudaSuccess (0), as the CUDA runtime API documents."""
+
+    def __init__(self, cuda: FakeCuda):
+        self.cuda = cuda
+        self.cleared: list[int] = []
+
+    def cudaGetLastError(self):  # noqa: N802 - the runtime's name
+        code, self.cuda.runtime_error = self.cuda.runtime_error, 0
+        self.cleared.append(code)
+        return code

@@ -3,20 +3,21 @@ objects of fake_engine.py, the builder of fake_builder.py and a Runtime that des
 FakeEngine over the fake pycuda of fake_cuda.py."""
 from __future__ import annotations
 
+import re
 import types
 
 # Absolute imports: ../shared/gpu/runner_check.py imports this file as a top-level `fakes` module.
-from tests.trt.fake_builder import (BuilderFlag, DeviceType, FakeBuilder, FakeLayer, FakeOnnxParser,
+from tests.trt.fake_builder import (BuilderFlag, BuilderFlag11, DeviceType, FakeBuilder, FakeLayer, FakeOnnxParser,
                                     FakeParserError, HardwareCompatibilityLevel, IInt8EntropyCalibrator2,
                                     IProgressMonitor, LayerType, MemoryPoolType, NetworkDefinitionCreationFlag,
                                     ProfilingVerbosity)
 from tests.trt.fake_cuda import FakeCuda
-from tests.trt.fake_engine import (NAMES_ONLY_INFORMATION, DataType, FakeEngine, ILogger, IProfiler,
-                                   LayerInformationFormat, Severity, TensorIOMode, nptype)
+from tests.trt.fake_engine import (NAMES_ONLY_INFORMATION, DataType, ExecutionContextAllocationStrategy, FakeEngine,
+                                   ILogger, IProfiler, LayerInformationFormat, Severity, TensorIOMode, nptype)
 
 
 def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAMES_ONLY_INFORMATION,
-                  dla_cores: int = 0, network_layers=None) -> types.SimpleNamespace:
+                  dla_cores: int = 0, network_layers=None, engine=FakeEngine) -> types.SimpleNamespace:
     """A `tensorrt` module object: ILogger, IInt8EntropyCalibrator2, IProgressMonitor, IProfiler, the
     enums, nptype, a Builder and a Runtime that deserializes to FakeEngine.
 
@@ -30,17 +31,27 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAM
     and builder config of the last build. Set `trt.parse_errors` to make the parse fail, and
     `trt.load_back = False` to make the Runtime refuse the plan.
 
+    A version 11.x module has TensorRT 11's names: no BuilderFlag.FP16/INT8, no calibrator.
+
     Builder and Runtime report `dla_cores` DLA cores; the Runtime records the `DLA_core` it
-    deserializes on (`trt.runtime_dla_cores`); engines' inspectors answer `information`.
-    `network_layers` (FakeLayer), when given, is the parsed network instead of the ONNX file.
+    deserializes on (`trt.runtime_dla_cores`); engines' inspectors answer `information`. A DLA
+    build fails as TensorRT's DLA rules say (FakeBuilder._dla_refusal: a dynamic profile, a
+    strongly typed network before 11.4.1, a weakly typed one without an FP16/INT8 flag).
+    `network_layers` (FakeLayer), when given, is the parsed network instead of the ONNX file;
+    `engine` is the FakeEngine class the Runtime deserializes to.
     """
+    major = re.match(r"\d+", version)
+    trt10 = major is None or int(major.group()) <= 10  # an unparsable version: refused before the names matter
     trt = types.SimpleNamespace(__version__=version, ILogger=ILogger, TensorIOMode=TensorIOMode,
-                                DataType=DataType, nptype=nptype, LayerType=LayerType, BuilderFlag=BuilderFlag,
+                                DataType=DataType, nptype=nptype, LayerType=LayerType,
+                                BuilderFlag=BuilderFlag if trt10 else BuilderFlag11,
                                 NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
                                 MemoryPoolType=MemoryPoolType, HardwareCompatibilityLevel=HardwareCompatibilityLevel,
                                 IProgressMonitor=IProgressMonitor, ProfilingVerbosity=ProfilingVerbosity,
-                                LayerInformationFormat=LayerInformationFormat, DeviceType=DeviceType)
-    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+                                LayerInformationFormat=LayerInformationFormat, DeviceType=DeviceType,
+                                ExecutionContextAllocationStrategy=ExecutionContextAllocationStrategy)
+    if trt10:  # TensorRT 11 removed the calibrators
+        trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     trt.IProfiler = IProfiler
     trt.deserialized: list[bytes] = []
     trt.information, trt.dla_cores = information, dla_cores
@@ -71,7 +82,7 @@ def make_fake_trt(version: str, cuda: FakeCuda | None = None, *, information=NAM
             if not trt.load_back:
                 self.logger.log(Severity.ERROR, "engine plan is corrupt")
                 return None
-            return FakeEngine(cuda, trt.information)
+            return engine(cuda, trt.information)
 
     trt.Builder = type("Builder", (FakeBuilder,), {"trt": trt})
     trt.OnnxParser = type("OnnxParser", (FakeOnnxParser,), {"trt": trt})

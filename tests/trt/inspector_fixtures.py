@@ -140,3 +140,25 @@ def dla_engine_information() -> dict[str, Any]:
 
 
 DLA_TRT10 = dla_engine_information()
+
+
+def myelin_engine_information() -> dict[str, Any]:
+    """TensorRT 10 INT8 from the Q/DQ model where the first four convolutions were compiled as
+    one Myelin subgraph: the layer shows only its FP32 boundary (its input is the network's FP32
+    input, before the fused Quantize), no weights, and names its nodes in Metadata. C5 and the
+    logits are ordinary CaskConvolutions in INT8; C5's input format, a fused Quantize's FP32
+    input, is not its precision, its Int8 weights are."""
+    nodes = ("input_QuantizeLinear", C1, "resnet_v2_digits/pool1", C2, C3, C4)
+    myelin = {"Name": f"{{ForeignNode[input_QuantizeLinear...{C4}]}}", "LayerType": "Myelin",
+              "Inputs": [tensor("input", "FP32", [8, 3, 32, 32])],
+              "Outputs": [tensor(f"{C4}:0", "FP32", [8, 64, 8, 8])], "TacticName": "myelin_kernel",
+              "TacticValue": "0x0", "StreamId": 0, "Metadata": metadata(*nodes)}
+    c5 = conv_layer(C5, "INT8")
+    c5["Inputs"][0] = tensor(f"{C5}:input", "FP32", [8, 64, 8, 8])
+    gpu = engine_information(dict.fromkeys(CONVS, "INT8"))["Layers"]
+    rest = [layer for layer in gpu if not any(n in layer.get("Metadata", "") for n in (C1, C2, C3, C4, C5))
+            and layer["Name"] != "input_QuantizeLinear"]
+    return {"Layers": [myelin, c5, *rest], "Bindings": ["input", "logits", "predictions"]}
+
+
+MYELIN_INT8 = myelin_engine_information()

@@ -53,7 +53,7 @@ class ImageEngine(FakeEngine):
     io = {"input": (TensorIOMode.INPUT, (-1, *SHAPE)), "logits": (TensorIOMode.OUTPUT, (-1, CLASSES))}
     profile = PROFILE
 
-    def create_execution_context(self):
+    def create_execution_context(self, strategy=None):
         return IdleContext(self.cuda)
 
 
@@ -76,6 +76,9 @@ class IdleContext:
         return (self.batch, CLASSES) if name == "logits" else (self.batch, *SHAPE)
 
     def set_tensor_address(self, name, ptr):
+        pass
+
+    def set_device_memory(self, memory, size):
         pass
 
     def execute_async_v3(self, stream_handle):

@@ -195,6 +195,11 @@ def test_collector_sees_the_calls_that_matter():
         ("trt", "IExecutionContext.enqueue_emits_profile", "write"),
         ("trt", "IExecutionContext.report_to_profiler", "call"), ("cuda", "Device.get_attribute", "call"),
         ("cuda", "device_attribute.CLOCK_RATE", "read"), ("cuda", "get_driver_version", "call"),
+        # a context of its own per CUDA graph, sharing user-managed activation memory
+        ("trt", "ICudaEngine.create_execution_context", "call"), ("trt", "ICudaEngine.device_memory_size_v2", "read"),
+        ("trt", "ExecutionContextAllocationStrategy.USER_MANAGED", "read"),
+        ("trt", "IExecutionContext.set_device_memory", "call"), ("cuda", "device_attribute.INTEGRATED", "read"),
+        ("trt", "BuilderFlag.FP16", "read"),
     ]:
         assert anchor in seen, f"{anchor} not collected: is the receiver-naming convention followed?"
 
@@ -254,8 +259,9 @@ def test_names_gone_in_11_are_used_only_on_the_10_path():
 
 
 def test_trt10_only_functions_are_reached_only_behind_the_guard():
-    """`_configure_implicit_int8` runs only under `if plan.implicit_int8`, and
-    `make_calibrator` only from it."""
+    """`_configure_implicit_int8` runs only under `if plan.implicit_int8`, `make_calibrator`
+    only from it, and `_set_precision_flags` only under `if plan.precision_flags`, which
+    plan_network leaves empty on TensorRT 11 (next test)."""
     source = (ROOT / "deploy" / "trt" / "build.py").read_text()
     tree = ast.parse(source)
     parents = {id(c): p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
@@ -266,11 +272,30 @@ def test_trt10_only_functions_are_reached_only_behind_the_guard():
         node, guarded = call, False
         while id(node) in parents:
             node = parents[id(node)]
-            if isinstance(node, ast.If) and "implicit_int8" in ast.unparse(node.test):
+            if isinstance(node, ast.If) and any(g in ast.unparse(node.test) for g in ("implicit_int8",
+                                                                                     "precision_flags")):
                 guarded = True
             if isinstance(node, ast.FunctionDef) and node.name in TRT10_ONLY_FUNCTIONS:
                 guarded = True
         assert guarded, f"build.py:{call.lineno}: {call.func.id} called outside the implicit-INT8 guard"
+
+
+def test_precision_flags_are_planned_on_tensorrt_10_only():
+    """Every build plan_network accepts on a TensorRT 11 release sets no BuilderFlag.FP16/INT8
+    (gone there); on 10.x, implicit INT8 and DLA builds do."""
+    configs = [BuildConfig(precision=p, **extra) for p in ("fp32", "fp16", "int8")
+               for extra in ({}, {"dla_core": 0}, {"dla_core": 0, "gpu_fallback": True}) if not (p == "fp32" and extra)]
+    configs.append(BuildConfig(precision="int8", int8_mode="implicit"))
+    for version in ("11.4.0.106", "11.4.1.3", "11.5.0"):
+        for config in configs:
+            try:
+                plan = plan_network(config, version)
+            except UsageError:
+                continue  # implicit INT8 on 11.x, DLA on 11.4.0
+            assert plan.precision_flags == () and plan.strongly_typed, (version, config)
+    flagged = {(c.precision, c.mode, c.dla_core): plan_network(c, "10.3.0.30").precision_flags for c in configs}
+    assert flagged[("int8", "implicit", None)] == ("FP16", "INT8") and flagged[("fp16", "explicit", 0)] == ("FP16",)
+    assert flagged[("fp16", "explicit", None)] == ()
 
 
 @pytest.mark.parametrize("major", sorted(VERSIONS))

@@ -35,9 +35,9 @@ def _missing(message):
 @pytest.fixture
 def device(monkeypatch):
     """Install stand-ins: `device(trt_version or None, gpu=True, dla_cores=0)`."""
-    def install(trt_version="10.16.1.11", gpu=True, dla_cores=0, capability=(8, 7), devices=1):
+    def install(trt_version="10.16.1.11", gpu=True, dla_cores=0, capability=(8, 7), devices=1, jetson=True):
         cuda = FakeCuda(name="Orin", capability=capability, devices=devices, driver_version=12060,
-                        total_memory=30 << 30)
+                        total_memory=30 << 30, integrated=jetson)
         trt = make_fake_builder_trt(trt_version, cuda, {}, dla_cores=dla_cores) if trt_version else None
         if trt is not None:  # imported by the real import_tensorrt, which checks the release
             trt.__file__ = "/usr/lib/python3/dist-packages/tensorrt/__init__.py"
@@ -56,17 +56,31 @@ def test_ready_device_reports_everything(device):
     assert report["ready"] is True and report["problems"] == []
     assert report["tensorrt"] == {"version": "10.3.0.30", "path": "/usr/lib/python3/dist-packages/tensorrt/__init__.py",
                                   "error": None, "dla_cores": 2}
-    assert report["cuda"] == {"driver_version": "12.6", "error": None}
+    assert report["cuda"] == {"driver_version": "12.6", "jetson": True, "error": None}
     # the same GPU facts as bench and profile record (deploy.trt.machine)
     assert report["gpus"] == [{"index": 0, "name": "Orin", "compute_capability": "sm_87", "memory_mib": 30720,
                                "cuda_driver": "12.6", "clock_mhz": 1300, "memory_clock_mhz": 3200}]
+    # A Jetson builds neither portable engine (hardware compatibility is not supported on JetPack)
     assert report["supports"] == {"fp16": True, "explicit_int8": True, "implicit_int8": True,
-                                  "version_compatible": True, "hardware_compat": True, "dla": True}
+                                  "version_compatible": False, "hardware_compat": False, "dla": True}
     assert report["packages"] == {"numpy": np.__version__, "pycuda": tool_versions().get("pycuda")}
     assert report["bundle"] is None
     lines = doctor.format_report(report)
     assert lines[0] == "TensorRT     10.3.0.30 (/usr/lib/python3/dist-packages/tensorrt/__init__.py)"
     assert "GPU 0        Orin (sm_87), 30720 MiB" in lines and "DLA cores    2" in lines and lines[-1] == "ready"
+
+
+def test_portable_engines_are_reported_for_discrete_gpus_only(device, capsys):
+    device("10.16.1.11", capability=(9, 0), jetson=False)
+    s = doctor.diagnose()["supports"]
+    assert (s["version_compatible"], s["hardware_compat"]) == (True, True)
+    device("10.3.0.30", dla_cores=2, jetson=True)  # Jetson AGX Orin
+    assert main(["doctor", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)["supports"]
+    assert (s["version_compatible"], s["hardware_compat"], s["dla"]) == (False, False, True)
+    device("10.3.0.30", gpu=False)  # no GPU to tell a Jetson by
+    s = doctor.diagnose()["supports"]
+    assert (s["version_compatible"], s["hardware_compat"]) == (None, None)
 
 
 def test_json_shape_is_stable(device):

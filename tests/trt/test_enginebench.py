@@ -14,7 +14,7 @@ from deploy.trt import runtime as runtime_module
 from deploy.trt.enginebench import BenchConfig, bench_engine, summarize_calls, summary_text
 from deploy.trt.runtime import Timing
 
-from .fake_cuda import FakeLibcuda
+from .fake_cuda import FakeCudart, FakeLibcuda
 from .fake_engine import FakeContext
 from .test_profiler import bundle, device  # noqa: F401 - fixtures
 from .test_runtime_logic import write_engine
@@ -68,6 +68,7 @@ def test_cuda_graph_used_or_fallback_reported(tmp_path, device, monkeypatch):
     _, cuda = device
     lib = FakeLibcuda(cuda)
     monkeypatch.setattr(runtime_module, "open_driver", lambda: lib)
+    monkeypatch.setattr(runtime_module, "open_runtime", lambda: FakeCudart(cuda))
     plan = write_engine(tmp_path)
     result = bench_engine(plan, BenchConfig(batch=1, iters=5, warmup_iters=2, cuda_graph=True))
     assert result["cuda_graph"] == {"requested": True, "used": True, "fallback": None}
@@ -80,8 +81,8 @@ def test_cuda_graph_used_or_fallback_reported(tmp_path, device, monkeypatch):
 
 
 def _not_capturable(init):
-    def wrapped(self, engine):
-        init(self, engine)
+    def wrapped(self, engine, *args):
+        init(self, engine, *args)
         self.capturable = False
     return wrapped
 

@@ -1,7 +1,7 @@
 """On a machine with TensorRT and a GPU (`gpu` marker): the default bundle's INT8 and FP16
-engines carry a layers file whose summary names what they run, a DLA build (on a Jetson with a
-DLA) lists its GPU fallbacks, and `trtdeploy doctor` finds the device ready and the engines
-loadable. TRTDEPLOY_TEST_BUNDLE=DIR tests another bundle."""
+engines carry a layers file whose summary names what they run, and `trtdeploy doctor` finds the
+device ready and the engines loadable (DLA builds: test_gpu_dla.py). TRTDEPLOY_TEST_BUNDLE=DIR
+tests another bundle."""
 from __future__ import annotations
 
 import json
@@ -37,30 +37,6 @@ def test_build_writes_layers_and_prints_what_runs(bundle, precision, capsys):  #
     if precision == "int8":
         # the Q/DQ model is placed for TensorRT's fusions: its convolutions must run in INT8
         assert summary.ok, summary.lines()
-
-
-def test_dla_build_on_a_jetson_lists_the_gpu_fallbacks(bundle, capsys):  # noqa: F811
-    import tensorrt as trt
-
-    from deploy.cli import main
-    from deploy.trt.cuda import import_cuda, primary_context
-    from deploy.trt.dla import dla_refusal
-    from deploy.trt.inspection import load_summary
-    from deploy.trt.logger import make_logger
-
-    if dla_refusal(trt.__version__):
-        pytest.skip(dla_refusal(trt.__version__))
-    with primary_context(import_cuda()):
-        cores = trt.Builder(make_logger(trt)).num_DLA_cores
-    if not cores:
-        pytest.skip("this device has no DLA (TensorRT reports 0 DLA cores)")
-    out = bundle.root / "engines" / "dla0.fp16.plan"
-    assert main(["build", str(bundle.root), "--precision", "fp16", "--batch", "1", "1", "1", "--dla-core", "0",
-                 "--gpu-fallback", "--out", str(out)]) == 0
-    summary = load_summary(out)
-    print(" | ".join(summary.lines()))
-    assert summary.dla_core == 0 and summary.dla_layers > 0
-    assert summary.lines()[1].startswith("DLA core 0: ")
 
 
 def test_doctor_finds_the_device_ready_and_the_engines_loadable(bundle, capsys):  # noqa: F811

@@ -47,6 +47,9 @@ def test_dtype_from_the_format_words_trex_knows(text, dtype):
     ("[ONNX Layer: a/Conv]\x1e[ONNX Layer: b]", ("a/Conv", "b")),
     ("[ONNX Layer: a][ONNX Layer: b]", ("a", "b")),
     ("[ONNX Layer: w[0]/Conv]", ("w[0]/Conv",)),  # a bracket inside a node name
+    # onnx-tensorrt's processMetadata: "[ONNX Layer: <name> | property ...]"
+    ("[ONNX Layer: blk/Conv | Local Function: Block]\x1f[ONNX Layer: relu]", ("blk/Conv", "relu")),
+    ("[ONNX Layer: a | doc | Local Function: F][ONNX Layer: b | Local Function: G]", ("a", "b")),
     ("", ()), (None, ()),
 ])
 def test_onnx_nodes_from_metadata(metadata, nodes):
@@ -143,6 +146,46 @@ def test_fp16_engine_all_in_fp16_and_fp32_engine_pass():
     assert summary_of_fixture(all16, "fp16").lines() == ["6 of 6 convolutions run in FP16"]
     all32 = fx.engine_information(dict.fromkeys(fx.CONVS, "FP32"))
     assert summary_of_fixture(all32, "fp32").ok
+
+
+def test_an_int8_convolution_in_a_myelin_subgraph_is_unknown_not_fp32():
+    """The subgraph's boundary is FP32; that is no convolution's precision. C5's input shows FP32
+    too, but its weights are Int8: it runs in INT8. Nothing here says "mostly not INT8"."""
+    layers, _, _ = parse_engine_information(fx.MYELIN_INT8)
+    (myelin,) = [layer for layer in layers if layer.type == "Myelin"]
+    assert myelin.precision is None and fx.C1 in myelin.onnx_nodes
+    c5 = next(layer for layer in layers if fx.C5 in layer.onnx_nodes)
+    assert c5.inputs[0].precision == "FP32" and c5.precision == "INT8"
+    s = summary_of_fixture(fx.MYELIN_INT8, "int8")
+    assert s.ok and s.by_precision == {"unknown": 4, "INT8": 2} and s.off_target == ()
+    assert s.unknown == (fx.C1, fx.C2, fx.C3, fx.C4)
+    assert s.lines() == [f"2 of 6 convolutions run in INT8; 4 inside fused subgraphs whose precision the layer "
+                         f"information does not give: {fx.C1}, {fx.C2}, {fx.C3}, {fx.C4}"]
+
+
+def test_a_convolution_in_an_onnx_local_function_is_matched_by_its_node():
+    info = fx.engine_information(dict.fromkeys(fx.CONVS, "FP16"))
+    for layer in info["Layers"]:
+        if "Metadata" in layer:
+            layer["Metadata"] = layer["Metadata"].replace("]", " | Local Function: Unit]")
+    s = summary_of_fixture(info, "fp16")
+    assert s.lines() == ["6 of 6 convolutions run in FP16"] and not s.not_located
+    trt = make_fake_builder_trt("10.16.1.11", FakeCuda(), {})
+    layers = [FakeLayer.named(n, LayerType.CONVOLUTION, f"[ONNX Layer: {n} | Local Function: Unit]") for n in fx.CONVS]
+    network = type("N", (), {"num_layers": len(layers), "get_layer": lambda self, i: layers[i]})()
+    assert network_convolutions(trt, network) == fx.CONVS
+
+
+def test_old_layers_files_are_read_again_from_tensorrts_json():
+    """A layers file written by the earlier reading (first input's precision) is summarised with
+    today's, from the engine information it keeps."""
+    doc = layers_document(fx.MYELIN_INT8, plan="m.int8.plan", tensorrt="10.16.1.11", precision="int8",
+                          mode="explicit", convolutions=fx.CONVS)
+    for layer in doc["layers"]:
+        layer["precision"] = layer["inputs"][0]["precision"] if layer["inputs"] else None  # the old rule
+    assert summary_of(doc).ok
+    del doc["engine_information"]  # without it, the stored reading is all there is
+    assert not summary_of(doc).ok
 
 
 def test_convolutions_the_layer_information_does_not_name_are_listed():
@@ -295,6 +338,11 @@ def test_build_writes_the_layers_file_and_prints_the_summary(fake_device, capsys
     assert sidecar.layers == "m.int8.layers.json" and sidecar.dla_core is None
     doc = json.loads((root / "engines" / "m.int8.layers.json").read_text())
     assert doc["network_convolutions"] == fx.CONVS and doc["plan"] == "m.int8.plan" and doc["mode"] == "explicit"
+    # formats and concrete dimensions: the inspector had a context with the opt shapes set (the
+    # fake inspector, like TensorRT's, prints neither without one)
+    quantize = next(layer for layer in doc["layers"] if layer["name"] == "input_QuantizeLinear")
+    assert quantize["precision"] == "FP32" and quantize["outputs"][0]["precision"] == "INT8"
+    assert quantize["outputs"][0]["dimensions"] == [8, 3, 32, 32]
 
 
 def test_build_out_puts_the_layers_file_beside_the_plan(fake_device, tmp_path):
