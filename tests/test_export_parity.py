@@ -78,7 +78,7 @@ def test_the_bound_holds_where_it_is_derived():
 
 
 def test_export_prints_how_a_softmax_stood_against_its_logits():
-    from deploy.cli.export import parity_numbers
+    from deploy.parity.summary import export_parity_line as parity_numbers
 
     tf_out, ort_out = checkpoint_outputs(1, tie=True)
     lines = {name: parity_numbers(m) for name, m in export_parity(tf_out, ort_out)["outputs"].items()}

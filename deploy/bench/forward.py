@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..bundle.engines import sidecar_path
 from ..env import machine_info
 from ..errors import DeployError, ToolMissingError, UsageError
 from ..parity import backends as parity_backends
@@ -80,7 +81,7 @@ def tf_forward_runner(model_name: str, batch: int, image_size: int) -> Runner:
 
 
 def _engine_info(plan: Path) -> dict[str, Any]:
-    side = plan.with_suffix(".json")
+    side = sidecar_path(plan)
     build = None
     if side.is_file():
         try:

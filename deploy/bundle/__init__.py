@@ -64,6 +64,8 @@ def recover_bundle(root: Path) -> None:
     """Complete an update a killed writer left pending, then remove its temporaries (and any
     other writer's that is gone). Call with the bundle's lock held exclusively."""
     what = recover(root / JOURNAL)
+    for sub in (ENGINES_DIR, REPORTS_DIR):  # their sets (an engine and its sidecar; a report pair)
+        recover(root / sub / JOURNAL)
     if what:
         log.warning("%s: completed an update that %s did not finish (it was interrupted)", root, what)
     for sub in _SWEPT:
@@ -132,6 +134,24 @@ class Bundle:
     @property
     def engines_dir(self) -> Path:
         return self.root / ENGINES_DIR
+
+    def engine_path(self, precision: str) -> Path:
+        """engines/NAME.PRECISION.plan (deploy.bundle.engines names it)."""
+        from .engines import engine_file
+
+        return self.root / engine_file(self.model_name, precision)
+
+    def engines(self) -> list[Path]:
+        """The plans in engines/, sorted."""
+        from .engines import bundle_engines
+
+        return bundle_engines(self)
+
+    def choose_engine(self, engine: str | Path | None = None) -> Path:
+        """--engine PLAN, else the bundle's only engine (usage errors otherwise)."""
+        from .engines import choose_engine
+
+        return choose_engine(self, engine)
 
     @property
     def reports_dir(self) -> Path:

@@ -50,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
         return bench_triton(args)
     from ..fsutil import atomic_write_json, check_writable_dir
     from ..trt.enginebench import BenchConfig, bench_engine, summary_text
-    from .profile import engine_of
+    from ..bundle.engines import plan_stem
 
     config = BenchConfig(batch=args.batch, iters=args.iters, duration_s=args.duration, warmup_s=args.warmup,
                          streams=args.streams, cuda_graph=args.cuda_graph)
     with held_bundle(args, "bench", write=inside(args.out, args.bundle)) as bundle:
-        plan = engine_of(bundle, args.engine)
-        name = plan.name[: -len(".plan")] if plan.name.endswith(".plan") else plan.name
+        plan = bundle.choose_engine(args.engine)
+        name = plan_stem(plan)
         out = args.out or bundle.reports_dir / f"bench.{name}.json"
         check_writable_dir(out.parent)
         result = bench_engine(plan, config)

@@ -114,17 +114,6 @@ def top_k(probs: np.ndarray, k: int, offset: int, labels: Sequence[str] | None) 
     return out
 
 
-def pick_engine(bundle) -> Path:
-    plans = sorted(bundle.engines_dir.glob("*.plan")) if bundle.engines_dir.is_dir() else []
-    if len(plans) == 1:
-        return plans[0]
-    if not plans:
-        raise UsageError(f"{bundle.engines_dir}: no engine; build one with `trtdeploy build {bundle.root} "
-                         "--precision fp16`")
-    raise UsageError(f"{bundle.engines_dir}: several engines ({', '.join(p.name for p in plans)}); "
-                     "choose one with --engine PLAN")
-
-
 def run(args: argparse.Namespace) -> int:
     from deploy.data.preprocess import Preprocess
 
@@ -146,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if backend == "tensorrt":
             from ..trt.runtime import TrtRunner
 
-            runner = TrtRunner(args.engine or pick_engine(bundle), timing=False, cuda_graph=args.cuda_graph)
+            runner = TrtRunner(bundle.choose_engine(args.engine), timing=False, cuda_graph=args.cuda_graph)
         else:
             from ..runners.ort import OrtRunner
 

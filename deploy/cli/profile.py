@@ -25,25 +25,13 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def engine_of(bundle, engine: Path | None) -> Path:
-    """--engine, or the bundle's only engine; a missing file is a usage error naming it."""
-    from ..errors import UsageError
-    from .infer import pick_engine
-
-    plan = engine or pick_engine(bundle)
-    if not plan.is_file():
-        raise UsageError(f"{plan}: no such engine; build one with `trtdeploy build {bundle.root} --precision fp16` "
-                         "or give --engine PLAN")
-    return plan
-
-
 def run(args: argparse.Namespace) -> int:
     from ..fsutil import atomic_write_json, check_writable_dir
     from ..parity.layer_timing import profile_path
     from ..trt.profiler import profile_engine, top_layers_text
 
     with held_bundle(args, "profile", write=inside(args.out, args.bundle)) as bundle:
-        plan = engine_of(bundle, args.engine)
+        plan = bundle.choose_engine(args.engine)
         out = args.out or profile_path(bundle.reports_dir, plan)
         check_writable_dir(out.parent)
         result = profile_engine(plan, batch=args.batch, iters=args.iters, warmup=args.warmup)

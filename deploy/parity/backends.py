@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..bundle import PRECISIONS, Bundle
+from ..bundle.engines import precision_in_name, sidecar_path
 from ..errors import BundleError, DeployError, UsageError
 from ..runners import BACKENDS, backend_precision
 from ..runners.base import Runner
@@ -52,10 +53,10 @@ class Skip:
 def engine_precision(path: str | Path) -> str:
     """Precision of a plan: from `NAME.PRECISION.plan`, else from its sidecar's `precision`."""
     p = Path(path)
-    suffix = p.stem.rsplit(".", 1)[-1]
-    if suffix in PRECISIONS:
-        return suffix
-    side = p.with_suffix(".json")
+    named = precision_in_name(p)
+    if named is not None:
+        return named
+    side = sidecar_path(p)
     if side.is_file():
         try:
             prec = json.loads(side.read_text()).get("precision")
@@ -88,7 +89,7 @@ def engine_path(bundle: Bundle, precision: str, engines: Mapping[str, Path] | No
     """The plan given for `precision`, else the bundle's `engines/NAME.PRECISION.plan`."""
     if engines and precision in engines:
         return Path(engines[precision])
-    return bundle.engines_dir / f"{bundle.model_name}.{precision}.plan"
+    return bundle.engine_path(precision)
 
 
 def installed(module: str) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..bundle.engines import plan_stem, sidecar_path
 from .layers import LayerSection
 
 log = logging.getLogger("trtdeploy.parity")
@@ -73,12 +74,11 @@ class EngineProfile:
 
 def profile_path(reports_dir: str | Path, plan: str | Path) -> Path:
     """Where `trtdeploy profile` writes the profile of `plan` by default."""
-    name = Path(plan).name
-    return Path(reports_dir) / f"{PREFIX}{name[:-len('.plan')] if name.endswith('.plan') else name}.json"
+    return Path(reports_dir) / f"{PREFIX}{plan_stem(plan)}.json"
 
 
 def _current_sha(engine: str) -> str | None:
-    side = Path(engine).with_suffix(".json")
+    side = sidecar_path(engine)
     try:
         return json.loads(side.read_text()).get("plan_sha256")
     except (OSError, ValueError, AttributeError):

@@ -6,9 +6,7 @@ says the charts are missing). Every piece of text from the result is HTML-escape
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import itertools
 import json
 import logging
@@ -22,7 +20,8 @@ from .engine_layers import engine_layers_html
 from .int8_choice import int8_choice_html
 from .layer_timing import layer_timing_html
 from .layers import LayerSection
-from .metrics import SOFTMAX_JUDGED, PerClass
+from .charts import histogram_chart, img, matplotlib_or_none, per_class_series, per_class_chart, per_layer_chart
+from .metrics import SOFTMAX_JUDGED
 from .result import ERROR, RAN, SKIPPED, BackendEntry, BundleInfo, ParityResult
 from .thresholds import UPPER_KEYS
 
@@ -30,8 +29,6 @@ log = logging.getLogger("trtdeploy.parity")
 
 JSON_NAME = "parity.json"
 HTML_NAME = "parity.html"
-# Class-accuracy charts switch from grouped bars to sorted curves above this many classes.
-MAX_BAR_CLASSES = 30
 WORST_CLASSES = 15
 # Cosines near 1 need more digits than the default 4 to show anything but "1".
 DIGITS = {"cosine_min": 7, "cosine_mean": 7}
@@ -165,128 +162,6 @@ def _pct(x: Any, signed: bool = False) -> str:
     return f"{x:+.2f}" if signed else f"{x:.2f}"
 
 
-# --- charts --------------------------------------------------------------------------
-
-
-def _matplotlib():
-    """(Figure, FigureCanvasAgg), or None when matplotlib is not installed."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    return Figure, FigureCanvasAgg
-
-
-def _png(fig, canvas_cls) -> str:
-    canvas_cls(fig)  # Agg canvas: no display, no global pyplot state
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _img(b64: str, alt: str, chart_id: str) -> str:
-    return f'<img class="chart" id="{_e(chart_id)}" alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
-
-
-def _histogram_chart(result: ParityResult, mpl) -> str | None:
-    rows = [(b, e.histogram) for b, e in result.ran().items() if e.histogram is not None and not e.is_reference]
-    if not rows:
-        return None
-    Figure, canvas = mpl
-    fig = Figure(figsize=(10, 4))
-    ax = fig.add_subplot()
-    for b, h in rows:
-        extra = f", {h.zeros} exact" if h.zeros else ""
-        ax.stairs(list(h.counts), list(h.edges), label=f"{b}{extra}", linewidth=1.6)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"|reference - backend| on {result.data.main_output}")
-    ax.set_ylabel("elements")
-    ax.set_title("Error histogram per backend")
-    _legend(ax)
-    ax.grid(alpha=.3)
-    return _png(fig, canvas)
-
-
-def _legend(ax) -> None:
-    # Outside the axes: a legend inside hides bars at 100% and curves at the top.
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-
-
-def _per_class(result: ParityResult) -> list[tuple[str, PerClass]]:
-    series = []
-    if result.reference.accuracy is not None:
-        series.append((f"reference ({result.reference.name})", result.reference.accuracy.per_class))
-    for b, e in result.ran().items():
-        if e.accuracy is not None and not e.is_reference:
-            series.append((b, e.accuracy.per_class))
-    return series
-
-
-def _per_class_chart(result: ParityResult, mpl) -> str | None:
-    series = _per_class(result)
-    if not series:
-        return None
-    Figure, canvas = mpl
-    fig = Figure(figsize=(10, 4))
-    ax = fig.add_subplot()
-    labels = series[0][1].labels
-    if len(labels) <= MAX_BAR_CLASSES:
-        width = 0.8 / len(series)
-        for i, (name, pc) in enumerate(series):
-            ax.bar([j + i * width for j in range(len(pc.labels))], list(pc.top1), width, label=name)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], [str(c) for c in labels])
-        ax.set_xlabel("class (dataset label)")
-    else:
-        for name, pc in series:
-            ax.plot(sorted(pc.top1), label=name, linewidth=1.4)
-        ax.set_xlabel("classes, sorted by top-1 accuracy")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.set_title("Per-class top-1 accuracy")
-    _legend(ax)
-    ax.grid(alpha=.3, axis="y")
-    return _png(fig, canvas)
-
-
-def _short(name: str) -> str:
-    # "resnet_v2_50/block1/unit_1/bottleneck_v2" -> "block1/unit_1": the model scope and the unit
-    # function name are the same on every layer.
-    parts = name.split("/")
-    if len(parts) > 1:
-        parts = parts[1:]
-    if len(parts) > 1 and parts[-1].startswith("bottleneck"):
-        parts = parts[:-1]
-    return "/".join(parts)
-
-
-def _per_layer_chart(section: Mapping[str, LayerSection], mpl) -> str | None:
-    if not section:
-        return None
-    Figure, canvas = mpl
-    fig = Figure(figsize=(11, 4.5))
-    ax = fig.add_subplot()
-    names: list[str] = []
-    for key, s in section.items():
-        names = list(s.layers) if len(s.layers) > len(names) else names
-        ys = [e.rel_error for e in s.layers.values()]
-        line, = ax.plot(range(len(ys)), ys, marker=".", label=f"{key} ({s.precision})")
-        kept = set(s.keep_high_precision)
-        idx = [i for i, name in enumerate(s.layers) if name in kept]
-        ax.scatter(idx, [ys[i] for i in idx], s=90, facecolors="none", edgecolors=line.get_color(),
-                   linewidths=2, zorder=3)
-    ax.set_yscale("log")
-    ax.set_ylabel("relative error ||a-b|| / ||a||")
-    ax.set_title("Error per layer vs FP32 (circled: keep in high precision)")
-    if len(names) <= 60:
-        ax.set_xticks(range(len(names)), [_short(n) for n in names], rotation=90, fontsize=7)
-    else:
-        ax.set_xlabel("layer index (network order)")
-    _legend(ax)
-    ax.grid(alpha=.3)
-    return _png(fig, canvas)
-
-
 # --- page ----------------------------------------------------------------------------
 
 
@@ -384,7 +259,7 @@ def _softmax_note(result: ParityResult) -> str:
 
 
 def _worst_classes(result: ParityResult) -> str:
-    series = _per_class(result)
+    series = per_class_series(result)
     if len(series) < 2:
         return ""
     ref_name, ref = series[0]
@@ -418,7 +293,8 @@ def _per_layer_text(section: Mapping[str, LayerSection]) -> str:
                          + " (tf2onnx renamed it): add its node to <code>--keep-fp32</code> by hand.</p>")
         elif s.precision == "int8" and kept and s.exclude_nodes is None:
             parts.append("<p>ONNX node names were not available here (no onnx or model.onnx), so no "
-                         "<code>trtdeploy calibrate --keep-fp32</code> line: keep these layers' Conv/Add nodes in FP32.</p>")
+                         "<code>trtdeploy calibrate --keep-fp32</code> line: keep these layers' Conv/Add nodes in "
+                         "FP32.</p>")
         rows = "".join(
             f'<tr><td>{r.index}</td><td class="l">{_e(r.name)}</td><td>{_num(r.rel_error)}</td>'
             f'<td>{_num(r.growth)}</td><td>{_num(r.cosine, 6)}</td></tr>'
@@ -469,20 +345,21 @@ def _header(result: ParityResult) -> list[str]:
 
 def _charts_and_layers(result: ParityResult, mpl) -> list[str]:
     body = ["<h2>Error histograms</h2>"]
-    hist = _histogram_chart(result, mpl) if mpl else None
-    body.append(_img(hist, "error histograms", "chart-histogram") if hist else "<p>No histogram data.</p>")
+    hist = histogram_chart(result, mpl) if mpl else None
+    body.append(img(hist, "error histograms", "chart-histogram") if hist else "<p>No histogram data.</p>")
     body.append("<h2>Per-class accuracy</h2>")
-    pc = _per_class_chart(result, mpl) if mpl else None
+    pc = per_class_chart(result, mpl) if mpl else None
     if pc:
-        body.append(_img(pc, "per-class top-1 accuracy", "chart-per-class"))
-    body.append(_worst_classes(result) if _per_class(result) else "<p>No labels: per-class accuracy needs a labelled "
+        body.append(img(pc, "per-class top-1 accuracy", "chart-per-class"))
+    body.append(_worst_classes(result) if per_class_series(result) else
+                "<p>No labels: per-class accuracy needs a labelled "
                 "dataset (--data with class folders, or labels in reference.npz).</p>")
     section = result.per_layer or {}
     body.append("<h2>Per-layer error</h2>")
     if section:
-        chart = _per_layer_chart(section, mpl) if mpl else None
+        chart = per_layer_chart(section, mpl) if mpl else None
         if chart:
-            body.append(_img(chart, "per-layer error", "chart-per-layer"))
+            body.append(img(chart, "per-layer error", "chart-per-layer"))
         body.append(_per_layer_text(section))
     else:
         body.append("<p>No per-layer data in this run.</p>")
@@ -494,7 +371,7 @@ def _charts_and_layers(result: ParityResult, mpl) -> list[str]:
 
 def render_html(result: ParityResult) -> str:
     """The report page as one string (no external resources)."""
-    mpl = _matplotlib()
+    mpl = matplotlib_or_none()
     body = _header(result)
     if mpl is None:
         body.append('<p class="note" id="no-charts">matplotlib is not installed here, so this page has tables '

@@ -67,7 +67,7 @@ def load_engines(bundle: Bundle, plans: Sequence[Path], precision: str | None) -
     """The plans (default: the bundle's engine of `precision`), each checked against its sidecar."""
     if not plans:
         prec = precision or "fp32"
-        plans = [bundle.engines_dir / f"{bundle.model_name}.{prec}.plan"]
+        plans = [bundle.engine_path(prec)]
         if not plans[0].is_file():
             raise UsageError(f"{plans[0]}: no engine for {prec}; build one with `trtdeploy build {bundle.root} "
                              f"--precision {prec}`, pass --engine PLAN, or choose --platform onnxruntime_onnx|python")

@@ -15,7 +15,6 @@ tested without TensorRT; `build_engine` only carries them out.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,15 +22,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..bundle import ONNX_FILES, TRT_CACHE, Bundle, TensorInfo
+from ..bundle import ONNX_FILES, TRT_CACHE, Bundle, BundleUpdate, TensorInfo
+from ..bundle.engines import layers_path
 from ..errors import BundleError, CalibrationError, EngineError, UsageError
-from ..fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from ..fsutil import sha256_bytes, sha256_file
 from .choices import (DEFAULT_BATCH, DEFAULT_DLA_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS, INT8_MODES,
                       PRECISIONS)
+from .engine_files import engine_paths, replaced_engine_note, write_engine
 from .dla import check_dla_io, check_dla_options, configure_dla, dla_network, dla_refusal
-from .inspection import engine_information, layers_document, layers_path, network_convolutions
+from .inspection import engine_information, layers_document, network_convolutions
 from .logger import make_logger, make_progress_monitor
-from .sidecar import Sidecar, sidecar_path
+from .sidecar import Sidecar
 from .timing_cache import load_timing_cache, save_timing_cache
 from .versions import check_supported, import_tensorrt, supports_implicit_int8
 
@@ -166,27 +167,6 @@ def plan_network(config: BuildConfig, trt_version: str) -> NetworkPlan:
                        precision_flags=flags)
 
 
-def engine_paths(bundle: Bundle, precision: str, out: Path | None = None) -> tuple[Path, Path]:
-    """The plan (`out`, else engines/NAME.PRECISION.plan) and its sidecar .json."""
-    plan = Path(out) if out is not None else bundle.engines_dir / f"{bundle.model_name}.{precision}.plan"
-    if sidecar_path(plan).resolve() == bundle.path("manifest.json").resolve():
-        raise UsageError(f"--out {plan}: its sidecar would overwrite the bundle's manifest.json; pick another name")
-    return plan, sidecar_path(plan)
-
-
-def replaced_engine_note(json_path: Path, precision: str, mode: str) -> str | None:
-    """A warning when the engine about to be overwritten was built another way (e.g. explicit
-    INT8 replaced by implicit): both share NAME.int8.plan unless --out separates them."""
-    try:
-        old = json.loads(json_path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(old, dict) or (old.get("precision"), old.get("mode")) == (precision, mode):
-        return None
-    return (f"replacing {json_path.with_suffix('.plan').name} (built {old.get('precision')}, {old.get('mode')}) "
-            f"with an {precision}, {mode} engine; pass --out FILE.plan to keep both")
-
-
 def profile_shapes(inputs: Sequence[TensorInfo], batch: tuple[int, int, int]
                    ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """(min, opt, max) shapes for every input: the batch range on dimension 0, the
@@ -277,9 +257,16 @@ def _calibration_batches(bundle: Bundle, config: BuildConfig) -> Iterable[Any]:
 
 
 def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
-    """Build engines/NAME.PRECISION.plan (+ .json sidecar) and return the plan's path."""
+    """Build engines/NAME.PRECISION.plan (+ .json sidecar) and return the plan's path; the
+    bundle is held for the build (its ONNX read, a live-calibrated cache recorded)."""
+    with bundle.update("build") as up:
+        return _build_engine(up, config)
+
+
+def _build_engine(up: BundleUpdate, config: BuildConfig) -> Path:
     from .cuda import gpu_info, import_cuda, primary_context
 
+    bundle = up.bundle
     trt = import_tensorrt()
     plan = plan_network(config, trt.__version__)
     onnx_path = bundle.onnx_path(plan.onnx_precision)  # checked against the manifest
@@ -304,9 +291,8 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
     if plan.implicit_int8 and config.calib_data is not None:
         # TensorRT wrote a fresh cache for this very model: record it, so later builds
         # accept it instead of refusing it as stale.
-        with bundle.update("build") as up:
-            bundle.record_file(TRT_CACHE)
-            up.commit()
+        bundle.record_file(TRT_CACHE)
+        up.commit()
     sidecar = Sidecar(
         plan=plan_path.name, plan_sha256=sha256_bytes(built.data), model=bundle.model_name, tensorrt=trt.__version__,
         gpu_name=gpu.name, compute_capability=gpu.compute_capability, precision=config.precision,
@@ -318,18 +304,10 @@ def build_engine(bundle: Bundle, config: BuildConfig) -> Path:
         dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
         layers=layers_path(plan_path).name if built.layers is not None else None,
     )
-    _write_engine(plan_path, built, sidecar)
+    write_engine(plan_path, built.data, built.layers, sidecar)
     log.info("wrote %s (%.1f MiB, built in %.0f s) and %s", plan_path, len(built.data) / 2**20, built.seconds,
              json_path.name)
     return plan_path
-
-
-def _write_engine(plan_path: Path, built: "_Built", sidecar: Sidecar) -> None:
-    # Plan first, then sidecar: a crash in between leaves a plan whose hash no sidecar vouches for.
-    atomic_write_bytes(plan_path, built.data)
-    if built.layers is not None:
-        atomic_write_json(layers_path(plan_path), built.layers)
-    atomic_write_json(sidecar_path(plan_path), sidecar.to_json())
 
 
 @dataclass(frozen=True)

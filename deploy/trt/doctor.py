@@ -117,8 +117,7 @@ def check_bundle(path: Path, trt_version: str | None, gpu_cc: str | None, dla_co
         bundle = open_bundle(path)
     except DeployError as e:
         return {"path": str(path), "engines": [], "error": str(e)}, [str(e)]
-    plans = sorted(bundle.engines_dir.glob("*.plan")) if bundle.engines_dir.is_dir() else []
-    engines = [check_engine(p, trt_version, gpu_cc, dla_cores) for p in plans]
+    engines = [check_engine(p, trt_version, gpu_cc, dla_cores) for p in bundle.engines()]
     problems = [e["reason"] for e in engines if e["loadable"] is False]
     return {"path": str(path), "model": bundle.model_name, "engines": engines, "error": None}, problems
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..bundle.engines import layers_path  # the layout is named once, there
 from ..errors import EngineError
 
 LAYERS_FORMAT = 1
@@ -56,11 +57,6 @@ _DLA_STAGING = re.compile(r" (to nvm|from nvm|copy finish)$")
 # GPU layers of a DLA build that only convert formats between the DLA and the GPU.
 _DATA_MOVEMENT = ("Reformat", "NoOp")
 SHOWN_NAMES = 8  # nodes named in a printed line; the layers file has them all
-
-
-def layers_path(plan_path: str | Path) -> Path:
-    """`engines/NAME.PRECISION.plan` -> `engines/NAME.PRECISION.layers.json`."""
-    return Path(plan_path).with_suffix(".layers.json")
 
 
 def dtype_of(text: str | None) -> str | None:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bundle.engines import sidecar_path  # the layout is named once, there
 from ..errors import EngineError
 from ..fsutil import sha256_bytes
 from .cuda import parse_sm
@@ -124,10 +125,6 @@ class Sidecar:
                 f"{source}: not a valid engine sidecar ({type(e).__name__}: {e}); rebuild the engine with "
                 "`trtdeploy build`"
             ) from None
-
-
-def sidecar_path(plan_path: str | Path) -> Path:
-    return Path(plan_path).with_suffix(".json")
 
 
 def bundle_of(plan_path: str | Path) -> str:

@@ -91,6 +91,7 @@ def test_infer_runs_tensorrt_without_events_and_with_graphs_on_request(default_b
     image = tmp_path / "a.png"
     Image.new("RGB", (32, 32)).save(image)
     plan = tmp_path / "m.fp16.plan"
+    plan.write_bytes(b"plan")  # the runner is faked; the engine chosen must exist
     assert main(["infer", str(default_bundle_dir), str(image), "--engine", str(plan), "--cuda-graph"]) == 0
     assert seen == {"plan": plan, "timing": False, "cuda_graph": True}
     assert main(["infer", str(default_bundle_dir), str(image), "--engine", str(plan)]) == 0

@@ -73,7 +73,7 @@ def test_onnxruntime_runs_the_fp16_and_int8_models(default_bundle_dir, images, t
     root, paths = str(default_bundle_dir), list(map(str, images))
     assert main(["infer", root, *paths, "--precision", "int8"]) == 2  # not calibrated yet: one line, the fix
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and f"trtdeploy calibrate {root} --data DIR" in err
+    assert err.count("\n") == 1 and err.startswith("error: ") and f"trtdeploy calibrate {root} --data DATA" in err
     assert main(["fp16", root]) == 0
     assert main(["calibrate", root, "--data", str(write_image_folder(tmp_path / "train", "train")),
                  "--num-images", "64"]) == 0

@@ -268,6 +268,7 @@ def test_near_tied_large_logits_pass_fp32_by_what_the_logit_error_allows(tmp_pat
     logits = x @ w
     np.savez(bundle.root / "reference.npz", input=x, **{"output:logits": logits,
                                                        "output:predictions": fakes.softmax(logits)})
+    record(bundle.root, "reference.npz")
     wobble = rng.uniform(-1, 1, logits.shape[1])
 
     def summation_order(z):

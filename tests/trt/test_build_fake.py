@@ -119,7 +119,9 @@ def test_a_cache_of_the_qdq_tensors_only_is_reported(bundle, monkeypatch, caplog
     cache = read_cache(bundle.path("calibration/trt.cache"))
     qdq = qdq_activations(plan_qdq(onnx.load(str(bundle.onnx_path("fp32")))))
     write_cache(bundle.path("calibration/trt.cache"), {t: cache.amax(t) for t in qdq})
-    bundle.record_file("calibration/trt.cache")
+    with bundle.update("test") as up:  # as an older trtdeploy wrote and recorded it
+        bundle.record_file("calibration/trt.cache")
+        up.commit()
     fake_tensorrt(monkeypatch, "10.16.1.11")
     with caplog.at_level(logging.INFO, logger="trtdeploy.trt"):
         build_engine(bundle, IMPLICIT)

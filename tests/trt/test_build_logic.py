@@ -15,7 +15,8 @@ import pytest
 from deploy.bundle import Bundle, TensorInfo
 from deploy.errors import BundleError, CalibrationError, DataError, ToolMissingError, UsageError
 from deploy.fsutil import sha256_bytes
-from deploy.trt.build import (BuildConfig, engine_paths, format_parser_errors, plan_network, profile_shapes)
+from deploy.trt.build import BuildConfig, format_parser_errors, plan_network, profile_shapes
+from deploy.trt.engine_files import engine_paths
 from deploy.trt.logger import make_logger
 from deploy.trt.versions import import_tensorrt, supports_implicit_int8
 
@@ -122,7 +123,7 @@ def test_engine_paths(tmp_path):
 
 
 def test_replacing_an_engine_built_another_way_is_announced(tmp_path):
-    from deploy.trt.build import replaced_engine_note
+    from deploy.trt.engine_files import replaced_engine_note
 
     side = tmp_path / "m.int8.json"
     assert replaced_engine_note(side, "int8", "implicit") is None  # nothing there yet
