@@ -267,6 +267,7 @@ def _build_engine(up: BundleUpdate, config: BuildConfig) -> Path:
     from .cuda import gpu_info, import_cuda, primary_context
 
     bundle = up.bundle
+    plan_path, json_path = engine_paths(bundle, config.precision, config.out)  # before any work, TensorRT's import too
     trt = import_tensorrt()
     plan = plan_network(config, trt.__version__)
     onnx_path = bundle.onnx_path(plan.onnx_precision)  # checked against the manifest
@@ -274,7 +275,6 @@ def _build_engine(up: BundleUpdate, config: BuildConfig) -> Path:
     if plan.dla_core is not None:
         check_dla_io(plan.strongly_typed, plan.gpu_fallback, (t.dtype for t in (*bundle.inputs, *bundle.outputs)))
     shapes = profile_shapes(bundle.inputs, config.batch)
-    plan_path, json_path = engine_paths(bundle, config.precision, config.out)
     note = replaced_engine_note(json_path, config.precision, config.mode)
     if note:
         log.warning("%s", note)

@@ -100,6 +100,9 @@ class Sidecar:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "sidecar") -> "Sidecar":
+        if not isinstance(d, dict):  # a JSON list or number: AttributeError further down, before
+            raise EngineError(f"{source}: not an engine sidecar (a JSON {type(d).__name__}, not an object); rebuild "
+                              "the engine with `trtdeploy build`")
         try:
             if int(d.get("format", 0)) != FORMAT_VERSION:
                 raise EngineError(

@@ -245,3 +245,31 @@ def test_a_huge_image_is_said_in_one_line_not_by_pil(bundle, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "DecompressionBombWarning" not in r.stderr
     assert f"{path}: 144 megapixels" in r.stderr and r.stderr.count("144 megapixels") == 1
+
+
+@pytest.mark.parametrize("command", [["infer", "BUNDLE", "IMAGE", "--engine", "PLAN"], ["doctor", "BUNDLE"]])
+def test_a_sidecar_that_is_a_json_list_is_one_line(bundle, train, capsys, command):
+    plan = bundle / "engines" / "resnet_v2_digits.fp16.plan"
+    plan.parent.mkdir()
+    plan.write_bytes(b"plan")
+    plan.with_suffix(".json").write_text("[1, 2, 3]")
+    argv = [{"BUNDLE": str(bundle), "IMAGE": str(next(train.rglob("*.png"))), "PLAN": str(plan)}.get(a, a)
+            for a in command]
+    assert main(argv) == 2
+    lines = errors(capsys)
+    assert any(f"{plan.with_suffix('.json')}: not an engine sidecar (a JSON list, not an object)" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("out,hit", [("calibration/scales.plan", "calibration/scales.json"),
+                                     ("manifest.plan", "manifest.json"), ("model.plan", None)])
+def test_build_out_never_lands_on_a_bundle_file_or_one_no_build_wrote(bundle, train, capsys, out, hit):
+    assert main(["calibrate", str(bundle), "--data", str(train), "--num-images", "16"]) == 0
+    capsys.readouterr()
+    if hit is None:  # model.json: not a bundle file, but a file no build wrote
+        (bundle / "model.json").write_text('{"mine": true}')
+    before = snapshot(bundle)
+    assert main(["build", str(bundle), "--precision", "fp16", "--out", str(bundle / out)]) == 2
+    (line,) = errors(capsys)
+    assert (f"would overwrite the bundle's {hit}" in line) if hit else \
+        ("model.json: exists and was not written by `trtdeploy build`" in line), line
+    assert snapshot(bundle) == before
