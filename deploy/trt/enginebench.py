@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -50,20 +51,21 @@ class BenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # The CLI's options check their own values (deploy.cli.args types); these are the library's.
         if self.iters is not None and self.duration_s is not None:
-            raise UsageError("give --iters or --duration, not both")
+            raise UsageError("give a number of timed calls or a duration, not both")
         if self.warmup_iters is not None and self.warmup_s is not None:
             raise UsageError("give the warm-up as seconds or as calls, not both")
         if self.iters is not None and self.iters < 1:
-            raise UsageError(f"--iters {self.iters}: give at least 1")
-        if self.duration_s is not None and not self.duration_s > 0:
-            raise UsageError(f"--duration {self.duration_s}: give a positive number of seconds")
-        if (self.warmup_s is not None and self.warmup_s < 0) or (self.warmup_iters or 0) < 0:
-            raise UsageError("--warmup must be >= 0")
+            raise UsageError(f"the number of timed calls must be at least 1, got {self.iters}")
+        if self.duration_s is not None and not 0 < self.duration_s < math.inf:
+            raise UsageError(f"the duration must be a finite number of seconds > 0, got {self.duration_s}")
+        if (self.warmup_s is not None and not 0 <= self.warmup_s < math.inf) or (self.warmup_iters or 0) < 0:
+            raise UsageError(f"the warm-up must be finite and >= 0, got {self.warmup_s}")
         if self.streams < 1:
-            raise UsageError(f"--streams {self.streams}: give at least 1")
+            raise UsageError(f"the number of streams must be at least 1, got {self.streams}")
         if self.batch is not None and self.batch < 1:
-            raise UsageError(f"--batch {self.batch}: give at least 1")
+            raise UsageError(f"the batch size must be at least 1, got {self.batch}")
 
 
 @dataclass

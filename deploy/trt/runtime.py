@@ -300,14 +300,20 @@ class TrtRunner(Runner):
             self._ctx = None  # never detached: see cuda.retain_primary
 
     # --- running -----------------------------------------------------------------
-    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def check_feed(self, feed: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """A feed of shapes seen before passes on its dtypes and layout alone (its binding is
+        reused); a new one is validated in full and bound. `_infer` runs the binding kept here."""
         if self._ctx is None:
             self.activate()
         binding = self._known(feed)
         if binding is None:
             self.validate(feed)
             binding = self._bind(feed)
-        return self._run(binding, feed)
+        self._checked = binding
+        return feed
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._run(self._checked, feed)
 
     def _known(self, feed: Mapping[str, np.ndarray]) -> _Binding | None:
         """The binding of an earlier call with these shapes, if the feed passes what can

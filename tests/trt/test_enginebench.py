@@ -35,12 +35,13 @@ def test_summarize_calls_has_trtexecs_metrics():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"iters": 5, "duration_s": 1.0}, "--iters or --duration, not both"),
-    ({"iters": 0}, "--iters 0: give at least 1"),
-    ({"duration_s": 0.0}, "positive number of seconds"),
-    ({"warmup_s": -1.0}, "--warmup must be >= 0"),
-    ({"streams": 0}, "--streams 0"),
-    ({"batch": 0}, "--batch 0"),
+    ({"iters": 5, "duration_s": 1.0}, "a number of timed calls or a duration, not both"),
+    ({"iters": 0}, "the number of timed calls must be at least 1, got 0"),
+    ({"duration_s": 0.0}, "finite number of seconds > 0"),
+    ({"warmup_s": -1.0}, "the warm-up must be finite and >= 0"),
+    ({"warmup_s": float("nan")}, "the warm-up must be finite and >= 0"),
+    ({"streams": 0}, "the number of streams must be at least 1, got 0"),
+    ({"batch": 0}, "the batch size must be at least 1, got 0"),
 ])
 def test_config_refusals(kwargs, message):
     with pytest.raises(UsageError, match=message):
