@@ -22,8 +22,8 @@ from .env import tool_versions
 from .errors import UsageError
 from .fsutil import atomic_path
 from .parity import OutputMetrics, Thresholds, compare_outputs
-from .slim.netspec import NetSpec
-from .slim.registry import DEFAULT_MODEL, REGISTRY, get_model_info, zoo_spec
+from .slim.netspec import NetSpec, zoo_spec
+from .slim.registry import DEFAULT_MODEL, REGISTRY, get_model_info
 
 log = logging.getLogger("trtdeploy.export")
 

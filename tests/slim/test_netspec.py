@@ -6,8 +6,9 @@ import json
 import pytest
 
 from deploy.errors import UsageError
-from deploy.slim.netspec import NetSpec, ResNetBlock, SpecError, UnitArgs, load_spec_file, reachable_output_strides
-from deploy.slim.registry import REGISTRY, zoo_spec
+from deploy.slim.netspec import NetSpec, SpecError, load_spec_file, zoo_spec
+from deploy.slim.registry import REGISTRY
+from deploy.slim.resnet import ResNetBlock, UnitArgs, reachable_output_strides
 
 TINY = {"name": "tiny", "family": "v1", "blocks": [["block1", 4, 2, 2], ["block2", 8, 1, 1]],
         "num_classes": 5, "image_size": [33, 33], "preprocessing": "vgg"}

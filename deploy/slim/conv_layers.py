@@ -1,4 +1,5 @@
-"""Slim layers over an explicit name -> variable store (no TF1 variable scopes, no arg scopes).
+"""tf-slim's convolution layers (conv2d, conv2d_same, batch_norm, subsample) over an explicit
+name -> variable store (no TF1 variable scopes, no arg scopes).
 
 Shapes follow tf-slim: tensors are NHWC `[batch, height, width, channels]`, conv weights are
 `[kh, kw, in, out]`, and variables carry tf-slim's names
