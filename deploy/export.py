@@ -22,7 +22,7 @@ from .env import tool_versions
 from .errors import UsageError
 from .fsutil import atomic_path
 from .parity import OutputMetrics, Thresholds, compare_outputs
-from .slim.netspec import NetSpec, zoo_spec
+from .slim.netspec import NetSpec, SpecError, zoo_spec
 from .slim.registry import DEFAULT_MODEL, REGISTRY, get_model_info
 
 log = logging.getLogger("trtdeploy.export")
@@ -94,9 +94,8 @@ def requested_spec(config: ExportConfig) -> NetSpec:
                  if v is not None}
     try:
         return dataclasses.replace(spec, **overrides)
-    except UsageError as e:
-        what = f"--model {spec.name}" if config.spec is None else f"spec {spec.name}"
-        raise UsageError(f"{what}: {e}") from None
+    except SpecError as e:  # every mistake the overrides make, one line each
+        raise e.prefixed(f"--model {spec.name}" if config.spec is None else f"spec {spec.name}") from None
 
 
 def resolve_spec(config: ExportConfig) -> tuple[NetSpec, Path | None]:

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DeployError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for line in e.messages:
+            print(f"error: {line}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

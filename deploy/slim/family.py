@@ -36,6 +36,8 @@ class Family:
     build(spec, images, store, is_training, batch_norm_decay): `(net, end_points)` like tf-slim.
     logits_scope(spec): the layer whose biases are the class count.
     probe_size(spec): an input size at which one eager pass creates every variable.
+    cost(spec): (parameters, activation values of one image), counted from the spec (cost.py);
+      `shrink` says how to ask for less.
     checkpoint_mark: a variable-name fragment only this family's checkpoints hold.
     field_hints: the message for a field this family does not take, when a generic one would not
       say what to do.
@@ -49,6 +51,8 @@ class Family:
     build: Callable[..., tuple]
     logits_scope: Callable[[Any], str]
     probe_size: Callable[[Any], tuple[int, int]]
+    cost: Callable[[Any], tuple[int, int]]
+    shrink: str
     checkpoint_mark: str
     zoo: tuple[ZooModel, ...] = ()
     field_hints: Mapping[str, str] = field(default_factory=dict)

@@ -20,10 +20,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cost import check_cost
 from .family import Family
 from .registry import FAMILIES, get_model_info
 from .spec_checks import NAME, Problems, SpecError, check_int
@@ -67,11 +69,13 @@ class NetSpec:
 
     def __post_init__(self) -> None:
         family = FAMILIES.get(self.family) if isinstance(self.family, str) else None
-        for key, na in _NOT_APPLICABLE.items():
+        for key, value in _defaults(family).items():
             if getattr(self, key) is FAMILY_DEFAULT:
-                object.__setattr__(self, key, family.fields.get(key, na) if family else na)
+                object.__setattr__(self, key, value)
         problems = Problems()
         _check_spec(self, family, problems)
+        if family is not None and not problems:  # only a well-formed spec can be counted
+            check_cost(self, *family.cost(self), problems, family.shrink)
         problems.raise_if_any()
 
     @property
@@ -100,22 +104,42 @@ class NetSpec:
     @classmethod
     def from_json(cls, d: Any, source: str = "spec") -> "NetSpec":
         """Validate a parsed JSON spec; each mistake is a SpecError line starting with `source: `."""
+        problems = Problems()
+        fields = _fields_from_json(d, problems)
+        family = FAMILIES.get(fields.get("family")) if isinstance(fields.get("family"), str) else None
+        spec = None
+        # What could be read is checked as a whole too, so that every mistake is reported at once;
+        # blocks that did not parse leave the name, the head and the fields to check.
+        if family is not None and fields.get("blocks") is not None and "name" in fields:
+            try:
+                spec = cls(**fields)
+            except SpecError as e:
+                problems.messages.extend(m for m in e.messages if m not in problems.messages)
+        elif family is not None:
+            # A missing name is reported already; the placeholder keeps it from being reported twice.
+            partial = types.SimpleNamespace(**{**_defaults(family), "name": "net", **fields})
+            found = Problems()
+            _check_spec(partial, family, found, whole=False)
+            problems.messages.extend(m for m in found.messages if m not in problems.messages)
         try:
-            problems = Problems()
-            fields = _fields_from_json(d, problems)
             problems.raise_if_any()
-            return cls(**fields)
         except SpecError as e:
             raise e.prefixed(source) from None
+        return spec
 
 
 def load_spec_file(path: str | Path) -> NetSpec:
     """Read and validate `--spec FILE`."""
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise SpecError(f"{p}: cannot read the spec ({e.strerror or e}); pass an existing JSON file") from None
+    try:
+        text = raw.decode("utf-8-sig")  # JSON is UTF-8; a byte-order mark some editors write is fine
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                        "save the spec as UTF-8 JSON") from None
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -136,6 +160,13 @@ def zoo_spec(name: str, **overrides: Any) -> NetSpec:
 
 _REQUIRED = ("name", "family", "blocks")
 _KNOWN = tuple(f.name for f in dataclasses.fields(NetSpec))
+
+
+def _defaults(family: Family | None) -> dict[str, Any]:
+    """What the family-dependent fields hold when a spec leaves them out."""
+    common = {f.name: f.default for f in dataclasses.fields(NetSpec) if f.default is not dataclasses.MISSING
+              and f.default is not FAMILY_DEFAULT}
+    return {**common, **{key: (family.fields.get(key, na) if family else na) for key, na in _NOT_APPLICABLE.items()}}
 
 
 def _families_text(names: list[str]) -> str:
@@ -189,7 +220,8 @@ def _fields_from_json(d: Any, problems: Problems) -> dict[str, Any]:
     return out
 
 
-def _check_spec(s: NetSpec, family: Family | None, problems: Problems) -> None:
+def _check_spec(s: NetSpec, family: Family | None, problems: Problems, whole: bool = True) -> None:
+    """The checks of a spec; `whole=False` leaves out the family's (its blocks did not parse)."""
     if not isinstance(s.name, str) or not NAME.match(s.name):
         problems.add(f"name {s.name!r}: give the variable scope, e.g. \"resnet_v2_50\" (letters, digits, _ . -)")
     if family is None:
@@ -207,7 +239,8 @@ def _check_spec(s: NetSpec, family: Family | None, problems: Problems) -> None:
             takers = [f.name for f in FAMILIES.values() if key in f.fields]
             problems.add(family.field_hints.get(key) or f"{key} applies to family {_families_text(takers)} only; "
                          f"leave it out for family {family.name!r}")
-    family.check(s, problems)
+    if whole:
+        family.check(s, problems)
 
 
 def _check_head(s: NetSpec, problems: Problems) -> None:

@@ -21,8 +21,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .cost import Tally, parameters_problem
 from .family import Family, ZooModel
 from .spec_checks import STRIDE_FIX, Problems, check_int, check_scope, check_unique_scopes
+
+SHRINK = "use fewer units (num_units) or narrower blocks (base_depth, depth_bottleneck, depth)"
 
 # ResNet depth -> [(block scope, base_depth, num_units, stride)], the same for v1 and v2 in tf-slim.
 RESNET_DEPTHS: dict[int, list[tuple[str, int, int, int]]] = {
@@ -92,6 +95,12 @@ def _parse_block(i: int, b: Any, problems: Problems) -> ResNetBlock | None:
         scope = check_scope(problems, i, scope)
         if scope is None or None in values:
             return None
+        # Every unit after the first reads 4 x base_depth channels: conv1, conv2 (3x3) and conv3
+        # hold 4b^2 + 9b^2 + 4b^2 weights. Bounded before the units are made (10^9 took 24 GB).
+        too_many = parameters_problem(where, num * 17 * base * base, SHRINK, at_least=True)
+        if too_many:
+            problems.add(too_many)
+            return None
         return ResNetBlock.uniform(scope, base, num, stride)
     if not isinstance(b, dict) or set(b) != {"scope", "units"}:
         problems.add(f"blocks[{i}]: give [scope, base_depth, num_units, stride] or "
@@ -144,6 +153,48 @@ def check(s, problems: Problems) -> None:
     elif s.output_stride not in reachable_output_strides(s):
         problems.add(f"the target output_stride {s.output_stride} cannot be reached; "
                      f"choose one of {reachable_output_strides(s)} or null")
+
+
+def cost(s) -> tuple[int, int]:
+    """(parameters, activation values of one image) of the spec, as the builder lays it out."""
+    v1 = s.family == "v1"
+    t = Tally(*s.image_size)
+    output_stride = s.output_stride
+    if s.include_root_block:
+        t.conv(64, 7, 2, bn=v1, bias=not v1, bn_scale=s.batch_norm_scale)
+        t.pool(3, 2)
+        output_stride = None if output_stride is None else output_stride // 4
+    current, rate = 1, 1
+    for block in s.blocks:
+        for u in block.units:
+            if output_stride is not None and current == output_stride:
+                stride, unit_rate, rate = 1, rate, rate * u.stride
+            else:
+                stride, unit_rate, current = u.stride, 1, current * u.stride
+            _unit_cost(t, u, stride, unit_rate, v1, s.batch_norm_scale)
+    if not v1:  # postnorm
+        t.parameters += (3 + int(s.batch_norm_scale)) * t.channels
+        t.add(t.height * t.width * t.channels)
+    if s.global_pool:
+        t.height = t.width = 1
+    if s.num_classes is not None:
+        t.conv(s.num_classes, 1, bn=False, bias=True)
+    return t.parameters, t.activations
+
+
+def _unit_cost(t: Tally, u: UnitArgs, stride: int, rate: int, v1: bool, bn_scale: bool) -> None:
+    depth_in, h, w = t.channels, -(-t.height // stride), -(-t.width // stride)
+    bn = 3 + int(bn_scale)
+    if not v1:  # preact
+        t.parameters += bn * depth_in
+        t.add(t.height * t.width * depth_in)
+    if u.depth != depth_in:  # the projection shortcut
+        t.parameters += depth_in * u.depth + (bn * u.depth if v1 else u.depth)
+    t.add(h * w * u.depth)
+    t.conv(u.depth_bottleneck, 1, bn_scale=bn_scale)
+    t.conv(u.depth_bottleneck, 3, stride, rate, bn_scale=bn_scale)
+    t.conv(u.depth, 1, bn=v1, bias=not v1, bn_scale=bn_scale)
+    t.add(h * w * u.depth)  # the sum
 
 
 # --- the builder -------------------------------------------------------------------------
@@ -332,8 +383,8 @@ def _family(version: str, num_classes: int, preprocessing: str, label_offset: in
                          {"blocks": tuple(ResNetBlock.uniform(*b) for b in RESNET_DEPTHS[d])})
                 for d in RESNET_DEPTHS)
     return Family(version, f"resnet_{version}", _FIELDS, parse_blocks, check, build,
-                  logits_scope=lambda s: f"{s.name}/logits", probe_size=lambda s: (32, 32),
-                  checkpoint_mark=f"/bottleneck_{version}/", zoo=zoo)
+                  logits_scope=lambda s: f"{s.name}/logits", probe_size=lambda s: (32, 32), cost=cost,
+                  shrink=SHRINK, checkpoint_mark=f"/bottleneck_{version}/", zoo=zoo)
 
 
 # tf-slim's ImageNet checkpoints: ResNet v1 has 1000 classes and the vgg preprocessing, v2 has

@@ -19,8 +19,12 @@ class SpecError(UsageError):
     """Spec fields that are wrong; `messages` holds one line per mistake (str() is the first)."""
 
     def __init__(self, messages: str | Sequence[str]):
-        self.messages: tuple[str, ...] = (messages,) if isinstance(messages, str) else tuple(messages)
-        super().__init__(self.messages[0])
+        self._messages: tuple[str, ...] = (messages,) if isinstance(messages, str) else tuple(messages)
+        super().__init__(self._messages[0])
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        return self._messages
 
     def prefixed(self, prefix: str) -> "SpecError":
         return SpecError([f"{prefix}: {m}" for m in self.messages])
@@ -40,7 +44,7 @@ class Problems:
 
     def raise_if_any(self) -> None:
         if self.messages:
-            raise SpecError(self.messages[:1])
+            raise SpecError(self.messages)
 
 
 def check_int(problems: Problems, where: str, value: Any, minimum: int = 1, fix: str = "") -> int | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .cost import Tally
 from .family import Family, ZooModel
 from .spec_checks import Problems, check_int, check_scope, check_unique_scopes
 
@@ -82,6 +83,19 @@ def check(s, problems: Problems) -> None:
                      "use image_size [224, 224] or set \"spatial_squeeze\": false")
 
 
+def cost(s) -> tuple[int, int]:
+    """(parameters, activation values of one image) of the spec, as the builder lays it out."""
+    t = Tally(*s.image_size)
+    for block in s.blocks:
+        for _ in range(block.num_convs):
+            t.conv(block.depth, 3, bn=False, bias=True)
+        t.pool(2, 2, "VALID")
+    t.conv(s.fc_depth, VGG_FC6_KERNEL, padding="VALID", bn=False, bias=True)
+    t.conv(s.fc_depth, 1, bn=False, bias=True)
+    t.conv(s.num_classes, 1, bn=False, bias=True)
+    return t.parameters, t.activations
+
+
 def vgg(inputs, blocks: list[VggBlock], num_classes: int = 1000, is_training: bool = False,
         dropout_keep_prob: float = 0.5, spatial_squeeze: bool = True, scope_name: str = "vgg_16",
         fc_depth: int = 4096, store=None):
@@ -130,6 +144,7 @@ VGG = Family(
     "vgg", "vgg", {"fc_depth": 4096}, parse_blocks, check, build,
     logits_scope=lambda s: f"{s.name}/fc8",
     probe_size=lambda s: s.image_size,  # fc6's kernel takes pool5's size: the variables need the real input
+    cost=cost, shrink="use fewer or narrower convolutions (num_convs, depth, fc_depth)",
     checkpoint_mark="/conv1/conv1_1/",
     # tf-slim's VGG checkpoints: 1000 classes, the vgg preprocessing.
     zoo=tuple(ZooModel(name, 1000, (224, 224), "vgg", 0, {"blocks": tuple(VggBlock(*b) for b in layout)})
