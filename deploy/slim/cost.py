@@ -104,6 +104,20 @@ class Tally:
         k = (kernel, kernel) if isinstance(kernel, int) else kernel
         self.layer(self.channels, k, stride, 1, padding, weights_per_output=0)
 
+    def fork(self) -> "Tally":
+        """A branch from the current map (its input is counted here already)."""
+        branch = Tally(self.height, self.width, self.channels)
+        branch.activations = 0
+        return branch
+
+    def join(self, branches: list["Tally"]) -> None:
+        """Concatenate the branches' outputs along the channels (Inception's mixed blocks)."""
+        self.parameters += sum(b.parameters for b in branches)
+        self.activations += sum(b.activations for b in branches)
+        self.height, self.width = branches[0].height, branches[0].width
+        self.channels = sum(b.channels for b in branches)
+        self.activations += self.height * self.width * self.channels
+
     def add(self, values: int) -> None:
         """A layer outside the chain (a shortcut, a residual sum, a branch) of `values` outputs."""
         self.activations += values

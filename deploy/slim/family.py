@@ -31,7 +31,8 @@ class Family:
     fields: the NetSpec fields only this family takes (beyond name, family, blocks and the head),
       with its defaults.
     parse_blocks(blocks_json, problems): the JSON `blocks` list as block objects (None after a
-      mistake, which it records).
+      mistake, which it records); None for a family whose layers are fixed (Inception).
+    default_blocks: the blocks of a spec that gives none (slim's `conv_defs`); None: required.
     check(spec, problems): the family's checks of a whole spec (blocks, strides, sizes).
     build(spec, images, store, is_training, batch_norm_decay): `(net, end_points)` like tf-slim.
     logits_scope(spec): the layer whose biases are the class count.
@@ -41,12 +42,14 @@ class Family:
     checkpoint_mark: a variable-name fragment only this family's checkpoints hold.
     field_hints: the message for a field this family does not take, when a generic one would not
       say what to do.
+    skipped_variables: checkpoint variables (under the scope) the net does not use and a loaded
+      checkpoint may carry (Inception v3's training-only `AuxLogits/`).
     """
 
     name: str
     slim_name: str
     fields: Mapping[str, Any]
-    parse_blocks: Callable[[list, Problems], tuple | None]
+    parse_blocks: Callable[[list, Problems], tuple | None] | None
     check: Callable[[Any, Problems], None]
     build: Callable[..., tuple]
     logits_scope: Callable[[Any], str]
@@ -54,5 +57,7 @@ class Family:
     cost: Callable[[Any], tuple[int, int]]
     shrink: str
     checkpoint_mark: str
+    default_blocks: tuple | None = None
     zoo: tuple[ZooModel, ...] = ()
     field_hints: Mapping[str, str] = field(default_factory=dict)
+    skipped_variables: tuple[str, ...] = ()

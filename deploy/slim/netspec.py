@@ -44,8 +44,10 @@ FAMILY_DEFAULT: Any = _FamilyDefault()
 
 # A field a family does not take holds this value (and must not hold another).
 _NOT_APPLICABLE: dict[str, Any] = {"include_root_block": True, "global_pool": True, "output_stride": None,
-                                   "batch_norm_epsilon": 1e-5, "batch_norm_scale": True, "fc_depth": 4096}
-_BOOLS = ("include_root_block", "global_pool", "spatial_squeeze", "batch_norm_scale")
+                                   "batch_norm_epsilon": 1e-5, "batch_norm_scale": True, "fc_depth": 4096,
+                                   "scope": None, "depth_multiplier": 1.0, "min_depth": None,
+                                   "finegrain_classification_mode": False}
+_BOOLS = ("include_root_block", "global_pool", "spatial_squeeze", "batch_norm_scale", "finegrain_classification_mode")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class NetSpec:
 
     name: str
     family: str
-    blocks: tuple = ()
+    blocks: tuple = FAMILY_DEFAULT  # MobileNet: slim's conv_defs; Inception: none (its layers are fixed)
     num_classes: int | None = 1001
     image_size: tuple[int, int] = (224, 224)
     preprocessing: str = "inception"
@@ -66,12 +68,20 @@ class NetSpec:
     batch_norm_epsilon: float = FAMILY_DEFAULT
     batch_norm_scale: bool = FAMILY_DEFAULT
     fc_depth: int = FAMILY_DEFAULT
+    # MobileNet and Inception: the checkpoint's variable scope (MobilenetV1, ...; the others use
+    # the name) and slim's thinning.
+    scope: str | None = FAMILY_DEFAULT
+    depth_multiplier: float = FAMILY_DEFAULT
+    min_depth: int | None = FAMILY_DEFAULT
+    finegrain_classification_mode: bool = FAMILY_DEFAULT
 
     def __post_init__(self) -> None:
         family = FAMILIES.get(self.family) if isinstance(self.family, str) else None
         for key, value in _defaults(family).items():
             if getattr(self, key) is FAMILY_DEFAULT:
                 object.__setattr__(self, key, value)
+        if self.blocks is FAMILY_DEFAULT:
+            object.__setattr__(self, "blocks", (family.default_blocks if family else None) or ())
         problems = Problems()
         _check_spec(self, family, problems)
         if family is not None and not problems:  # only a well-formed spec can be counted
@@ -79,8 +89,9 @@ class NetSpec:
         problems.raise_if_any()
 
     @property
-    def scope(self) -> str:
-        return self.name
+    def variable_scope(self) -> str:
+        """The scope every variable name starts with (`resnet_v2_50`, `MobilenetV1`)."""
+        return self.scope or self.name
 
     @property
     def family_module(self) -> Family:
@@ -93,11 +104,12 @@ class NetSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The spec in the `--spec` file format; `from_json(to_json())` gives the same spec."""
-        d: dict[str, Any] = {"name": self.name, "family": self.family,
-                             "blocks": [b.to_json() for b in self.blocks],
-                             "num_classes": self.num_classes, "label_offset": self.label_offset,
-                             "image_size": list(self.image_size), "preprocessing": self.preprocessing,
-                             "spatial_squeeze": self.spatial_squeeze}
+        d: dict[str, Any] = {"name": self.name, "family": self.family}
+        if self.family_module.parse_blocks is not None:  # Inception's layers are fixed
+            d["blocks"] = [b.to_json() for b in self.blocks]
+        d.update({"num_classes": self.num_classes, "label_offset": self.label_offset,
+                  "image_size": list(self.image_size), "preprocessing": self.preprocessing,
+                  "spatial_squeeze": self.spatial_squeeze})
         d.update((key, getattr(self, key)) for key in self.family_module.fields)
         return d
 
@@ -110,6 +122,8 @@ class NetSpec:
         spec = None
         # What could be read is checked as a whole too, so that every mistake is reported at once;
         # blocks that did not parse leave the name, the head and the fields to check.
+        if family is not None and family.default_blocks is not None and "blocks" not in d:
+            fields["blocks"] = family.default_blocks  # slim's conv_defs (MobileNet); Inception has none
         if family is not None and fields.get("blocks") is not None and "name" in fields:
             try:
                 spec = cls(**fields)
@@ -189,10 +203,10 @@ def _fields_from_json(d: Any, problems: Problems) -> dict[str, Any]:
             close = difflib.get_close_matches(key, _KNOWN, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(_KNOWN)}"
             problems.add(f"unknown field {key!r}; {hint}")
-    for key in _REQUIRED:
-        if key not in d:
-            problems.add(f"missing field {key!r}; a spec needs {', '.join(_REQUIRED)}")
     family = FAMILIES.get(d.get("family")) if isinstance(d.get("family"), str) else None
+    for key in _REQUIRED:
+        if key not in d and not (key == "blocks" and family is not None and family.default_blocks is not None):
+            problems.add(f"missing field {key!r}; a spec needs {', '.join(_REQUIRED)}")
     if "family" in d and family is None:
         problems.add(f"unknown family {d['family']!r}; use {_use_families()}")
     out = {k: v for k, v in d.items() if k in _KNOWN}
@@ -203,7 +217,10 @@ def _fields_from_json(d: Any, problems: Problems) -> dict[str, Any]:
         problems.add(f"field {key!r} applies to family {_families_text(takers)} only; "
                      f"remove it for family {family.name!r}")
         out.pop(key)
-    if "blocks" in d:
+    if "blocks" in d and family.parse_blocks is None:
+        problems.add(f"blocks: {family.name}'s layers are slim's own; remove blocks")
+        out.pop("blocks")
+    elif "blocks" in d:
         blocks = d["blocks"]
         if not isinstance(blocks, list) or not blocks:
             problems.add("blocks: give a non-empty list of blocks")
@@ -233,7 +250,9 @@ def _check_spec(s: NetSpec, family: Family | None, problems: Problems, whole: bo
             problems.add(f"{key} {getattr(s, key)!r}: give true or false")
     eps = s.batch_norm_epsilon
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        problems.add(f"batch_norm_epsilon {eps!r}: give a positive number (tf-slim: 1e-5)")
+        slim = family.fields.get("batch_norm_epsilon", _NOT_APPLICABLE["batch_norm_epsilon"])
+        problems.add(f"batch_norm_epsilon {eps!r}: give a positive number (tf-slim: {slim:g})".replace("e-0", "e-"))
+    _check_thinning(s, family, problems)
     for key, na in _NOT_APPLICABLE.items():
         if key not in family.fields and getattr(s, key) != na:
             takers = [f.name for f in FAMILIES.values() if key in f.fields]
@@ -241,6 +260,18 @@ def _check_spec(s: NetSpec, family: Family | None, problems: Problems, whole: bo
                          f"leave it out for family {family.name!r}")
     if whole:
         family.check(s, problems)
+
+
+def _check_thinning(s: NetSpec, family: Family, problems: Problems) -> None:
+    if "scope" in family.fields and (not isinstance(s.scope, str) or not NAME.match(s.scope)):
+        problems.add(f"scope {s.scope!r}: give the checkpoint's variable scope, e.g. "
+                     f"{family.fields['scope']!r} (letters, digits, _ . -)")
+    m = s.depth_multiplier
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m < float("inf"):
+        problems.add(f"depth_multiplier {m!r}: must be a number > 0 (1.0 is the published width; 0.5 halves "
+                     "every layer)")
+    if "min_depth" in family.fields:
+        check_int(problems, "min_depth", s.min_depth)
 
 
 def _check_head(s: NetSpec, problems: Problems) -> None:

@@ -12,10 +12,14 @@ from typing import Any, Mapping
 
 from ..errors import UsageError
 from .family import Family
+from .inception import INCEPTION_V1_FAMILY, INCEPTION_V2_FAMILY, INCEPTION_V3_FAMILY
+from .mobilenet_v1 import MOBILENET_V1
+from .mobilenet_v2 import MOBILENET_V2
 from .resnet import LAYOUTS, RESNET_V1, RESNET_V2, ResNetBlock
 from .vgg import VGG
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (RESNET_V1, RESNET_V2, VGG)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (RESNET_V1, RESNET_V2, VGG, MOBILENET_V1, MOBILENET_V2,
+                                                   INCEPTION_V1_FAMILY, INCEPTION_V2_FAMILY, INCEPTION_V3_FAMILY)}
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = "resnet_v2_digits"

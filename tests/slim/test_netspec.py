@@ -54,7 +54,8 @@ def test_reachable_output_strides():
 
 
 BAD = [
-    ({"family": "v3"}, "unknown family 'v3'; use \"v1\" (resnet_v1), \"v2\" (resnet_v2) or \"vgg\""),
+    ({"family": "v3"}, "unknown family 'v3'; use \"v1\" (resnet_v1), \"v2\" (resnet_v2), \"vgg\", \"mobilenet_v1\", "
+                       "\"mobilenet_v2\", \"inception_v1\", \"inception_v2\" or \"inception_v3\""),
     ({"blocks": [["block1", 4, 0, 2]]}, "blocks[0] (block1): num_units 0: must be >= 1; a block needs at least one unit"),
     ({"blocks": [["block1", 4, 2, 0]]}, "blocks[0] (block1): stride 0: must be >= 1 (1 keeps the resolution"),
     ({"blocks": [{"scope": "b", "units": [{"depth": 8, "depth_bottleneck": 2, "stride": 0}]}]},

@@ -105,3 +105,59 @@ def test_bounds_are_checked_before_tensorflow_is_imported(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "blocked heavy import" not in r.stderr, r.stderr
     assert "parameters" in lines[0] and not (tmp_path / "out").exists()
+
+
+MOBILENET_V1 = {"name": "my_mobilenet", "family": "mobilenet_v1", "image_size": [96, 96], "num_classes": 5,
+                "global_pool": True,
+                "blocks": [{"op": "Conv", "kernel": 3, "stride": 2, "depth": 16},
+                           {"op": "DepthSepConv", "kernel": [3, 3], "stride": 2, "depth": 32}]}
+MOBILENET_V2 = {"name": "my_mobilenet_v2", "family": "mobilenet_v2", "image_size": [64, 64], "num_classes": 5,
+                "blocks": [{"op": "conv2d", "num_outputs": 16, "stride": 2},
+                           {"op": "expanded_conv", "num_outputs": 16, "expansion_factor": 1,
+                            "expansion_divisible_by": 1},
+                           {"op": "expanded_conv", "num_outputs": 24, "stride": 2}]}
+
+
+@pytest.mark.parametrize("spec, change, message", [
+    (MOBILENET_V1, {"blocks": [{"op": "DepthSepConv", "kernel": 3, "stride": 1}]},
+     "blocks[0] (DepthSepConv): missing 'depth'; a DepthSepConv needs kernel, stride and depth"),
+    (MOBILENET_V1, {"depth_multiplier": 0}, "depth_multiplier 0: must be a number > 0"),
+    (MOBILENET_V1, {"depth_multiplier": -0.5}, "depth_multiplier -0.5: must be a number > 0"),
+    (MOBILENET_V1, {"blocks": [{"op": "Pool", "kernel": 3}]},
+     "blocks[0]: unknown layer 'Pool'; give {\"op\": \"Conv\" or \"DepthSepConv\""),
+    (MOBILENET_V1, {"output_stride": 4}, "output_stride 4: slim's MobileNet v1 takes 8, 16, 32 or null"),
+    (MOBILENET_V1, {"image_size": [320, 320], "global_pool": False}, "the last map is 80x80, AvgPool_1a (7x7 VALID, stride 2) leaves "
+                                               "37x37 logits, and spatial_squeeze needs 1x1; set \"global_pool\""),
+    (MOBILENET_V2, {"blocks": [{"op": "inverted_residual", "num_outputs": 8}]},
+     "blocks[0]: unknown op 'inverted_residual'; give {\"op\": \"conv2d\" or \"expanded_conv\""),
+    (MOBILENET_V2, {"blocks": [{"op": "expanded_conv", "stride": 2}]},
+     "blocks[0] (expanded_conv): missing 'num_outputs'; every op needs its depth"),
+    (MOBILENET_V2, {"blocks": [{"op": "expanded_conv", "num_outputs": 8, "expansion": 6}]},
+     "blocks[0] (expanded_conv): unknown field 'expansion'; a expanded_conv has num_outputs, stride, "
+     "expansion_factor"),
+    (MOBILENET_V2, {"depth_multiplier": "wide"}, "depth_multiplier 'wide': must be a number > 0"),
+    (MOBILENET_V2, {"output_stride": 3}, "output_stride 3: slim's MobileNet v2 takes 1, an even number"),
+    (MOBILENET_V2, {"global_pool": False}, "field 'global_pool' applies to family v1/v2/mobilenet_v1/inception_v1/"
+                                           "inception_v2/inception_v3 only; remove it for family 'mobilenet_v2'"),
+    ({"name": "incv3", "family": "inception_v3"}, {"blocks": [["Mixed_5b", 1, 1]]},
+     "blocks: inception_v3's layers are slim's own; remove blocks"),
+    ({"name": "incv3", "family": "inception_v3"}, {"image_size": [64, 64]},
+     "image_size [64, 64]: Mixed_7a/Conv2d_1a_3x3 leaves an empty map; inception_v3 needs a larger input"),
+    ({"name": "incv1", "family": "inception_v1"}, {"depth_multiplier": 0.5},
+     "field 'depth_multiplier' applies to family mobilenet_v1/mobilenet_v2/inception_v2/inception_v3 only"),
+])
+def test_bad_new_family_specs_are_one_line_each(tmp_path, capsys, spec, change, message):
+    code, err = _export(tmp_path, {**spec, **change}, capsys)
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_new_family_specs_default_to_slims_layers():
+    """A MobileNet spec without blocks is slim's conv_defs (v1) or V2_DEF (v2); the record lists them."""
+    from deploy.slim.mobilenet_v1 import CONV_DEFS
+    from deploy.slim.mobilenet_v2 import V2_DEF
+
+    v1 = NetSpec.from_json({"name": "m", "family": "mobilenet_v1", "depth_multiplier": 0.5})
+    v2 = NetSpec.from_json({"name": "m", "family": "mobilenet_v2"})
+    assert v1.blocks == CONV_DEFS and v2.blocks == V2_DEF and v1.scope == "MobilenetV1"
+    assert len(v1.to_json()["blocks"]) == 14 and NetSpec.from_json(v1.to_json()) == v1
+    assert "blocks" not in NetSpec.from_json({"name": "i", "family": "inception_v3"}).to_json()
