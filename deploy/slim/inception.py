@@ -17,7 +17,8 @@ variables are skipped when they load (the manifest says so).
 Variables: `InceptionV3/Mixed_6c/Branch_1/Conv2d_0b_1x7/weights`, `.../BatchNorm/beta` (no
 gamma), `.../BatchNorm/moving_mean`. End points (unscoped, as slim's): every stem layer
 (`Conv2d_1a_7x7`, `MaxPool_2a_3x3`), every block (`Mixed_6e`), the pool (`AvgPool_0a_7x7`,
-`AvgPool_1a`, or `global_pool`), `PreLogits` (v3), `Logits`, `Predictions`; `predictions` is ours.
+`AvgPool_1a`, or `global_pool`), `PreLogits` (v3), `Logits`, `Predictions`; ours: the logits conv
+before the squeeze (`Logits/Conv2d_1c_1x1`, v1 `Logits/Conv2d_0c_1x1`) and `predictions`.
 The spec half needs only the standard library; the builder imports TensorFlow when called.
 """
 from __future__ import annotations

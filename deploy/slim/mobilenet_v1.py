@@ -14,7 +14,8 @@ into atrous rates, as slim does for DeepLab (a `Conv` layer keeps its stride, as
 Variables: `MobilenetV1/Conv2d_1_depthwise/depthwise_weights`, `.../Conv2d_1_depthwise/BatchNorm/
 gamma`, `MobilenetV1/Conv2d_1_pointwise/weights`, `MobilenetV1/Logits/Conv2d_1c_1x1/biases`.
 End points (slim's, unscoped): `Conv2d_0`, `Conv2d_N_depthwise`, `Conv2d_N_pointwise`,
-`AvgPool_1a` (or `global_pool`), `Logits`, `Predictions`; and `predictions`, ours.
+`AvgPool_1a` (or `global_pool`), `Logits`, `Predictions`; and ours: `Logits/Conv2d_1c_1x1` (the
+logits before the squeeze, the per-layer ranking's logits layer) and `predictions`.
 The spec half needs only the standard library; the builder imports TensorFlow when called.
 """
 from __future__ import annotations
@@ -198,7 +199,8 @@ def build(spec, images, store, is_training: bool = False, batch_norm_decay: floa
 def logits_head(ctx, spec, net, kernel: int, pool_name: str, logits_name: str, global_pool: bool,
                 pool_stride: int = 2, pre_logits: bool = False):
     """`Logits/`: the pool, `logits_name` (1x1, biases), `SpatialSqueeze`; end points `pool_name`
-    (or `global_pool`), `PreLogits` when asked, `Logits`, `Predictions` (and our `predictions`).
+    (or `global_pool`), `PreLogits` when asked, `Logits/<logits_name>` (ours, before the
+    squeeze), `Logits`, `Predictions` (and our `predictions`).
 
     `global_pool`: a mean over the map (slim's `global_pool=True`); else an average pool of
     `kernel` reduced to the map, VALID, of `pool_stride` (slim's `avg_pool2d` default, 2, outside
@@ -221,8 +223,10 @@ def logits_head(ctx, spec, net, kernel: int, pool_name: str, logits_name: str, g
             return net
         if pre_logits:
             ep["PreLogits"] = net
-        net = conv2d(ctx, net, spec.num_classes, 1, name=logits_name, normalizer=False, activation_fn=None,
-                     collect=False)
+        # Ours, not slim's: the logits conv before the squeeze, the per-layer ranking's logits layer
+        # (ResNet's `NAME/logits`); the squeezed Logits become the ONNX output `logits`.
+        net = ep[f"Logits/{logits_name}"] = conv2d(ctx, net, spec.num_classes, 1, name=logits_name,
+                                                   normalizer=False, activation_fn=None, collect=False)
         if spec.spatial_squeeze:
             net = tf.squeeze(net, [1, 2], name="SpatialSqueeze")
     ep["Logits"] = net

@@ -19,7 +19,7 @@ Variables: `MobilenetV2/Conv/weights`, `MobilenetV2/expanded_conv_3/expand/Batch
 `MobilenetV2/Logits/Conv2d_1c_1x1/biases`. End points: slim's `layer_N` (op N-1's output),
 `layer_N/expansion_output`, `layer_N/depthwise_output`, `layer_N/output`, `global_pool`, `Logits`,
 `Predictions`; and ours: each op's output by its scope (`Conv`, `expanded_conv_3`, `Conv_1`), the
-units of the per-layer ranking, and `predictions`.
+units of the per-layer ranking, `Logits/Conv2d_1c_1x1` (before the squeeze) and `predictions`.
 The spec half needs only the standard library; the builder imports TensorFlow when called.
 """
 from __future__ import annotations

@@ -123,3 +123,41 @@ def test_list_outputs_of_the_new_families(tmp_path, capsys):
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
     assert names[:3] == ["logits", "predictions", "Conv2d_1a_7x7"] and "Mixed_5c" in names and "global_pool" in names
     assert sorted(p.name for p in tmp_path.iterdir()) == ["incv1.json"]
+
+
+def test_per_layer_ranking_sees_the_new_units():
+    """The per-layer analysis (parity's chart, `calibrate --max-drop`'s order) works at MobileNet's
+    depthwise/pointwise layers and expanded convs and Inception's mixed blocks, each mapped to
+    the ONNX nodes under its scope; the head is one layer."""
+    from types import SimpleNamespace
+
+    from deploy.parity.layers import layer_names, layer_nodes
+
+    def names(spec, size):
+        _, ep = SlimNet(spec)(_x(size))
+        return layer_names(SimpleNamespace(manifest={"end_points": {k: str(id(v)) for k, v in ep.items()}}))
+
+    v1 = names(zoo_spec("mobilenet_v1_025"), 64)
+    assert v1[:3] == ["Conv2d_0", "Conv2d_1_depthwise", "Conv2d_1_pointwise"] and len(v1) == 28
+    assert v1[-1] == "Logits/Conv2d_1c_1x1"
+    v2 = names(zoo_spec("mobilenet_v2_035"), 64)
+    assert v2 == ["Conv", "expanded_conv", *(f"expanded_conv_{i}" for i in range(1, 17)), "Conv_1",
+                  "Logits/Conv2d_1c_1x1"]
+    inception = names(NetSpec.from_json({"name": "i", "family": "inception_v1", "image_size": [96, 96],
+                                         "global_pool": True}), 96)
+    assert inception == ["Conv2d_1a_7x7", "Conv2d_2b_1x1", "Conv2d_2c_3x3", "Mixed_3b", "Mixed_3c", "Mixed_4b",
+                         "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f", "Mixed_5b", "Mixed_5c", "Logits/Conv2d_0c_1x1"]
+    nodes = [("MobilenetV2/expanded_conv_3/expand/Conv2D", "Conv"), ("MobilenetV2/expanded_conv_3/add", "Add"),
+             ("MobilenetV2/expanded_conv_3/depthwise/BatchNorm/Relu6", "Clip"),
+             ("MobilenetV2/expanded_conv_13/expand/Conv2D", "Conv"), ("MobilenetV2/Logits/global_pool", "AveragePool"),
+             ("MobilenetV2/Logits/Conv2d_1c_1x1/Conv2D", "Conv"),
+             ("InceptionV1/Mixed_4b/Branch_3/MaxPool_0a_3x3", "MaxPool"), ("InceptionV1/Mixed_4b/concat", "Concat"),
+             ("r/block1/unit_1/bottleneck_v2/conv1/Conv2D", "Conv")]
+    assert layer_nodes("expanded_conv_3", nodes) == ["MobilenetV2/expanded_conv_3/expand/Conv2D",
+                                                     "MobilenetV2/expanded_conv_3/add"]
+    assert layer_nodes("Logits/Conv2d_1c_1x1", nodes) == ["MobilenetV2/Logits/global_pool",
+                                                          "MobilenetV2/Logits/Conv2d_1c_1x1/Conv2D"]
+    assert layer_nodes("Mixed_4b", nodes) == ["InceptionV1/Mixed_4b/Branch_3/MaxPool_0a_3x3"]
+    # ResNet's scoped units as before: from the start of the name only
+    assert layer_nodes("r/block1/unit_1/bottleneck_v2", nodes) == ["r/block1/unit_1/bottleneck_v2/conv1/Conv2D"]
+    assert layer_nodes("block1/unit_1/bottleneck_v2", nodes) == layer_nodes("unit_1", nodes) == []
