@@ -71,7 +71,8 @@ a conv folded into the Conv, ReLU6 as Clip(0, 6)):
    Concat's scale: one rounding per value, no requantize. A pair of its own on each input
    (TensorRT-Model-Optimizer's default without `concat_elimination`) rounds every value twice
    (its own scale, then the output's) and makes TensorRT requantize each branch: measured on
-   inception_v1 it was no closer to FP32 (calibration/README: the numbers and the command).
+   inception_v1 it was no closer to FP32 (README "INT8 on MobileNet and Inception": the numbers
+   and the command).
    A mixed block kept in high precision (`--keep-fp32` of its Convs and pools, as the per-layer
    ranking maps `Mixed_5b`) runs its branches in float and its Concat output is quantized by
    the next block's Convs as before.

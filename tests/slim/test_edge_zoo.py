@@ -161,3 +161,14 @@ def test_per_layer_ranking_sees_the_new_units():
     # ResNet's scoped units as before: from the start of the name only
     assert layer_nodes("r/block1/unit_1/bottleneck_v2", nodes) == ["r/block1/unit_1/bottleneck_v2/conv1/Conv2D"]
     assert layer_nodes("block1/unit_1/bottleneck_v2", nodes) == layer_nodes("unit_1", nodes) == []
+
+
+def test_the_readme_mobilenet_example_is_a_backbone_at_one_eighth():
+    import json
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    spec = NetSpec.from_json(json.loads(readme.split("```json")[2].split("```", 1)[0]), source="README.md")
+    assert spec.family == "mobilenet_v2" and spec.num_classes is None
+    _, ep = SlimNet(spec)(_x(160))
+    assert ep["layer_5/output"].shape == (2, 20, 20, 16)  # 160 / 8; 32 x 0.5 channels
