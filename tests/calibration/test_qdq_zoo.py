@@ -156,6 +156,25 @@ def test_the_zoo_has_the_qdq_op_types_the_digits_model_lacks(mobilenet, inceptio
     assert consumers == set(QDQ_OP_TYPES) - {"BatchNormalization"}  # tf2onnx folds their BNs into Convs
 
 
+def test_a_mixed_block_kept_in_high_precision_runs_its_branches_in_float(inception):
+    """What `--keep-fp32` of the per-layer ranking's `Mixed_4b` does: none of the block's Convs and
+    pools reads a DQ or a quantized weight; its Concat output is still quantized where the next
+    block's Convs read it, so the blocks around it stay INT8."""
+    from deploy.parity.layers import layer_nodes
+
+    fp32, _ = _graphs(inception)
+    amax = json.loads((inception / "calibration" / "scales.json").read_text())["amax"]
+    kept = layer_nodes("Mixed_4b", [(n.name, n.op_type) for n in fp32.graph.node])
+    assert len(kept) == 7  # 6 Convs and the branch MaxPool
+    g = Graph(insert_qdq(fp32, plan_qdq(fp32, exclude=kept), amax))
+    by_name = {n.name: n for n in g.nodes}
+    assert not any(g.through_qdq(t)[1] for name in kept for t in by_name[name].input)
+    next_block = [n for n in g.of_type("Conv") if "/Mixed_4c/" in n.name and "Conv2d_0a_1x1" in n.name]
+    assert next_block and all(g.through_qdq(n.input[0]) == ("InceptionV1/Mixed_4b/concat:0", True) for n in next_block)
+    before = [n for n in g.of_type("Conv") if "/Mixed_3c/" in n.name]
+    assert before and all(g.through_qdq(n.input[0])[1] for n in before)
+
+
 def _fidelity(int8_model, fp32, x) -> tuple[float, float]:
     ref = make_session(fp32.SerializeToString()).run(["logits"], {"input": x})[0]
     out = make_session(int8_model.SerializeToString()).run(["logits"], {"input": x})[0]

@@ -5,6 +5,7 @@ not UTF-8 is one line too. No TensorFlow needed."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,23 @@ def test_new_family_specs_default_to_slims_layers():
     assert v1.blocks == CONV_DEFS and v2.blocks == V2_DEF and v1.scope == "MobilenetV1"
     assert len(v1.to_json()["blocks"]) == 14 and NetSpec.from_json(v1.to_json()) == v1
     assert "blocks" not in NetSpec.from_json({"name": "i", "family": "inception_v3"}).to_json()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({**MOBILENET_V1, "image_size": [100000, 100000]}, "image_size [100000, 100000]: the activations of one image"),
+    # Widths times 100 (64): weights times about 10^4 (4096), far past 536M float32 parameters.
+    ({"name": "wide", "family": "inception_v3", "depth_multiplier": 100},
+     r"wide: (\S+) parameters \(\S+ GB of float32 weights\), more than the 2 GiB a model.onnx protobuf can hold; "
+     r"use depth_multiplier below 1 or a smaller image_size$"),
+    ({"name": "wide", "family": "mobilenet_v2", "depth_multiplier": 64},
+     r"wide: (\S+) parameters \(\S+ GB of float32 weights\), more than the 2 GiB a model.onnx protobuf can hold; "
+     r"use fewer or narrower ops \(blocks, depth_multiplier\)$"),
+])
+def test_the_new_families_are_bounded_too(tmp_path, capsys, spec, message):
+    code, err = _export(tmp_path, spec, capsys)
+    assert code == 2 and len(err) == 1, err
+    if message.startswith("wide"):
+        found = re.search(message, err[0])
+        assert found and float(found.group(1)) > cost.PROTOBUF_LIMIT_BYTES / cost.FLOAT_BYTES, err
+    else:
+        assert message in err[0], err
