@@ -55,10 +55,38 @@ Which activation edges (tensor -> consumer input) carry Q/DQ, and why:
    needs no pair of its own: TensorRT propagates the Q on its output backward over the
    MaxPool into the root Conv's output.
 
-Left in float on purpose: the GlobalAveragePool input (averaging is not a commuting op, and
-the pooled 1x1 tensor is tiny, so an INT8 average buys nothing and adds a rounding step
-before the logits), the Reshape/Squeeze, the Softmax (an exponential of logits needs range
-that int8 does not have) and every bias.
+The edge zoo's layers (MobileNet v1/v2, Inception), as tf2onnx exports them (BatchNorm after
+a conv folded into the Conv, ReLU6 as Clip(0, 6)):
+
+5. Depthwise convolutions (a Conv with `group` = channels, weight [channels, 1, kh, kw]) are
+   Convs: rule 1 quantizes the activation input per tensor and the weight per output channel
+   (axis 0, one scale per channel). Conv -> Clip(0, 6) fuses like Conv -> Relu: no pair between.
+6. MobileNet v2's residual Add (`expanded_conv_N/add`) is rule 2's: the project Conv fuses with
+   the Add, the block input (the previous Add, or the previous block's project Conv, told apart
+   as the shortcut by rule 2's upstream test) is quantized, with the pair that already serves
+   the next block's expand Conv.
+7. Concat (Inception's mixed blocks): no pair on its inputs; all of them share the scale of the
+   pair on the Concat's output (rule 1's, for the Convs of the next block). TensorRT moves that
+   Q backward over the Concat into each branch's last Conv, which then writes INT8 in the
+   Concat's scale: one rounding per value, no requantize. A pair of its own on each input
+   (TensorRT-Model-Optimizer's default without `concat_elimination`) rounds every value twice
+   (its own scale, then the output's) and makes TensorRT requantize each branch: measured on
+   inception_v1 it was no closer to FP32 (README "INT8 on MobileNet and Inception": the numbers
+   and the command).
+   A mixed block kept in high precision (`--keep-fp32` of its Convs and pools, as the per-layer
+   ranking maps `Mixed_5b`) runs its branches in float and its Concat output is quantized by
+   the next block's Convs as before.
+8. AveragePool (slim's avg_pool2d: Inception's branch pools, MobileNet's head): its input is
+   quantized. TensorRT runs DQ -> AveragePool -> Q as one INT8 pooling layer; the Q after it is
+   the consumer Conv's (the logits Conv, or the branch's 1x1 Conv).
+9. A MaxPool whose input is quantized for another consumer (Inception's branch pools read the
+   block input the branch Convs read) takes the same DQ: max-pooling commutes with quantization,
+   so it runs in INT8 at no extra rounding.
+
+Left in float on purpose: the GlobalAveragePool input (ResNet's and `global_pool`'s mean: the
+pooled 1x1 tensor is tiny, so an INT8 mean buys nothing and adds a rounding step before the
+logits), the Reshape/Squeeze, the Softmax (an exponential of logits needs range that int8 does
+not have), every bias, and a Concat's inputs (rule 7).
 
 `exclude` (`trtdeploy calibrate --keep-fp32`) keeps named nodes in high precision: none of
 their inputs or weights get Q/DQ; their neighbours keep theirs.
@@ -87,6 +115,8 @@ CONV_INPUT = "conv input"
 RESIDUAL_INPUT = "residual add input"
 PREACT_BN_INPUT = "pre-activation batchnorm input"
 SHORTCUT_POOL_INPUT = "shortcut maxpool input"
+AVERAGE_POOL_INPUT = "average pool input"
+QUANTIZED_POOL_INPUT = "maxpool input quantized for another consumer"
 
 
 @dataclass(frozen=True)
@@ -247,6 +277,13 @@ def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
             add_edge(node.input[0], node, 0, PREACT_BN_INPUT)
         elif op == "MaxPool" and node.output[0] in add_inputs and not from_conv(node.input[0]):
             add_edge(node.input[0], node, 0, SHORTCUT_POOL_INPUT)
+        elif op == "AveragePool" and is_activation(node.input[0]):
+            add_edge(node.input[0], node, 0, AVERAGE_POOL_INPUT)
+    # Rule 9, once every other consumer is known (a branch pool may come before the branch Convs).
+    for node in graph.node:
+        if node.op_type == "MaxPool" and node.name not in exclude_set and node.input[0] in edges \
+                and (node.name, 0) not in edges[node.input[0]][0]:
+            add_edge(node.input[0], node, 0, QUANTIZED_POOL_INPUT)
 
     activations = tuple(ActivationQdq(t, tuple(c), tuple(r)) for t, (c, r) in edges.items())
     return QdqPlan(activations=activations,

@@ -11,6 +11,11 @@ class DeployError(Exception):
 
     exit_code = 2
 
+    @property
+    def messages(self) -> tuple[str, ...]:
+        """One line per mistake (the CLI prints each as `error: LINE`); most errors have one."""
+        return (str(self),)
+
 
 class UsageError(DeployError):
     """Wrong arguments, unknown names, an --out that exists."""

@@ -26,8 +26,8 @@ from .errors import UsageError
 from .fsutil import check_writable_dir, is_temp, remove_path, replace_dir, sweep_temps, temp_name, write_error
 from .parity import OutputMetrics, Thresholds, compare_outputs
 from .parity.metrics import logits_pair
-from .slim.netspec import NetSpec
-from .slim.registry import DEFAULT_MODEL, REGISTRY, get_model_info, zoo_spec
+from .slim.netspec import NetSpec, SpecError, zoo_spec
+from .slim.registry import DEFAULT_MODEL, REGISTRY, get_model_info
 
 log = logging.getLogger("trtdeploy.export")
 
@@ -53,6 +53,7 @@ class ExportConfig:
     num_reference: int = 8
     spec: NetSpec | None = None
     outputs: tuple[str, ...] | None = None  # tf-slim end point names; None: logits and predictions
+    depth_multiplier: float | None = None  # MobileNet and Inception v2/v3 widths
 
     def __post_init__(self):
         if (self.model is None) == (self.spec is None):
@@ -124,14 +125,13 @@ def requested_spec(config: ExportConfig) -> NetSpec:
     """The registry's or the file's spec with the CLI's overrides, checked (no TensorFlow needed)."""
     spec = config.spec if config.spec is not None else zoo_spec(config.model)
     overrides = {k: v for k, v in (("num_classes", config.num_classes), ("output_stride", config.output_stride),
-                                   ("global_pool", config.global_pool),
+                                   ("global_pool", config.global_pool), ("depth_multiplier", config.depth_multiplier),
                                    ("image_size", tuple(config.image_size) if config.image_size else None))
                  if v is not None}
     try:
         return dataclasses.replace(spec, **overrides)
-    except UsageError as e:
-        what = f"--model {spec.name}" if config.spec is None else f"spec {spec.name}"
-        raise UsageError(f"{what}: {e}") from None
+    except SpecError as e:  # every mistake the overrides make, one line each
+        raise e.prefixed(f"--model {spec.name}" if config.spec is None else f"spec {spec.name}") from None
 
 
 def resolve_spec(config: ExportConfig) -> tuple[NetSpec, Path | None]:
@@ -152,7 +152,7 @@ def resolve_spec(config: ExportConfig) -> tuple[NetSpec, Path | None]:
 
 def build_model(config: ExportConfig):
     """The TF model with weights: checkpoint, the registry's embedded one, or seeded random."""
-    from .slim.checkpoint import load_slim_checkpoint
+    from .slim.checkpoint import load_slim_checkpoint, skipped_variables
     from .slim.net import SlimNet
 
     spec, checkpoint = resolve_spec(config)
@@ -162,9 +162,15 @@ def build_model(config: ExportConfig):
     except ValueError as e:  # shapes the spec checks cannot foresee
         raise UsageError(f"{spec.name}: {e}") from None
     if checkpoint is not None:
-        load_slim_checkpoint(model.variables_by_name, checkpoint, spec.name)
+        skip = spec.family_module.skipped_variables
+        load_slim_checkpoint(model.variables_by_name, checkpoint, spec.variable_scope, skip)
         weights = {"weights": "checkpoint", "checkpoint": str(checkpoint),
                    "trained_image_size": _trained_image_size(checkpoint)}
+        skipped = skipped_variables(checkpoint, spec.variable_scope, skip)
+        if skipped:  # Inception v3's training-only auxiliary head
+            weights["skipped_variables"] = skipped
+            log.info("note: %d checkpoint variables under %s/%s were not loaded: the training-only auxiliary "
+                     "head, which %s does not build", len(skipped), spec.variable_scope, "|".join(skip), spec.name)
     else:
         log.warning("no checkpoint for %s: exporting SEEDED RANDOM weights (seed %d), not a trained model",
                     spec.name, config.seed)
@@ -388,7 +394,7 @@ def _write_bundle(config: ExportConfig, tmp: Path) -> None:
     in_shape = (-1, 3, *size) if nchw else (-1, *size, 3)
     model_json: dict[str, Any] = {"name": spec.name, "family": spec.family, "num_classes": spec.num_classes,
                                   "image_size": list(size), "spec": spec.to_json(), **weights}
-    if spec.family != "vgg":  # ResNets: how the head was built, without reading the spec
+    if spec.family != "vgg":  # how the head was built, without reading the spec (VGG has neither)
         model_json.update(global_pool=spec.global_pool, output_stride=spec.output_stride)
     model_json["warnings"] = model_warnings(model_json)  # the CLI prints them; the manifest keeps them
     manifest: dict[str, Any] = {

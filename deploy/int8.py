@@ -13,6 +13,7 @@ CALIBRATION_METHODS = ("entropy", "max", "percentile", "mse")
 AUTO_METHOD = "auto"
 
 # The ONNX op types whose inputs `calibration.qdq.plan_qdq` may give Q/DQ pairs: Conv (input
-# and weight), the residual Add, the pre-activation BatchNormalization and the shortcut
-# MaxPool. Keeping a node of another type in high precision changes nothing.
-QDQ_OP_TYPES = ("Conv", "Add", "BatchNormalization", "MaxPool")
+# and weight; depthwise convs too), the residual Add, the pre-activation BatchNormalization, the
+# shortcut MaxPool and a MaxPool on a quantized tensor, and AveragePool. Keeping a node of
+# another type in high precision changes nothing.
+QDQ_OP_TYPES = ("Conv", "Add", "BatchNormalization", "MaxPool", "AveragePool")

@@ -29,7 +29,8 @@ def train_default(out_dir: str | Path, epochs: int = 30, batch_size: int = 64, s
     from .runners.tf import import_tf
     from .slim.checkpoint import save_slim_checkpoint
     from .slim.net import SlimNet
-    from .slim.registry import DEFAULT_MODEL, zoo_spec
+    from .slim.netspec import zoo_spec
+    from .slim.registry import DEFAULT_MODEL
 
     tf = import_tf()
     tf.keras.utils.set_random_seed(seed)

@@ -118,7 +118,7 @@ def checkpoint_21(tmp_path_factory):
     `--model resnet_v2_101 --num-classes 21 --checkpoint CKPT`, in small."""
     from deploy.slim.checkpoint import save_slim_checkpoint
     from deploy.slim.net import SlimNet
-    from deploy.slim.registry import zoo_spec
+    from deploy.slim.netspec import zoo_spec
 
     model = SlimNet(zoo_spec("resnet_v2_digits", num_classes=21), seed=3)
     return save_slim_checkpoint(model.variables_by_name, tmp_path_factory.mktemp("ckpt21") / "model.ckpt")

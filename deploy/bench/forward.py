@@ -65,8 +65,8 @@ def tf_forward_runner(model_name: str, batch: int, image_size: int) -> Runner:
     tf = import_tf()  # TF32 off, GPU memory on demand (TensorRT engines are timed in this process too)
     try:
         from ..slim.net import SlimNet
-        from ..slim.registry import zoo_spec
-        from ..slim.spec import LAYOUTS
+        from ..slim.netspec import zoo_spec
+        from ..slim.resnet import LAYOUTS
     except ImportError as e:
         raise ToolMissingError(f"deploy.slim is not importable ({e})") from None
     if model_name not in LAYOUTS:

@@ -87,7 +87,8 @@ def _main(argv: list[str] | None) -> int:
         interrupts.raise_if_interrupted()  # a Ctrl-C swallowed on the way still ends the command
         return status
     except DeployError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for line in e.messages:
+            print(f"error: {line}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
         # An OS error no stage turned into a DeployError (a full disk, a read-only file system, ...):

@@ -14,15 +14,19 @@ def add_parser(sub) -> None:
                                    "manifest.json, reference.npz; prints TF-vs-ONNX-Runtime parity.")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="registry name: resnet_v1_50/101/152/200, resnet_v2_50/101/152/200, "
-                       "vgg_16, vgg_19, resnet_v2_digits (or 'default')")
+                       "vgg_16, vgg_19, mobilenet_v1(_075/_050/_025), mobilenet_v2(_140/_050/_035), "
+                       "inception_v1/v2/v3, resnet_v2_digits (or 'default')")
     which.add_argument("--spec", type=Path, metavar="FILE.json",
-                       help="your own network as a JSON spec (family v1/v2/vgg, blocks, ...; see README \"Models\")")
+                       help="your own network as a JSON spec (family v1/v2/vgg/mobilenet_v1/mobilenet_v2/inception_*, "
+                            "blocks, ...; see README \"Models\")")
     p.add_argument("--checkpoint", type=Path, help="tf-slim checkpoint prefix (model.ckpt); default: the "
                    "model's embedded weights, else seeded random weights (recorded in the manifest)")
     p.add_argument("--num-classes", type=int, help="logits width (default: from the checkpoint, else the model's)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
                    help="input height and width (default: the model's registry or spec size)")
-    p.add_argument("--output-stride", type=int, help="atrous output stride (e.g. 16; ResNets only)")
+    p.add_argument("--output-stride", type=int, help="atrous output stride (e.g. 16; ResNets and MobileNets)")
+    p.add_argument("--depth-multiplier", type=float, metavar="M",
+                   help="slim's width multiplier (MobileNets, Inception v2/v3): every layer M times as wide")
     p.add_argument("--no-global-pool", action="store_true", help="dense prediction: no global average pool")
     p.add_argument("--outputs", metavar="NAME[,NAME...]",
                    help="model outputs by tf-slim end point name (resnet_v2_50/block3, vgg_16/conv5/conv5_3, "
@@ -50,6 +54,7 @@ def _config(args: argparse.Namespace):
     return ExportConfig(model=args.model, spec=spec, checkpoint=args.checkpoint, num_classes=args.num_classes,
                         image_size=tuple(args.image_size) if args.image_size else None,
                         output_stride=args.output_stride, global_pool=False if args.no_global_pool else None,
+                        depth_multiplier=args.depth_multiplier,
                         layout=args.layout, opset=args.opset, seed=args.seed, num_reference=args.num_reference,
                         outputs=outputs)
 

@@ -31,6 +31,13 @@ log = logging.getLogger("trtdeploy.parity")
 # are reported through their unit.
 _LAYER = re.compile(r"(/conv1|/bottleneck_v[12]|/logits|/conv\d+/conv\d+_\d+|/fc\d+)$")
 _INSIDE_UNIT = re.compile(r"/bottleneck_v[12]/")
+# MobileNet and Inception end points are slim's unscoped names: MobileNet v1's
+# Conv2d_N_depthwise and Conv2d_N_pointwise, MobileNet v2's ops by scope (Conv, expanded_conv_N,
+# Conv_1; not their layer_N aliases), Inception's stem convs and Mixed_* blocks (a block's
+# branches are kept together), and the head (`Logits/Conv2d_1c_1x1`, the logits before the
+# squeeze, stands for the `Logits/` scope: its pool and its conv). Other pools, the pooled features
+# and the softmax are not layers to keep.
+_UNSCOPED_LAYER = re.compile(r"^(Conv2d_\w+|Conv(_\d+)?|expanded_conv(_\d+)?|Mixed_\w+|Logits/Conv2d_\w+)$")
 
 
 @dataclass(frozen=True)
@@ -141,11 +148,14 @@ def layer_nodes(layer: str, onnx_nodes: Sequence[tuple[str, str]]) -> list[str]:
     """ONNX nodes (name, op_type) of a slim layer that calibration can keep in float.
 
     tf2onnx keeps TF op names, so a layer's nodes are named under its scope
-    (`resnet_v2_50/block1/unit_1/bottleneck_v2/conv1/Conv2D`). Nodes tf2onnx renamed
-    (`Conv__187`) cannot be found this way and leave the layer unmapped.
+    (`resnet_v2_50/block1/unit_1/bottleneck_v2/conv1/Conv2D`); an unscoped MobileNet or
+    Inception end point (`Mixed_5b`) under the model's scope (`InceptionV3/Mixed_5b/Branch_0/...`).
+    Nodes tf2onnx renamed (`Conv__187`) cannot be found this way and leave the layer unmapped.
     """
-    prefix = layer.rstrip("/") + "/"
-    return [name for name, op in onnx_nodes if name.startswith(prefix) and op in QDQ_OP_TYPES]
+    unscoped = bool(_UNSCOPED_LAYER.match(layer))
+    prefix = "Logits/" if unscoped and layer.startswith("Logits/") else layer.rstrip("/") + "/"
+    return [name for name, op in onnx_nodes if op in QDQ_OP_TYPES
+            and (name.partition("/")[2] if unscoped else name).startswith(prefix)]
 
 
 def keep_fp32_command(bundle_root: str | Path, nodes: Sequence[str], data: str | Path | None = None) -> str:
@@ -217,7 +227,7 @@ def layer_names(bundle: Bundle) -> list[str]:
     seen: set[str] = set()
     names = []
     for key, tensor in bundle.end_points.items():
-        if tensor in seen or not _LAYER.search(key) or _INSIDE_UNIT.search(key):
+        if tensor in seen or not (_LAYER.search(key) and not _INSIDE_UNIT.search(key) or _UNSCOPED_LAYER.match(key)):
             continue
         seen.add(tensor)
         names.append(key)

@@ -15,11 +15,13 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import CheckpointError
+from .registry import FAMILIES
 
 # Optimizer slots and bookkeeping that training leaves in checkpoints; not model weights.
 _IGNORED_SUFFIXES = ("/Momentum", "/ExponentialMovingAverage", "/Adam", "/Adam_1", "/RMSProp", "/RMSProp_1")
 _IGNORED_NAMES = {"global_step", "_CHECKPOINTABLE_OBJECT_GRAPH"}
-_LOGITS = ("/logits/weights", "/logits/biases", "/fc8/weights", "/fc8/biases")
+_LOGITS = ("/logits/weights", "/logits/biases", "/fc8/weights", "/fc8/biases", "/Conv2d_1c_1x1/weights",
+           "/Conv2d_1c_1x1/biases", "/Conv2d_0c_1x1/weights", "/Conv2d_0c_1x1/biases")
 
 
 def _reader(path: str | Path):
@@ -38,14 +40,24 @@ def _fmt(names: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def load_slim_checkpoint(variables: dict[str, tf.Variable], path: str | Path, scope: str) -> int:
+def skipped_variables(path: str | Path, scope: str, skip: tuple[str, ...]) -> list[str]:
+    """The checkpoint's variables under `scope/` + one of `skip` (Inception v3's `AuxLogits/`)."""
+    prefixes = tuple(f"{scope}/{p}" for p in skip)
+    return sorted(n for n in _reader(path).get_variable_to_shape_map() if prefixes and n.startswith(prefixes))
+
+
+def load_slim_checkpoint(variables: dict[str, tf.Variable], path: str | Path, scope: str,
+                         skip: tuple[str, ...] = ()) -> int:
     """Assign every variable from the checkpoint entry of the same name. Returns the count.
 
-    A missing, extra (under `scope/`) or wrongly shaped variable is a CheckpointError naming it.
+    A missing, extra (under `scope/`) or wrongly shaped variable is a CheckpointError naming it;
+    variables under `scope/` + one of `skip` are ones the net does not build, and stay unread.
     """
     reader = _reader(path)
     shapes = reader.get_variable_to_shape_map()
-    in_scope = {n for n in shapes if n.startswith(scope + "/") and not n.endswith(_IGNORED_SUFFIXES)}
+    skipped = tuple(f"{scope}/{p}" for p in skip)
+    in_scope = {n for n in shapes if n.startswith(scope + "/") and not n.endswith(_IGNORED_SUFFIXES)
+                and not (skipped and n.startswith(skipped))}
     missing = sorted(n for n in variables if n not in shapes)
     if missing and not in_scope:
         scopes = sorted({n.split("/")[0] for n in shapes if n not in _IGNORED_NAMES})
@@ -75,12 +87,9 @@ def load_slim_checkpoint(variables: dict[str, tf.Variable], path: str | Path, sc
     return len(variables)
 
 
-# Variable-name marks of each family, to tell a checkpoint of another family by name.
-_FAMILY_MARKS = {"/bottleneck_v1/": "resnet_v1", "/bottleneck_v2/": "resnet_v2", "/conv1/conv1_1/": "vgg"}
-
-
 def _family(names) -> str | None:
-    found = {fam for mark, fam in _FAMILY_MARKS.items() if any(mark in n for n in names)}
+    """The family whose variable-name mark (`/bottleneck_v1/`, ...) the names carry, if one does."""
+    found = {f.slim_name for f in FAMILIES.values() if any(f.checkpoint_mark in n for n in names)}
     return found.pop() if len(found) == 1 else None
 
 

@@ -1,20 +1,25 @@
-"""Model registry: names users pass to `--model`, with their defaults.
+"""The registry: the net families (one module each) and the models users pass to `--model`.
 
-ImageNet slim checkpoints of ResNet v2 have 1001 classes (index 0 is background, hence
-label_offset 1) and expect the `inception` preprocessing ([-1, 1]); those of ResNet v1 and VGG
-have 1000 classes (label_offset 0) and expect the `vgg` preprocessing (0..255 RGB minus the
-ImageNet means). The embedded default model is trained here on scikit-learn's digits.
+Each family module lists its zoo models with tf-slim's checkpoint conventions (classes, label
+offset, preprocessing; see the module). The embedded default model is trained here on
+scikit-learn's digits. Standard library only: `--model` is checked before TensorFlow loads.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import UsageError
-from .netspec import NetSpec, ResNetBlock, VggBlock
-from .spec import LAYOUTS, VGG_LAYOUTS
+from .family import Family
+from .inception import INCEPTION_V1_FAMILY, INCEPTION_V2_FAMILY, INCEPTION_V3_FAMILY
+from .mobilenet_v1 import MOBILENET_V1
+from .mobilenet_v2 import MOBILENET_V2
+from .resnet import LAYOUTS, RESNET_V1, RESNET_V2, ResNetBlock
+from .vgg import VGG
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (RESNET_V1, RESNET_V2, VGG, MOBILENET_V1, MOBILENET_V2,
+                                                   INCEPTION_V1_FAMILY, INCEPTION_V2_FAMILY, INCEPTION_V3_FAMILY)}
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = "resnet_v2_digits"
@@ -32,16 +37,18 @@ class ModelInfo:
     # but classify badly (the default at 8x8 scores ~10% on held-out digits), so export warns.
     trained_image_size: tuple[int, int] | None = None
     family: str = "v2"
+    spec_fields: Mapping[str, Any] | None = None  # NetSpec fields beyond the ones above (blocks, ...)
 
 
-_RESNET_DEPTHS = (50, 101, 152, 200)
 REGISTRY: dict[str, ModelInfo] = {
-    **{f"resnet_v2_{d}": ModelInfo(f"resnet_v2_{d}", 1001, (224, 224), "inception", 1) for d in _RESNET_DEPTHS},
-    **{f"resnet_v1_{d}": ModelInfo(f"resnet_v1_{d}", 1000, (224, 224), "vgg", 0, family="v1") for d in _RESNET_DEPTHS},
-    **{name: ModelInfo(name, 1000, (224, 224), "vgg", 0, family="vgg") for name in VGG_LAYOUTS},
+    z.name: ModelInfo(z.name, z.num_classes, z.image_size, z.preprocessing, z.label_offset, family=f.name,
+                      spec_fields=z.fields)
+    for f in FAMILIES.values() for z in f.zoo
 }
 REGISTRY[DEFAULT_MODEL] = ModelInfo(DEFAULT_MODEL, 10, (32, 32), "digits", 0,
-                                    ASSETS / DEFAULT_MODEL / "model.ckpt", trained_image_size=(32, 32))
+                                    ASSETS / DEFAULT_MODEL / "model.ckpt", trained_image_size=(32, 32),
+                                    spec_fields={"blocks": tuple(ResNetBlock.uniform(*b)
+                                                                 for b in LAYOUTS[DEFAULT_MODEL])})
 
 
 def get_model_info(name: str) -> ModelInfo:
@@ -52,16 +59,3 @@ def get_model_info(name: str) -> ModelInfo:
     except KeyError:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(sorted(REGISTRY))} "
                          "(or describe your own with --spec FILE.json)") from None
-
-
-def zoo_spec(name: str, **overrides: Any) -> NetSpec:
-    """The NetSpec of a registry model (`default` is the embedded digits model), with fields
-    replaced (`num_classes=10`, ...)."""
-    info = get_model_info(name)
-    if info.family == "vgg":
-        blocks: tuple = tuple(VggBlock(*b) for b in VGG_LAYOUTS[info.name])
-    else:
-        blocks = tuple(ResNetBlock.uniform(*b) for b in LAYOUTS[info.name])
-    spec = NetSpec(info.name, info.family, blocks, num_classes=info.num_classes, image_size=info.image_size,
-                   preprocessing=info.preprocessing, label_offset=info.label_offset)
-    return dataclasses.replace(spec, **overrides) if overrides else spec

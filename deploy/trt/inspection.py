@@ -20,7 +20,9 @@ and Polygraphy's `backend/trt/util.py` read the same fields):
   ONNX nodes as "[ONNX Layer: NAME]" entries separated by \\x1f or \\x1e. The ONNX parser writes
   each entry as "[ONNX Layer: <name> | property1 | property2 ...]" (onnx-tensorrt's
   `processMetadata`: a node inside an ONNX local function gets " | Local Function: F"), so a
-  node is the text before the first " | ".
+  node is the text before the first " | "; a convolution also has "OutMaps" and "Groups"
+  (trex's `df_preprocessing.layer_attributes`), Groups = input channels for a depthwise one
+  (MobileNet's).
 A layer's precision is its own where the inspector gives it, its weights' type (a convolution's
 kernel runs in the type of its weights); else, for a layer that is one TensorRT kernel, that of
 its first input, as trex reads it; a fused subgraph (a Myelin or other "{ForeignNode[...]}"
@@ -106,6 +108,13 @@ class EngineLayer:
     tactic: str | None
     precision: str | None  # its weights', else (one kernel) its first input's; None: not told (see the module doc)
     device: str = "GPU"  # "GPU" | "DLA"
+    groups: int | None = None  # a convolution's "Groups"
+
+    @property
+    def is_depthwise(self) -> bool:
+        """A grouped convolution with one group per input channel (when the input's channels are known)."""
+        dims = self.inputs[0].dimensions if self.inputs else ()
+        return bool(self.groups and self.groups > 1 and (len(dims) < 2 or dims[1] == self.groups))
 
     @property
     def is_convolution(self) -> bool:
@@ -126,7 +135,8 @@ class EngineLayer:
                          for t in d.get(key) or ())
 
         return cls(d["name"], d["type"], d.get("parameter_type"), tensors("inputs"), tensors("outputs"),
-                   tuple(d.get("onnx_nodes") or ()), d.get("tactic"), d.get("precision"), d.get("device", "GPU"))
+                   tuple(d.get("onnx_nodes") or ()), d.get("tactic"), d.get("precision"), d.get("device", "GPU"),
+                   d.get("groups"))
 
 
 def _is_subgraph(raw: Mapping[str, Any], name: str) -> bool:
@@ -164,8 +174,10 @@ def parse_layer(raw: Mapping[str, Any], dla: bool = False, names_are_nodes: bool
     if names_are_nodes:
         nodes = tuple(part for part in name.split(" + ") if part)
     device = "DLA" if dla and (_on_dla(raw, name) or _DLA_STAGING.search(name)) else "GPU"
+    groups = raw.get("Groups")
     return EngineLayer(name, str(raw.get("LayerType", "")), raw.get("ParameterType"), inputs, outputs, nodes,
-                       raw.get("TacticName"), precision, device)
+                       raw.get("TacticName"), precision, device,
+                       int(groups) if isinstance(groups, (int, float)) and not isinstance(groups, bool) else None)
 
 
 def parse_engine_information(info: str | Mapping[str, Any], dla: bool = False
@@ -216,6 +228,8 @@ class InspectionSummary:
     gpu_fallback: tuple[str, ...] = ()  # layers of a DLA build that run on the GPU
     warnings: tuple[str, ...] = ()  # what the report flags
     unknown: tuple[str, ...] = ()  # convolutions inside fused subgraphs whose precision the inspector does not give
+    depthwise: int = 0  # of the convolutions, the depthwise ones (MobileNet's)
+    depthwise_in_target: int = 0
 
     @property
     def target(self) -> str:
@@ -242,6 +256,8 @@ class InspectionSummary:
                     f"{self.in_target} in {self.target} on the GPU")
         else:
             head = f"{self.in_target} of {self.convolutions} convolutions run in {self.target}"
+        if self.depthwise:
+            head += f" ({self.depthwise_in_target} of the {self.depthwise} depthwise ones)"
         if self.off_target:
             kinds = "/".join(_ordered(p for _, p in self.off_target))
             head += f"; these ONNX nodes ran {kinds}: " + _names([f"{n} ({p})" for n, p in self.off_target])
@@ -265,6 +281,18 @@ class InspectionSummary:
         return d
 
 
+def _conv_layers(layers: Sequence[EngineLayer], convolutions: Sequence[str] | None
+                 ) -> dict[str, EngineLayer | None]:
+    """Convolution -> the engine layer that runs it (None when no engine layer names it)."""
+    if convolutions is None:
+        return {item.name: item for item in layers if item.is_convolution}
+    where: dict[str, EngineLayer] = {}
+    for item in layers:
+        for node in item.onnx_nodes:
+            where.setdefault(node, item)
+    return {node: where.get(node) for node in convolutions}
+
+
 def conv_precisions(layers: Sequence[EngineLayer], convolutions: Sequence[str] | None
                     ) -> dict[str, str | None]:
     """Convolution -> the precision it runs in ("DLA" when on the DLA, "unknown" when TensorRT
@@ -273,13 +301,8 @@ def conv_precisions(layers: Sequence[EngineLayer], convolutions: Sequence[str] |
     def run_in(item: EngineLayer) -> str:
         return "DLA" if item.device == "DLA" else (item.precision or "unknown")
 
-    if convolutions is None:
-        return {item.name: run_in(item) for item in layers if item.is_convolution}
-    where: dict[str, EngineLayer] = {}
-    for item in layers:
-        for node in item.onnx_nodes:
-            where.setdefault(node, item)
-    return {node: (run_in(where[node]) if node in where else None) for node in convolutions}
+    return {node: (run_in(item) if item is not None else None)
+            for node, item in _conv_layers(layers, convolutions).items()}
 
 
 def summarize(layers: Sequence[EngineLayer], precision: str, convolutions: Sequence[str] | None = None,
@@ -314,8 +337,11 @@ def summarize(layers: Sequence[EngineLayer], precision: str, convolutions: Seque
         dla_layers = sum(1 for item in layers if item.device == "DLA" and not item.is_dla_staging)
         gpu_fallback = tuple(item.name for item in layers if item.device == "GPU" and not item.is_dla_staging
                              and item.type not in _DATA_MOVEMENT)
+    depthwise = [node for node, item in _conv_layers(layers, convolutions).items()
+                 if item is not None and item.is_depthwise]
     return InspectionSummary(precision, True, len(per_conv), dict(by), off, not_located, dla_core, dla_layers,
-                             gpu_fallback, tuple(warnings), unknown)
+                             gpu_fallback, tuple(warnings), unknown, depthwise=len(depthwise),
+                             depthwise_in_target=sum(per_conv[n] == target for n in depthwise))
 
 
 # --------------------------------------------------------------------------- the layers file

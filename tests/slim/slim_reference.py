@@ -3,8 +3,9 @@ save a tf-slim checkpoint with `tf.compat.v1.train.Saver`, and write its logits 
 
 Run in its own process: tf-slim needs graph mode and a module alias under TF 2.21.
 Usage: python slim_reference.py MODEL SIZE OUTPUT_STRIDE|none GLOBAL_POOL(0|1) NUM_CLASSES OUTDIR
-MODEL is a tf-slim net (resnet_v1_50, resnet_v2_50, vgg_16, ...) or a JSON spec file of family
-v1/v2, built with tf-slim's own generator and bottleneck from the spec's blocks.
+MODEL is a tf-slim net (resnet_v1_50, resnet_v2_50, vgg_16, inception_v1, inception_v3, ...) or a
+JSON spec file of family v1/v2, built with tf-slim's own generator and bottleneck from the spec's
+blocks. tf-slim's Inception v3 builds its auxiliary head too: the checkpoint carries AuxLogits/.
 """
 import json
 import sys
@@ -23,7 +24,7 @@ for sub in ("base", "core", "convolutional", "pooling", "normalization"):
 tf_keras.legacy_tf_layers = legacy
 
 import tf_slim as slim  # noqa: E402
-from tf_slim.nets import resnet_utils, resnet_v1, resnet_v2, vgg  # noqa: E402
+from tf_slim.nets import inception, resnet_utils, resnet_v1, resnet_v2, vgg  # noqa: E402
 
 VGG_RGB_MEANS = (123.68, 116.78, 103.94)
 
@@ -52,6 +53,11 @@ def _net(model):
     if model.endswith(".json"):
         module, build, preprocessing = _spec_net(model)
         return module.resnet_arg_scope(), build, preprocessing
+    if model.startswith("inception"):
+        def build(x, num_classes, is_training, global_pool, output_stride):
+            assert not global_pool and output_stride is None, "tf-slim 1.1.0 Inception has neither"
+            return getattr(inception, model)(x, num_classes=num_classes, is_training=is_training)
+        return getattr(inception, f"{model}_arg_scope")(), build, "inception"
     if model.startswith("vgg"):
         def build(x, num_classes, is_training, global_pool, output_stride):
             assert global_pool and output_stride is None, "tf-slim 1.1.0 VGG has neither"

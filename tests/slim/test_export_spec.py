@@ -272,7 +272,7 @@ def test_a_spec_equal_to_resnet_v2_50_is_the_same_net(tmp_path):
     """A hand-written JSON spec of resnet_v2_50 and `--model resnet_v2_50`, same checkpoint."""
     from deploy.slim.checkpoint import save_slim_checkpoint
     from deploy.slim.net import SlimNet
-    from deploy.slim.registry import zoo_spec
+    from deploy.slim.netspec import zoo_spec
 
     ckpt = save_slim_checkpoint(SlimNet(zoo_spec("resnet_v2_50"), seed=5).variables_by_name,
                                 tmp_path / "ck" / "model.ckpt")

@@ -7,11 +7,11 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from deploy.errors import CheckpointError  # noqa: E402
-from deploy.slim import layers  # noqa: E402
+from deploy.slim import conv_layers as layers  # noqa: E402
 from deploy.slim.checkpoint import load_slim_checkpoint, save_slim_checkpoint  # noqa: E402
 from deploy.slim.net import SlimNet  # noqa: E402
-from deploy.slim.registry import zoo_spec  # noqa: E402
-from deploy.slim.resnet_v2 import resnet_v2, resnet_v2_block  # noqa: E402
+from deploy.slim.netspec import zoo_spec  # noqa: E402
+from deploy.slim.resnet import resnet_v2, resnet_v2_block  # noqa: E402
 
 
 def _ctx():

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from deploy.errors import UsageError
-from deploy.slim.netspec import NetSpec, ResNetBlock, SpecError, UnitArgs, load_spec_file, reachable_output_strides
-from deploy.slim.registry import REGISTRY, zoo_spec
+from deploy.slim.netspec import NetSpec, SpecError, load_spec_file, zoo_spec
+from deploy.slim.registry import REGISTRY
+from deploy.slim.resnet import ResNetBlock, UnitArgs, reachable_output_strides
 
 TINY = {"name": "tiny", "family": "v1", "blocks": [["block1", 4, 2, 2], ["block2", 8, 1, 1]],
         "num_classes": 5, "image_size": [33, 33], "preprocessing": "vgg"}
@@ -53,7 +54,8 @@ def test_reachable_output_strides():
 
 
 BAD = [
-    ({"family": "v3"}, "unknown family 'v3'; use \"v1\" (resnet_v1), \"v2\" (resnet_v2) or \"vgg\""),
+    ({"family": "v3"}, "unknown family 'v3'; use \"v1\" (resnet_v1), \"v2\" (resnet_v2), \"vgg\", \"mobilenet_v1\", "
+                       "\"mobilenet_v2\", \"inception_v1\", \"inception_v2\" or \"inception_v3\""),
     ({"blocks": [["block1", 4, 0, 2]]}, "blocks[0] (block1): num_units 0: must be >= 1; a block needs at least one unit"),
     ({"blocks": [["block1", 4, 2, 0]]}, "blocks[0] (block1): stride 0: must be >= 1 (1 keeps the resolution"),
     ({"blocks": [{"scope": "b", "units": [{"depth": 8, "depth_bottleneck": 2, "stride": 0}]}]},

@@ -15,7 +15,7 @@ pytest.importorskip("tf_slim", reason="tf-slim is a test-only dependency (the de
 
 from deploy.slim.checkpoint import load_slim_checkpoint  # noqa: E402
 from deploy.slim.net import SlimNet  # noqa: E402
-from deploy.slim.registry import zoo_spec  # noqa: E402
+from deploy.slim.netspec import zoo_spec  # noqa: E402
 
 HERE = Path(__file__).parent
 U32 = 2.0 ** -24  # float32 unit roundoff

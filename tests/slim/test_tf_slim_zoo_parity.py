@@ -1,4 +1,4 @@
-"""Acceptance: checkpoints written by tf-slim 1.1.0's own resnet_v1 and vgg load by name through
+"""Acceptance: checkpoints written by tf-slim 1.1.0's own resnet_v1, vgg and inception load by name through
 `trtdeploy export`, and every chosen end point of the exported model (ONNX Runtime on model.onnx,
 and the SavedModel) matches tf-slim's `end_points` entry on tf-slim's inputs.
 
@@ -68,9 +68,14 @@ def assert_probabilities(got: np.ndarray, logits: np.ndarray, ref_logits: np.nda
     assert (np.abs(got - want) <= want * (np.expm1(2 * delta) + 1e-5) + 1e-30).all(), delta
 
 
+# Softmax end points are judged by what the logit error allows; Inception v3's auxiliary head
+# is training-only and not built.
+NOT_COMPARED = ("predictions", "Predictions", "AuxLogits")
+
+
 def export_and_compare(tmp_path: Path, which: list[str], ref: dict[str, np.ndarray]) -> dict[str, float]:
     """Export with tf-slim's checkpoint and every tf-slim end point as an output; compare ORT and TF."""
-    slim_points = [k[3:] for k in ref if k.startswith("ep:") and k != "ep:predictions"]
+    slim_points = [k[3:] for k in ref if k.startswith("ep:") and k[3:] not in NOT_COMPARED]
     outputs = ["logits", "predictions", *slim_points]
     out = tmp_path / "bundle"
     assert main(["export", *which, "--checkpoint", str(tmp_path / "model.ckpt"), "--outputs", ",".join(outputs),
@@ -117,3 +122,22 @@ def test_vgg_16_224(tmp_path):
     assert ref["net"].shape == (2, 1000) and "ep:vgg_16/conv5/conv5_3" in ref
     errors = export_and_compare(tmp_path, ["--model", "vgg_16"], ref)
     assert "onnxruntime:vgg_16/fc6" in errors and "tf:vgg_16/pool5" in errors
+
+
+@pytest.mark.slow
+def test_inception_v1_224(tmp_path):
+    ref = slim_reference(tmp_path, "inception_v1", 224, None, False, 1001)
+    assert ref["net"].shape == (2, 1001) and "ep:Mixed_5b" in ref
+    errors = export_and_compare(tmp_path, ["--model", "inception_v1"], ref)
+    assert "onnxruntime:Mixed_4f" in errors and "tf:Logits" in errors
+
+
+@pytest.mark.slow
+def test_inception_v3_299_loads_with_the_auxiliary_head_skipped(tmp_path):
+    ref = slim_reference(tmp_path, "inception_v3", 299, None, False, 1001)
+    assert ref["net"].shape == (2, 1001) and "ep:AuxLogits" in ref  # tf-slim built and saved the aux head
+    errors = export_and_compare(tmp_path, ["--model", "inception_v3"], ref)
+    assert "onnxruntime:Mixed_7c" in errors and "tf:PreLogits" in errors
+    skipped = open_bundle(tmp_path / "bundle").manifest["model"]["skipped_variables"]
+    assert skipped and all(v.startswith("InceptionV3/AuxLogits/") for v in skipped)
+    assert "InceptionV3/AuxLogits/Conv2d_2b_1x1/weights" in skipped

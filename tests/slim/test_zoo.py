@@ -8,11 +8,12 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from deploy.errors import CheckpointError  # noqa: E402
-from deploy.slim import resnet_utils, resnet_v1, resnet_v2  # noqa: E402
+from deploy.slim import resnet  # noqa: E402
 from deploy.slim.checkpoint import load_slim_checkpoint, save_slim_checkpoint  # noqa: E402
 from deploy.slim.net import SlimNet  # noqa: E402
 from deploy.slim.netspec import NetSpec  # noqa: E402
-from deploy.slim.registry import REGISTRY, zoo_spec  # noqa: E402
+from deploy.slim.netspec import zoo_spec  # noqa: E402
+from deploy.slim.registry import REGISTRY  # noqa: E402
 
 TINY_V1 = {"name": "tiny", "family": "v1", "blocks": [["block1", 4, 2, 2], ["block2", 8, 2, 2], ["block3", 8, 1, 1]],
            "num_classes": 5, "image_size": [33, 33], "preprocessing": "vgg"}
@@ -57,8 +58,8 @@ def test_resnet_v1_stride_in_last_unit_and_relu_after_add():
 
 
 def test_one_stacker_for_v1_and_v2():
-    # both generators are resnet_utils.resnet, which runs resnet_utils.stack_blocks_dense
-    assert resnet_v1.resnet is resnet_utils.resnet and resnet_v2.resnet is resnet_utils.resnet
+    # both families build through resnet.build, whose one generator runs resnet.stack_blocks_dense
+    assert resnet.RESNET_V1.build is resnet.build and resnet.RESNET_V2.build is resnet.build
 
 
 @pytest.mark.parametrize("family", ["v1", "v2"])

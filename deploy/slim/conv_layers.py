@@ -1,4 +1,5 @@
-"""Slim layers over an explicit name -> variable store (no TF1 variable scopes, no arg scopes).
+"""tf-slim's convolution layers (conv2d, conv2d_same, batch_norm, subsample) over an explicit
+name -> variable store (no TF1 variable scopes, no arg scopes).
 
 Shapes follow tf-slim: tensors are NHWC `[batch, height, width, channels]`, conv weights are
 `[kh, kw, in, out]`, and variables carry tf-slim's names
@@ -38,10 +39,11 @@ class VariableStore(tf.Module):
             return var
         if self.frozen:
             raise KeyError(f"variable {name} {tuple(shape)} does not exist and the store is frozen")
-        if init == "he" and self.random_init:  # variance scaling, as slim's conv2d initializer does in spirit
-            fan_in = int(np.prod(shape[:-1]))
+        if init in ("he", "he_depthwise") and self.random_init:  # variance scaling, as slim's initializer in spirit
+            # A depthwise kernel [kh, kw, in, multiplier] sums kh*kw inputs per output.
+            fan_in = int(np.prod(shape[:2] if init == "he_depthwise" else shape[:-1]))
             value = self._rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
-        elif init in ("he", "zeros"):
+        elif init in ("he", "he_depthwise", "zeros"):
             value = np.zeros(shape, np.float32)
         elif init == "ones":
             value = np.ones(shape)
@@ -113,25 +115,57 @@ def batch_norm(ctx: Context, inputs: tf.Tensor, name: str, activation_fn=None) -
         return out
 
 
-def conv2d(ctx: Context, inputs: tf.Tensor, num_outputs: int, kernel_size: int, stride: int = 1,
+def _normalize(ctx: Context, sc: str, out: tf.Tensor, normalizer: bool, activation_fn) -> tf.Tensor:
+    """tf-slim's layer tail: BatchNorm (then the activation) instead of biases, or biases."""
+    if normalizer:
+        return batch_norm(ctx, out, "BatchNorm", activation_fn=activation_fn)
+    b = ctx.store.get(f"{sc}/biases", (int(out.shape[-1]),), "zeros")
+    out = tf.nn.bias_add(out, b)
+    return activation_fn(out) if activation_fn is not None else out
+
+
+def conv2d(ctx: Context, inputs: tf.Tensor, num_outputs: int, kernel_size: int | tuple[int, int], stride: int = 1,
            rate: int = 1, padding: str = "SAME", name: str = "Conv", normalizer: bool = True,
            activation_fn=tf.nn.relu, collect: bool = True) -> tf.Tensor:
-    """tf-slim `conv2d` under resnet_arg_scope: BN+ReLU by default, else biases and no activation."""
+    """tf-slim `conv2d` under resnet_arg_scope: BN+ReLU by default, else biases and no activation.
+    `kernel_size` is an int or `(kh, kw)` (Inception's 1x7 and 7x1)."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     with scope(ctx, name) as sc:
         in_ch = int(inputs.shape[-1])
-        w = ctx.store.get(f"{sc}/weights", (kernel_size, kernel_size, in_ch, num_outputs), "he")
+        w = ctx.store.get(f"{sc}/weights", (kh, kw, in_ch, num_outputs), "he")
         if rate > 1:
             out = tf.nn.atrous_conv2d(inputs, w, rate, padding)
         else:
             out = tf.nn.conv2d(inputs, w, strides=[1, stride, stride, 1], padding=padding)
-        if normalizer:
-            out = batch_norm(ctx, out, "BatchNorm", activation_fn=activation_fn)
-        else:
-            b = ctx.store.get(f"{sc}/biases", (num_outputs,), "zeros")
-            out = tf.nn.bias_add(out, b)
-            if activation_fn is not None:
-                out = activation_fn(out)
+        out = _normalize(ctx, sc, out, normalizer, activation_fn)
         return ctx.collect(sc, out) if collect else out
+
+
+def depthwise_conv2d(ctx: Context, inputs: tf.Tensor, kernel_size: int | tuple[int, int], stride: int = 1,
+                     rate: int = 1, padding: str = "SAME", name: str = "depthwise", normalizer: bool = True,
+                     activation_fn=tf.nn.relu6) -> tf.Tensor:
+    """tf-slim `separable_conv2d(net, None, kernel, depth_multiplier=1)`: one filter per channel
+    (`depthwise_weights` [kh, kw, channels, 1]), then BN and the activation (or biases)."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    with scope(ctx, name) as sc:
+        w = ctx.store.get(f"{sc}/depthwise_weights", (kh, kw, int(inputs.shape[-1]), 1), "he_depthwise")
+        out = tf.nn.depthwise_conv2d(inputs, w, strides=[1, stride, stride, 1], padding=padding,
+                                     dilations=[rate, rate])
+        return _normalize(ctx, sc, out, normalizer, activation_fn)
+
+
+def separable_conv2d(ctx: Context, inputs: tf.Tensor, num_outputs: int, kernel_size: int, depth_multiplier: int,
+                     stride: int = 1, padding: str = "SAME", name: str = "SeparableConv2d",
+                     activation_fn=tf.nn.relu) -> tf.Tensor:
+    """tf-slim `separable_conv2d` with `num_outputs` and its defaults (no normalizer: biases, ReLU):
+    `depthwise_weights` [k, k, in, depth_multiplier], `pointwise_weights` [1, 1, in x mult, out]."""
+    with scope(ctx, name) as sc:
+        in_ch = int(inputs.shape[-1])
+        dw = ctx.store.get(f"{sc}/depthwise_weights", (kernel_size, kernel_size, in_ch, depth_multiplier),
+                           "he_depthwise")
+        pw = ctx.store.get(f"{sc}/pointwise_weights", (1, 1, in_ch * depth_multiplier, num_outputs), "he")
+        out = tf.nn.separable_conv2d(inputs, dw, pw, strides=[1, stride, stride, 1], padding=padding)
+        return _normalize(ctx, sc, out, False, activation_fn)
 
 
 def conv2d_same(ctx: Context, inputs: tf.Tensor, num_outputs: int, kernel_size: int, stride: int,
