@@ -135,7 +135,7 @@ def test_per_layer_ranking_sees_the_new_units():
 
     def names(spec, size):
         _, ep = SlimNet(spec)(_x(size))
-        return layer_names(SimpleNamespace(manifest={"end_points": {k: str(id(v)) for k, v in ep.items()}}))
+        return layer_names(SimpleNamespace(end_points={k: str(id(v)) for k, v in ep.items()}))
 
     v1 = names(zoo_spec("mobilenet_v1_025"), 64)
     assert v1[:3] == ["Conv2d_0", "Conv2d_1_depthwise", "Conv2d_1_pointwise"] and len(v1) == 28

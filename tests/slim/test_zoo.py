@@ -128,7 +128,7 @@ def test_per_layer_ranking_sees_resnet_v1_units_and_vgg_layers():
 
     def names(net, size):
         _, ep = net(_x(size))
-        return layer_names(SimpleNamespace(manifest={"end_points": {k: k for k in ep}}))
+        return layer_names(SimpleNamespace(end_points={k: k for k in ep}))
 
     units = [f"tiny/{b}/unit_{u}/bottleneck_v1" for b, n in (("block1", 2), ("block2", 2), ("block3", 1))
              for u in range(1, n + 1)]
