@@ -7,7 +7,7 @@ the evaluation set:
 
 1. The INT8 model with nothing kept in high precision. Within budget: done, nothing kept.
 2. Otherwise the layers are ranked by the per-layer analysis the parity report uses
-   (`deploy.parity.layers`: the slim end_points of FP32 and INT8 compared on evaluation images,
+   (`deploy.parity.per_layer`: the slim end_points of FP32 and INT8 compared on evaluation images,
    `rank_layers`: largest error growth first), each mapped to its ONNX nodes
    (`layer_nodes`).
 3. Trial k keeps the first k ranked layers' nodes in float (none of their inputs or weights
@@ -154,7 +154,7 @@ def rank_layers_for_search(bundle, fp32_model, int8_bytes: bytes, feeds: Sequenc
                            exclude: Sequence[str] = ()) -> tuple[list[Layer], list[str]]:
     """Layers by the per-layer analysis (largest error growth first) with their ONNX nodes not
     already in `exclude`; and the ranked layers that map to no node."""
-    from deploy.parity.layers import compare_intermediates, layer_names, layer_nodes, model_intermediates, rank_layers
+    from deploy.parity.per_layer import compare_intermediates, layer_names, layer_nodes, model_intermediates, rank_layers
 
     names = layer_names(bundle)
     if not names:

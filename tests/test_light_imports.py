@@ -32,7 +32,7 @@ DEVICE_MODULES = ["deploy", "deploy.bundle", "deploy.errors", "deploy.fsutil", "
                   "deploy.data.preprocess", "deploy.data.inputs", "deploy.cli", "deploy.env", "deploy.bench",
                   "deploy.runners.timing", "deploy.bench.forward", "deploy.parity", "deploy.parity.metrics",
                   "deploy.parity.thresholds", "deploy.parity.backends", "deploy.parity.inputs",
-                  "deploy.parity.layers", "deploy.parity.run", "deploy.parity.result", "deploy.parity.report",
+                  "deploy.parity.per_layer", "deploy.parity.run", "deploy.parity.result", "deploy.parity.report",
                   "deploy.parity.layer_timing", "deploy.parity.engine_layers",
                   "deploy.trt.inspection", "deploy.trt.dla", "deploy.trt.doctor", "deploy.trt.graphs",
                   "deploy.trt.profiler", "deploy.trt.enginebench", "deploy.trt.machine", "deploy.cli.doctor",

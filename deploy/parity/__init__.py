@@ -4,7 +4,7 @@
 - `thresholds`: pass limits per precision and the `--threshold` override grammar.
 - `backends`: the runner factory (a runner, or why it cannot run here) and engine lookup.
 - `inputs`: reference.npz batches and input-set batches (through `deploy.data`).
-- `layers`: per-layer error against FP32 and the calibrate line that keeps layers in float.
+- `per_layer`: per-layer error against FP32 and the calibrate line that keeps layers in float.
 - `request`: what a run compares (`ParityRequest`).
 - `run`: `run_parity`, the run and the judging.
 - `pipeline`: `parity_report`, the whole command: the bundle held, the run, the report written.
@@ -21,7 +21,7 @@ from ..runners import BACKENDS, backend_precision
 # The runner factory is used as `backends.make_runner`: one name to replace it by (the tests' fakes).
 from .backends import Skip, engine_path, engine_precision, engines_by_precision, installed, parse_backends
 from .inputs import Batch, folder_batches, npz_batches
-from .layers import (LayerError, LayerSection, RankedLayer, compare_intermediates, keep_in_high_precision,
+from .per_layer import (LayerError, LayerSection, RankedLayer, compare_intermediates, keep_in_high_precision,
                      per_layer_errors, per_layer_section, rank_layers)
 from .metrics import Accuracy, AccuracyCounter, Histogram, OutputComparison, OutputMetrics, accuracy, compare_outputs
 from .report import render_html, write_report

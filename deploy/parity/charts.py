@@ -7,7 +7,7 @@ import html
 import io
 from typing import Mapping
 
-from .layers import LayerSection
+from .per_layer import LayerSection
 from .metrics import PerClass
 from .result import ParityResult
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..bundle.engines import plan_stem, sidecar_path
-from .layers import LayerSection
+from .per_layer import LayerSection
 
 log = logging.getLogger("trtdeploy.parity")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..bundle import Bundle
 from ..bundle.reference import load_reference_npz
 from .backends import installed
-from .layers import LayerError, per_layer_errors
+from .per_layer import LayerError, per_layer_errors
 from .report import check_report_dir, write_report
 from .request import ParityRequest
 from .result import ParityResult

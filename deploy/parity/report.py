@@ -19,7 +19,7 @@ from ..fsutil import FileSet, check_writable_dir
 from .engine_layers import engine_layers_html
 from .int8_choice import int8_choice_html
 from .layer_timing import layer_timing_html
-from .layers import LayerSection
+from .per_layer import LayerSection
 from .charts import histogram_chart, img, matplotlib_or_none, per_class_series, per_class_chart, per_layer_chart
 from .metrics import SOFTMAX_JUDGED
 from .result import ERROR, RAN, SKIPPED, BackendEntry, BundleInfo, ParityResult

@@ -12,7 +12,7 @@ from ..env import MachineInfo
 from .engine_layers import EngineLayers
 from .int8_choice import Int8Choice
 from .layer_timing import EngineProfile
-from .layers import LayerSection
+from .per_layer import LayerSection
 from .metrics import Accuracy, Histogram, OutputMetrics
 from .thresholds import Thresholds
 

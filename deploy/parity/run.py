@@ -36,7 +36,7 @@ from .engine_layers import engine_layers
 from .int8_choice import Int8Choice
 from .inputs import Batch, folder_batches, npz_batches
 from .layer_timing import load_profiles
-from .layers import LayerError, calibration_source, onnx_nodes as read_onnx_nodes, per_layer_section
+from .per_layer import LayerError, calibration_source, onnx_nodes as read_onnx_nodes, per_layer_section
 from .metrics import Accuracy, AccuracyCounter, OutputComparison, logits_pair
 from .request import ParityRequest
 from .result import ERROR, RAN, SKIPPED, BackendEntry, BundleInfo, DataInfo, ParityResult, Reference

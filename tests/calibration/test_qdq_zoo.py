@@ -160,7 +160,7 @@ def test_a_mixed_block_kept_in_high_precision_runs_its_branches_in_float(incepti
     """What `--keep-fp32` of the per-layer ranking's `Mixed_4b` does: none of the block's Convs and
     pools reads a DQ or a quantized weight; its Concat output is still quantized where the next
     block's Convs read it, so the blocks around it stay INT8."""
-    from deploy.parity.layers import layer_nodes
+    from deploy.parity.per_layer import layer_nodes
 
     fp32, _ = _graphs(inception)
     amax = json.loads((inception / "calibration" / "scales.json").read_text())["amax"]

@@ -6,7 +6,7 @@ import json
 
 from deploy.cli import main
 from deploy.parity.layer_timing import EngineProfile, LayerTime, layer_timing_html, load_profiles, unit_shares
-from deploy.parity.layers import LayerError, LayerSection
+from deploy.parity.per_layer import LayerError, LayerSection
 
 from . import fakes
 

@@ -131,7 +131,7 @@ def test_per_layer_ranking_sees_the_new_units():
     the ONNX nodes under its scope; the head is one layer."""
     from types import SimpleNamespace
 
-    from deploy.parity.layers import layer_names, layer_nodes
+    from deploy.parity.per_layer import layer_names, layer_nodes
 
     def names(spec, size):
         _, ep = SlimNet(spec)(_x(size))

@@ -124,7 +124,7 @@ def test_per_layer_ranking_sees_resnet_v1_units_and_vgg_layers():
     not the end points inside a unit."""
     from types import SimpleNamespace
 
-    from deploy.parity.layers import layer_names
+    from deploy.parity.per_layer import layer_names
 
     def names(net, size):
         _, ep = net(_x(size))

@@ -1,4 +1,4 @@
-"""deploy.parity.layers: per-layer errors with known answers, the ranking, the calibrate line."""
+"""deploy.parity.per_layer: per-layer errors with known answers, the ranking, the calibrate line."""
 from __future__ import annotations
 
 import shlex
