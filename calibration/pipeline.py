@@ -40,7 +40,8 @@ from deploy.int8 import AUTO_METHOD
 from deploy.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_for, write_cache
 
-from .calibrators import TRT_NUM_BINS, CalibrationConfig
+from .histograms import TRT_NUM_BINS
+from .ranges import CalibrationConfig
 
 log = logging.getLogger("trtdeploy.calibration")
 
@@ -165,7 +166,7 @@ def _measure(model, observed: Sequence[str], dataset, batch_size: int, config: C
     auto: amax -> the evaluation of the Q/DQ model those ranges make), every candidate
     method's thresholds from the same histograms, the best kept."""
     from .auto import choose_method
-    from .calibrators import compute_amax
+    from .ranges import compute_amax
     from .stats import collect_statistics
 
     start = time.perf_counter()

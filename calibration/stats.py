@@ -23,7 +23,7 @@ from deploy.errors import DataError
 from deploy.onnx_graph import with_outputs
 from deploy.progress import progress
 
-from .calibrators import HistogramCollector
+from .histograms import HistogramCollector
 
 log = logging.getLogger("trtdeploy.calibration")
 

@@ -14,7 +14,7 @@ from calibration.qdq import observed_tensors  # noqa: E402
 from calibration.stats import collect_statistics, fetch_plan  # noqa: E402
 from deploy.onnx_graph import with_outputs  # noqa: E402
 from deploy.runners.ort import make_session  # noqa: E402
-from tests.calibration.test_calibrators import StraightforwardCollector, _assert_same_statistics  # noqa: E402
+from tests.calibration.test_histograms import StraightforwardCollector, _assert_same_statistics  # noqa: E402
 
 
 @pytest.fixture(scope="module")
