@@ -38,10 +38,16 @@ class _Stats:
     pending_zeros: int = 0  # zeros seen before any non-zero fixed the range
     top: float = 0.0  # the fine histogram covers [0, top]; 0 until a non-zero arrives
     counts: np.ndarray | None = field(default=None, repr=False)
+    # Values of the open range step binned at the top of the range (one past the last fine bin):
+    # they go to the last bin when the step ends, to the bin they fall in if the range grows first.
+    at_top: int = 0
+    # Values of an open step that has no range yet and no known max (see `update_part`).
+    held: list = field(default_factory=list, repr=False)
 
     def step(self, hi: float, size: int, fine_bins: int) -> bool:
         """Account for `size` values of magnitude at most `hi`: count, max, and the range
-        (set at the first non-zero, doubled while `hi` exceeds it, merging bin pairs).
+        (set at the first non-zero, doubled while `hi` exceeds it, merging bin pairs; doubling
+        k times maps bin j to j >> k exactly, the values at the top to fine_bins >> k).
         False when the values need no binning (all zeros before any non-zero)."""
         self.count += size
         self.amax = max(self.amax, hi)
@@ -53,20 +59,21 @@ class _Stats:
             self.counts = np.zeros(fine_bins, dtype=np.int64)
             self.counts[0] = self.pending_zeros
             self.pending_zeros = 0
+        doublings = 0
         while hi > self.top:
             self.counts = np.concatenate([self.counts.reshape(-1, 2).sum(axis=1),
                                           np.zeros(fine_bins // 2, dtype=np.int64)])
             self.top *= 2.0
+            doublings += 1
+        if doublings and self.at_top:
+            self.counts[fine_bins >> doublings] += self.at_top
+            self.at_top = 0
         return True
 
-    def place_at_top(self, at_top: int, top_then: float) -> None:
-        """Count `at_top` values binned at the top of the range [0, top_then] (fine bin
-        fine_bins, one past the last): in the last bin while the range is the same, else in
-        the bin they fall in once the range grew (doubling k times maps bin j to j >> k exactly,
-        so fine_bins lands in fine_bins >> k)."""
-        if at_top:
-            doublings = round(math.log2(self.top / top_then))
-            self.counts[len(self.counts) >> doublings if doublings else -1] += at_top
+    def end_step(self) -> None:
+        if self.at_top:
+            self.counts[-1] += self.at_top
+            self.at_top = 0
 
 
 def _scale(name: str, fine_bins: int, top: float) -> float:
@@ -74,6 +81,30 @@ def _scale(name: str, fine_bins: int, top: float) -> float:
     if not math.isfinite(scale):  # a float64 tensor whose largest |x| is below ~1e-304
         raise CalibrationError(f"tensor {name!r}: activations too close to zero to bin ({top:g}); check the model")
     return scale
+
+
+def non_finite(name: str) -> CalibrationError:
+    return CalibrationError(f"tensor {name!r}: non-finite values (inf/NaN) in calibration activations; "
+                            "check the calibration inputs and their preprocessing")
+
+
+def flat_values(array: np.ndarray) -> np.ndarray:
+    """`array` as the contiguous 1-D float32/float64 values the collector bins."""
+    flat = np.ascontiguousarray(np.asarray(array).reshape(-1))
+    return flat if flat.dtype in (np.float32, np.float64) else flat.astype(np.float64)
+
+
+def range_steps(offset: int, size: int, total: int) -> list[tuple[int, int, int]]:
+    """(step, start, stop) of each range step that values [offset, offset + size) of a batch of
+    `total` values meet: the step's index in the batch, and its slice of those values."""
+    out = []
+    pos = offset
+    while pos < offset + size:
+        step = pos // _CHUNK
+        end = min((step + 1) * _CHUNK, total, offset + size)
+        out.append((step, pos - offset, end - offset))
+        pos = end
+    return out
 
 
 class HistogramCollector:
@@ -116,97 +147,109 @@ class HistogramCollector:
         for name in names:
             self._stats.setdefault(name, _Stats())
 
+    def has_range(self, name: str) -> bool:
+        return self._get(name).counts is not None
+
     def update(self, name: str, array: np.ndarray, relu_outputs: Sequence[str] = ()) -> None:
-        """Add the values of `array` (any shape) to the statistics of tensor `name`, and those of
-        Relu(array) to each tensor named in `relu_outputs`.
+        """Add the values of `array` (one batch, any shape) to the statistics of tensor `name`,
+        and those of Relu(array) to each tensor named in `relu_outputs`.
 
         The Relu outputs get exactly what updating them with max(array, 0) would add, without
         that array being made: the first one is binned in the same pass as `name`. Updates of
         different tensors may run in parallel threads (the compiled pass releases the GIL) once
         `declare` has created them.
         """
+        flat = flat_values(array)
+        self.update_part(name, flat, relu_outputs, offset=0, total=flat.size)
+
+    def update_part(self, name: str, values: np.ndarray, relu_outputs: Sequence[str] = (), *, offset: int,
+                    total: int, step_max: Sequence[tuple[float, float]] | None = None) -> None:
+        """`update` with values [offset, offset + size) of a batch of `total` values, the batch's
+        parts given in order: the statistics are those of `update` with the whole batch.
+
+        The range of a step is grown from the values as they come, which is exact; only the
+        first non-zero step of a tensor takes its range from the step's max, before any of its
+        values is binned: `step_max` gives (max, min) of each step of the batch (a first pass
+        over the batch), else that step's values are held until its last part.
+        """
+        flat = flat_values(values)
         st = self._stats.setdefault(name, _Stats())
         relus = [self._stats.setdefault(r, _Stats()) for r in relu_outputs]
-        flat = np.ascontiguousarray(np.asarray(array).reshape(-1))
-        if flat.dtype not in (np.float32, np.float64):
-            flat = flat.astype(np.float64)
-        for start in range(0, flat.size, _CHUNK):
-            x = flat[start:start + _CHUNK]
-            if x.size:
-                self._bin(name, x, st, relus[0] if relus else None)
-                for r in relus[1:]:
-                    self._bin(name, x, None, r)
+        for step, start, stop in range_steps(offset, flat.size, total):
+            x = flat[start:stop]
+            step_end = min((step + 1) * _CHUNK, total)
+            whole, ends = offset + start == step * _CHUNK and offset + stop == step_end, offset + stop == step_end
+            known = step_max[step] if step_max is not None else None
+            self._piece(name, x, [(st, False), *[(r, True) for r in relus[:1]]], whole, ends, known)
+            for r in relus[1:]:
+                self._piece(name, x, [(r, True)], whole, ends, known)
 
-    def _bin(self, name: str, x: np.ndarray, st: _Stats | None, relu: _Stats | None) -> None:
-        """One range step of `x` for the |x| statistics `st` and the Relu statistics `relu`
-        (either may be None).
+    def _piece(self, name: str, x: np.ndarray, targets: list, whole: bool, ends: bool,
+               known: tuple[float, float] | None) -> None:
+        """Values `x` of one range step (`whole`: all of it; `ends`: its last part) into `targets`,
+        (stats, is_relu) pairs of one tensor and its Relu.
 
         The histograms that have a range are binned first, in one pass that stops at a value
-        outside it; the range and max of the step are then known, the ranges grow, and what
-        was not binned yet is binned in a second pass: the rest of the values for those, all
-        of them for a histogram whose range this step set."""
+        outside it; the max of the values is then known, the ranges grow, and what was not
+        binned yet is binned in a second pass: the rest of the values for those, all of them
+        for a histogram whose range this step set."""
         from . import binning
 
         fine = self.fine_bins
-        targets = [(t, is_relu) for t, is_relu in ((st, False), (relu, True)) if t is not None]
+        for t, is_relu in targets:
+            if t.counts is None and known is not None and not t.held:
+                t.step(max(known[0], 0.0) if is_relu else max(known[0], -known[1]), 0, fine)
         ready = [(t, is_relu, t.top) for t, is_relu in targets if t.counts is not None]
         stop, hi_pos, lo, at_top = self._pass(name, x, 0, ready)
         if stop < x.size:
             rest_hi, rest_lo, bad = binning.scan(x, stop)
             if bad:
-                raise CalibrationError(
-                    f"tensor {name!r}: non-finite values (inf/NaN) in calibration activations; "
-                    "check the calibration inputs and their preprocessing"
-                )
+                raise non_finite(name)
             hi_pos, lo = max(hi_pos, rest_hi), min(lo, rest_lo)
-        hi = max(hi_pos, -lo)
-        hi_relu = hi_pos if hi_pos > 0.0 else 0.0
+        for (t, _, _), count in zip(ready, at_top):
+            t.at_top += count
         rest, new = [], []
-        for (t, is_relu), count in zip(targets, self._at_top(targets, ready, at_top)):
-            was_ready = t.counts is not None
-            if not t.step(hi_relu if is_relu else hi, x.size, fine):
+        for t, is_relu in targets:
+            hi = (hi_pos if hi_pos > 0.0 else 0.0) if is_relu else max(hi_pos, -lo)
+            if t.held or (t.counts is None and hi > 0.0 and not whole):
+                t.held.append(x.copy())  # no range and no max for this step yet: binned at its end
                 continue
-            if was_ready:
-                t.place_at_top(count, next(top for r, _, top in ready if r is t))
-                rest.append((t, is_relu, t.top))
-            else:
-                new.append((t, is_relu, t.top))
+            had_range = t.counts is not None
+            if t.step(hi, x.size, fine):
+                (rest if had_range else new).append((t, is_relu, t.top))
         for group, begin in ((rest, stop), (new, 0)):
             if group and begin < x.size:
                 done, _, _, at_top = self._pass(name, x, begin, group)
                 assert done == x.size, "the grown ranges hold every value"
                 for (t, _, _), count in zip(group, at_top):
-                    t.counts[-1] += count
+                    t.at_top += count
+        if ends:
+            for t, is_relu in targets:
+                if t.held:
+                    held, t.held = np.concatenate(t.held), []
+                    self._piece(name, held, [(t, is_relu)], True, True, None)
+                elif t.counts is not None:
+                    t.end_step()
 
     def _pass(self, name: str, x: np.ndarray, start: int, targets: list) -> tuple[int, float, float, list[int]]:
-        """binning.bin_values over x[start:] for up to two (stats, is_relu, top) targets: (stop,
-        max, min, the at-top count of each target)."""
+        """binning.bin_values over x[start:] for up to two (stats, is_relu, top) targets, the |x|
+        one first: (stop, max, min, the at-top count of each target)."""
         from . import binning
 
         if not targets:
             return start, -math.inf, math.inf, []
-        (a, a_relu, a_top), *other = targets
         empty = np.zeros(0, dtype=np.int64)
-        if not other:
-            mode = binning.RELU if a_relu else binning.MAGNITUDE
-            mag, rel = (None, (a, a_top)) if a_relu else ((a, a_top), None)
-        else:
-            mag, rel = (a, a_top), (other[0][0], other[0][2])
-            mode = binning.SIGNED if a_top == other[0][2] else binning.BOTH
+        mag = next(((t, top) for t, is_relu, top in targets if not is_relu), None)
+        rel = next(((t, top) for t, is_relu, top in targets if is_relu), None)
+        mode = (binning.MAGNITUDE if rel is None else binning.RELU if mag is None
+                else binning.SIGNED if mag[1] == rel[1] else binning.BOTH)
         stop, hi, lo, at_top, r_at_top = binning.bin_values(
             x, start, mode,
             mag[1] if mag else 0.0, _scale(name, self.fine_bins, mag[1]) if mag else 0.0,
             mag[0].counts if mag else empty,
             rel[1] if rel else 0.0, _scale(name, self.fine_bins, rel[1]) if rel else 0.0,
             rel[0].counts if rel else empty)
-        counts = [r_at_top if is_relu else at_top for _, is_relu, _ in targets]
-        return int(stop), float(hi), float(lo), counts
-
-    @staticmethod
-    def _at_top(targets: list, ready: list, at_top: list[int]) -> list[int]:
-        """The first pass's at-top count of each target (0 for one that had no range)."""
-        by_stats = {id(t): count for (t, _, _), count in zip(ready, at_top)}
-        return [by_stats.get(id(t), 0) for t, _ in targets]
+        return int(stop), float(hi), float(lo), [r_at_top if is_relu else at_top for _, is_relu, _ in targets]
 
     def _get(self, name: str) -> _Stats:
         try:

@@ -260,3 +260,48 @@ def test_without_a_writable_cache_directory_the_kernels_compile_in_process(tmp_p
     run = _run_kernel(env, [tmp_path / "site", ROOT])
     assert run["stop"] == 1000 and run["total"] == 1000
     assert run["path"] is None and run["hits"] == 0
+
+
+def _parts(rng, size: int) -> list[tuple[int, int]]:
+    cuts = np.sort(rng.choice(np.arange(1, size), size=min(size - 1, int(rng.integers(1, 6))), replace=False))
+    edges = [0, *cuts.tolist(), size]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+@pytest.mark.parametrize("with_max", [False, True])
+def test_a_batch_given_in_parts_gives_the_statistics_of_the_whole_batch(with_max, monkeypatch):
+    """Parts of a batch (the statistics pass runs a large batch in several runs) in any split, range
+    steps falling across parts: every count equals those of the whole batches, i.e. of the numpy
+    collector. A tensor without a range takes its first step's range from `step_max` (a first pass
+    over the batch) or holds that step's values until its end; both kinds are exercised, as are
+    tensors that stay all zero for batches (no range) and Relu outputs whose input is all negative."""
+    from calibration.histograms import range_steps
+
+    monkeypatch.setattr(histograms, "_CHUNK", 700)
+    rng = np.random.default_rng(5)
+    whole, parts = HistogramCollector(), HistogramCollector()
+    batches = [np.zeros(1500, np.float32), -np.abs(rng.standard_normal(2100)).astype(np.float32),
+               *list(_activation_batches(rng, np.float32))[1:], rng.standard_normal(3000).astype(np.float32) * 100]
+    dead = [np.zeros(len(b), np.float32) for b in batches]
+    dead[3][705] = 1.5  # alive inside a later step of a later batch: that step's values are held
+    held = []
+    for batch, late in zip(batches, dead):
+        flat = batch.reshape(-1)
+        whole.update("x", flat, relu_outputs=("r",))
+        whole.update("late", late)
+        maxima = None
+        if with_max:
+            maxima = [(float(flat[s * 700:(s + 1) * 700].max()), float(flat[s * 700:(s + 1) * 700].min()))
+                      for s in range(-(-flat.size // 700))]
+        for lo, hi in _parts(rng, flat.size):
+            parts.update_part("x", flat[lo:hi], ("r",), offset=lo, total=flat.size, step_max=maxima)
+            assert [s for s, _, _ in range_steps(lo, hi - lo, flat.size)] == list(range(lo // 700, (hi - 1) // 700 + 1))
+        for lo, hi in ((0, 703), (703, 1000), (1000, flat.size)):
+            parts.update_part("late", late[lo:hi], offset=lo, total=flat.size)
+            held.append(bool(parts._stats["late"].held))
+        for name in ("x", "r", "late"):
+            st, want = parts._stats[name], whole._stats[name]
+            assert (st.amax, st.count, st.top, st.pending_zeros) == (want.amax, want.count, want.top,
+                                                                     want.pending_zeros), name
+            np.testing.assert_array_equal(st.counts, want.counts, err_msg=name)
+    assert held.count(True) == 1 and not parts._stats["late"].held
