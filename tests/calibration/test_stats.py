@@ -14,7 +14,12 @@ from calibration.qdq import observed_tensors  # noqa: E402
 from calibration.stats import collect_statistics, fetch_plan  # noqa: E402
 from deploy.onnx_graph import with_outputs  # noqa: E402
 from deploy.runners.ort import make_session  # noqa: E402
-from tests.calibration.test_histograms import StraightforwardCollector, _assert_same_statistics  # noqa: E402
+from tests.calibration.numpy_collector import HistogramCollector as NumpyCollector  # noqa: E402
+from tests.calibration.test_histograms import (  # noqa: E402
+    StraightforwardCollector,
+    _assert_same_statistics,
+    assert_same_as_numpy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,26 +58,38 @@ def test_a_relu_of_a_derived_relu_is_fetched():
     assert plan.relu_outputs == {"x": ("r1",)} and plan.fetched == ("r2",)
 
 
-def test_statistics_pass_matches_a_plain_loop_bit_for_bit(fp32, feeds, monkeypatch):
-    """Relu outputs binned from their inputs, batches after the first written into its output
-    arrays (the smaller last one into their leading rows), tensors in two threads: the same
-    counts as every activation fetched and binned one after the other."""
+@pytest.mark.parametrize("budget", [calibration.stats.RUN_BYTES, 1])
+def test_statistics_pass_matches_a_plain_loop_bit_for_bit(fp32, feeds, budget, monkeypatch):
+    """Relu outputs binned from their inputs, outputs written into arrays allocated once (the
+    smaller last batch into their leading rows), ONNX Runtime running the next part while two
+    threads bin this one, and (a budget of 1 byte) every batch run one row at a time, the first
+    one twice for its maxima: the same counts as every activation of whole batches fetched and
+    binned one after the other, and as the numpy collector this pass replaced."""
+    monkeypatch.setattr(calibration.stats, "RUN_BYTES", budget)
     observed = observed_tensors(fp32)
-    bound = []
-    real = calibration.stats._Outputs._run_bound
-    monkeypatch.setattr(calibration.stats._Outputs, "_run_bound",
-                        lambda self, feed, rows: bound.append(rows) or real(self, feed, rows))
+    calls = []
+    real = calibration.stats._Runs.run
+    monkeypatch.setattr(calibration.stats._Runs, "run",
+                        lambda self, feed, lo, hi, slot: calls.append((hi - lo, slot)) or real(self, feed, lo, hi, slot))
     fast = collect_statistics(fp32, observed, feeds, threads=2)
-    assert bound == [6, 4]  # the first batch's outputs became the buffers
+    if budget == 1:  # 16 rows, and the first batch's but its first row again (for its maxima)
+        assert [rows for rows, _ in calls] == [1] * (16 + 5) and {slot for _, slot in calls} == {0, 1}
+    else:
+        assert calls == [(6, 0), (6, 1), (4, 0)]
 
     session = make_session(with_outputs(fp32, observed[1:]))
-    ref = StraightforwardCollector()
+    ref, old = StraightforwardCollector(), NumpyCollector()
+    plan = fetch_plan(fp32, observed)
     tops = {}
     for feed in feeds:
-        for name, value in zip(observed, [feed["input"], *session.run(observed[1:], feed)]):
+        values = dict(zip(observed, [feed["input"], *session.run(observed[1:], feed)]))
+        for name, value in values.items():
             ref.update(name, value)
+        for name in [*plan.fetched, *plan.fed]:
+            old.update(name, values[name], plan.relu_outputs.get(name, ()))
         tops = tops or {n: st["top"] for n, st in ref.stats.items()}
     assert sum(ref.stats[n]["top"] > tops[n] for n in observed) > len(observed) // 2  # ranges grew
     for name in observed:
         _assert_same_statistics(fast, ref, name)
+        assert_same_as_numpy(fast, old, name)
     assert fast.names == observed
