@@ -358,12 +358,14 @@ def evaluate_top1(models: Mapping[str, str | Path], samples: Iterable[tuple[Mapp
     from deploy.parity import AccuracyCounter
     from deploy.runners.ort import make_session
 
+    from .fidelity import run_rows
+
     sessions = {name: make_session(path) for name, path in models.items()}
     first = next(iter(models))
     accuracy = {name: AccuracyCounter(label_offset) for name in models}
     agreement = {name: AccuracyCounter() for name in models}
     for feed, labels in samples:
-        outputs = {n: s.run([output], dict(feed))[0] for n, s in sessions.items()}
+        outputs = {n: run_rows(s, output, feed) for n, s in sessions.items()}
         predicted = np.argmax(outputs[first], axis=-1)
         for n, logits in outputs.items():
             accuracy[n].update(logits, labels)
