@@ -93,3 +93,46 @@ def test_statistics_pass_matches_a_plain_loop_bit_for_bit(fp32, feeds, budget, m
         _assert_same_statistics(fast, ref, name)
         assert_same_as_numpy(fast, old, name)
     assert fast.names == observed
+
+
+@pytest.mark.slow
+def test_resnet_v2_50_histograms_and_ranges_equal_the_numpy_collectors(tmp_path):
+    """resnet_v2_50 at 224 (random weights), 8 images through the bundle's preprocessing in
+    batches of 4: the statistics pass (batches in parts of 2 rows at RUN_BYTES, the compiled
+    pass, the next part running while one is binned) gives the counts of the numpy collector
+    it replaced, fed every whole batch, for all 145 tensors; so every method's ranges are the same."""
+    from calibration.qdq import plan_qdq, qdq_activations
+    from calibration.ranges import CalibrationConfig, compute_amax
+    from deploy.bench.calibration import _images
+    from deploy.data.inputs import InputSet
+    from deploy.data.preprocess import Preprocess
+    from deploy.export import ExportConfig, export
+
+    bundle = export(ExportConfig(model="resnet_v2_50", image_size=(224, 224)), tmp_path / "bundle", force=True)
+    model = onnx.load(str(bundle.onnx_path("fp32")))
+    observed = list(dict.fromkeys([*observed_tensors(model), *qdq_activations(plan_qdq(model))]))
+    data = InputSet.from_path(_images(tmp_path / "images", 8, 256), input=bundle.inputs[0],
+                              preprocess=Preprocess.from_json(bundle.preprocessing))
+    feeds = list(data.batches(4, desc=None))
+    calls = []
+    real = calibration.stats._Runs.run
+    calibration.stats._Runs.run = lambda self, feed, lo, hi, slot: calls.append(hi - lo) or real(self, feed, lo, hi, slot)
+    try:
+        fast = collect_statistics(model, observed, feeds)
+    finally:
+        calibration.stats._Runs.run = real
+    assert calls == [2] * 4 + [2] * 1  # 72 MB a row: parts of 2 rows, and the first batch's second part once more
+
+    plan = fetch_plan(model, observed)
+    session = make_session(with_outputs(model, plan.fetched))
+    old = NumpyCollector()
+    for feed in feeds:
+        values = {**dict(zip(plan.fetched, session.run(list(plan.fetched), feed))), "input": feed["input"]}
+        for name in [*plan.fetched, *plan.fed]:
+            old.update(name, values[name], plan.relu_outputs.get(name, ()))
+        del values
+    assert len(observed) == 145
+    for name in observed:
+        assert_same_as_numpy(fast, old, name)
+    for method in ("entropy", "percentile", "mse", "max"):
+        assert compute_amax(fast, CalibrationConfig(method)) == compute_amax(old, CalibrationConfig(method)), method
