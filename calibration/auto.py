@@ -19,7 +19,8 @@ from typing import Any, Callable, Mapping
 from deploy.errors import CalibrationError
 from deploy.int8 import AUTO_METHOD as AUTO
 
-from .calibrators import CalibrationConfig, HistogramCollector, compute_amax
+from .histograms import HistogramCollector
+from .ranges import CalibrationConfig, compute_amax
 from .fidelity import Evaluation
 
 log = logging.getLogger("trtdeploy.calibration")

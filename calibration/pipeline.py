@@ -43,7 +43,8 @@ from deploy.int8 import AUTO_METHOD
 from deploy.fsutil import sha256_file
 from deploy.trt.calibration_cache import DEFAULT_VERSION, calibration_algorithm_for, format_cache, trt_version_code
 
-from .calibrators import TRT_NUM_BINS, CalibrationConfig
+from .histograms import TRT_NUM_BINS
+from .ranges import CalibrationConfig
 
 log = logging.getLogger("trtdeploy.calibration")
 
@@ -182,7 +183,7 @@ def _measure(model, observed: Sequence[str], dataset, batch_size: int, config: C
     auto: amax -> the evaluation of the Q/DQ model those ranges make), every candidate
     method's thresholds from the same histograms, the best kept."""
     from .auto import choose_method
-    from .calibrators import compute_amax
+    from .ranges import compute_amax
     from .stats import collect_statistics
 
     start = time.perf_counter()
@@ -394,12 +395,14 @@ def evaluate_top1(models: Mapping[str, str | Path], samples: Iterable[tuple[Mapp
     from deploy.parity import AccuracyCounter
     from deploy.runners.ort import make_session
 
+    from .fidelity import run_rows
+
     sessions = {name: make_session(path) for name, path in models.items()}
     first = next(iter(models))
     accuracy = {name: AccuracyCounter(label_offset) for name in models}
     agreement = {name: AccuracyCounter() for name in models}
     for feed, labels in samples:
-        outputs = {n: s.run([output], dict(feed))[0] for n, s in sessions.items()}
+        outputs = {n: run_rows(s, output, feed) for n, s in sessions.items()}
         predicted = np.argmax(outputs[first], axis=-1)
         for n, logits in outputs.items():
             accuracy[n].update(logits, labels)

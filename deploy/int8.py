@@ -7,7 +7,7 @@ from __future__ import annotations
 # Symmetric int8: scale = amax / INT8_MAX, zero point 0 (TensorRT rejects any other).
 INT8_MAX = 127
 
-# How calibration chooses each tensor's range (calibration/calibrators.py implements them).
+# How calibration chooses each tensor's range (calibration/ranges.py implements them).
 CALIBRATION_METHODS = ("entropy", "max", "percentile", "mse")
 # `calibrate --method auto`: several of those on the same statistics, the best kept (calibration/auto.py).
 AUTO_METHOD = "auto"

@@ -63,12 +63,16 @@ def run_forward(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_calibration(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("calibration", parents=[common],
-                       help="our INT8 calibration vs ONNX Runtime's quantize_static, same model and data")
+                       help="our INT8 calibration vs ONNX Runtime's quantize_static and the plain FP32 forward "
+                            "pass, same model and data; memory of `trtdeploy calibrate`")
     p.add_argument("--model", default="resnet_v2_50", help="default: %(default)s (random weights)")
     p.add_argument("--image-size", type=int, default=224, help="default: %(default)s")
     p.add_argument("--num-images", type=int, nargs="+", default=[64], metavar="N",
                    help="images of the timed comparison (default: %(default)s); more values add memory points: "
-                        "our calibration alone on that many images in a fresh process, seconds per image and peak RSS")
+                        "`trtdeploy calibrate` at its default flags on that many images from a labelled folder, "
+                        "each in a fresh process: seconds per image and peak RSS")
+    p.add_argument("--point-args", default="", metavar="ARGS",
+                   help="more flags for the memory points' command, e.g. \"--method auto\" or \"--max-drop 1\"")
     p.add_argument("--method", default="entropy", choices=["entropy"],
                    help="the peer comparison is defined for entropy only (default: %(default)s)")
     add_batch_size(p, 8, "calibration inputs per ONNX Runtime call")
@@ -82,7 +86,7 @@ def run_calibration(args: argparse.Namespace) -> dict[str, Any]:
 
     return benchmark_calibration(num_images=args.num_images[0], model=args.model, image_size=args.image_size,
                                  method=args.method, workdir=args.workdir, batch_size=args.batch_size,
-                                 points=args.num_images[1:])
+                                 points=args.num_images[1:], point_args=args.point_args.split())
 
 
 # Registration point: each entry adds one subcommand (its parser takes `common`, the options

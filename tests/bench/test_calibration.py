@@ -1,5 +1,6 @@
 """deploy.bench.calibration and `tools/benchmark.py calibration`: ours against ONNX Runtime's
-quantize_static on the same model and images."""
+quantize_static and the plain FP32 forward pass on the same model and images, and the memory of
+`trtdeploy calibrate` itself."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,9 @@ from .fakes import load_tool
 
 
 def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
-    """The real thing on the default model's architecture (random weights, 8 noise images):
-    both calibrations run, the JSON says so, and each side leaves a Q/DQ model behind."""
+    """The real thing on the default model's architecture (random weights, 8 noise images): both
+    calibrations and the forward pass run, the JSON says so with the ratios, each calibration
+    leaves a Q/DQ model behind, and the memory points are `trtdeploy calibrate` processes."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("tensorflow")
     import onnx
@@ -24,17 +26,26 @@ def test_calibration_benchmark_runs_both_sides(tmp_path, capsys):
     result = json.loads(out_file.read_text())
     assert json.loads(capsys.readouterr().out) == result  # stdout carries the JSON and nothing else
     assert result["num_images"] == 8 and result["model"] == "resnet_v2_digits"
-    assert result["ours_seconds"] > 0 and result["peer_seconds"] > 0
-    assert result["ratio_peer_over_ours"] == pytest.approx(result["peer_seconds"] / result["ours_seconds"], rel=0.05)
+    assert result["ours_seconds"] > 0 and result["peer_seconds"] > 0 and result["forward_seconds"] > 0
+    # The ratios come from the unrounded seconds (ours and the peer's rounded to 0.01 s, the forward
+    # pass's to 0.001 s): each lies between the ratios of the rounded values moved by half a unit.
+    ours, peer, forward = result["ours_seconds"], result["peer_seconds"], result["forward_seconds"]
+    assert (peer - 0.005) / (ours + 0.005) <= result["ratio_peer_over_ours"] <= (peer + 0.005) / (ours - 0.005)
+    assert (ours - 0.005) / (forward + 0.0005) <= result["ratio_ours_over_forward"] <= (ours + 0.005) / (forward - 0.0005)
+    kernel = result["kernel"]
+    assert kernel["first_run_seconds"] > 0 and kernel["cached_run_seconds"] > 0
     assert result["ours_tensors_observed"] > 0
     # The same machine record as every other JSON we write.
     assert {"cpu", "cpu_count", "tools"} <= set(result["machine"]) and "trtdeploy" in result["machine"]["tools"]
-    # One fresh process per extra --num-images value: seconds per image and its peak RSS.
+    # One `trtdeploy calibrate` process per extra --num-images value: seconds per image, its peak RSS.
     assert [p["num_images"] for p in result["points"]] == [4, 12]
     for point in result["points"]:
         assert point["seconds_per_image"] == pytest.approx(point["seconds"] / point["num_images"], abs=1e-3)
-        assert 100 < point["peak_rss_mb"] < 4000 and 0 < point["statistics_seconds"] <= point["seconds"]
-    assert "VmHWM" in result["peak_rss_method"]
+        assert 100 < point["peak_rss_mb"] < 4000 and point["exit_status"] == 0
+        assert point["summary"].startswith("calibrated resnet_v2_digits") and f"{point['num_images']} images" in point[
+            "summary"]
+    assert "VmHWM" in result["peak_rss_method"] and result["points_command"].startswith("trtdeploy calibrate")
+    assert len(list((tmp_path / "work" / "labelled_12_256").glob("*/*.png"))) == 12  # labelled: scored too
     # A fresh process's own peak: not this (TensorFlow-holding) process's memory, which a
     # forked child's ru_maxrss also counts.
     from deploy.bench.calibration import peak_rss_mb

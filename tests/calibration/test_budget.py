@@ -6,7 +6,7 @@ import pytest
 
 from calibration.auto import CANDIDATES, choose_method
 from calibration.budget import Layer, search
-from calibration.calibrators import HistogramCollector
+from calibration.histograms import HistogramCollector
 from calibration.fidelity import ACCURACY, Evaluation, relative_rmse
 from deploy.errors import CalibrationError
 

@@ -8,7 +8,7 @@ pytest.importorskip("tensorflow")
 onnx = pytest.importorskip("onnx")
 from onnx import numpy_helper  # noqa: E402
 
-from calibration.calibrators import CalibrationConfig, compute_amax  # noqa: E402
+from calibration.ranges import CalibrationConfig, compute_amax  # noqa: E402
 from calibration.qdq import insert_qdq, observed_tensors, plan_qdq, qdq_activations  # noqa: E402
 from calibration.stats import collect_statistics  # noqa: E402
 from deploy.cli import main  # noqa: E402

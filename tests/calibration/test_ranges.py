@@ -1,4 +1,4 @@
-"""Calibrators: known answers, the entropy method against a plain-loop reference, streaming."""
+"""Range methods: known answers, the entropy method against a plain-loop reference."""
 from __future__ import annotations
 
 import math
@@ -6,11 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from calibration import calibrators
-from calibration.calibrators import (
-    ZERO_TENSOR_AMAX,
+from calibration.histograms import ZERO_TENSOR_AMAX, HistogramCollector
+from calibration.ranges import (
     CalibrationConfig,
-    HistogramCollector,
     compute_amax,
     entropy_amax,
     entropy_divergences,
@@ -18,7 +16,7 @@ from calibration.calibrators import (
     mse_errors,
     percentile_amax,
 )
-from deploy.errors import CalibrationError, UsageError
+from deploy.errors import UsageError
 
 
 def reference_entropy_threshold(hist: list[float], width: float, levels: int = 128) -> float:
@@ -198,57 +196,6 @@ def test_all_zero_tensor_gets_a_tiny_positive_amax():
     assert counts[0] == 35 and counts[1:].sum() == 0
 
 
-def test_zeros_before_the_first_nonzero_are_counted():
-    c = HistogramCollector()
-    c.update("t", np.zeros(100))
-    c.update("t", np.array([0.0, 1.0]))
-    counts, edges = c.histogram("t")
-    assert counts[0] == 101 and counts[-1] == 1 and edges[-1] == 1.0
-
-
-def test_streaming_with_growing_ranges_matches_one_pass():
-    rng = np.random.default_rng(5)
-    chunks = [rng.standard_normal(50_000) * scale for scale in (0.01, 0.1, 1.0, 3.0, 40.0, 2.0)]
-    whole = np.concatenate(chunks)
-    streamed = HistogramCollector()
-    for chunk in chunks:
-        streamed.update("t", chunk.astype(np.float32))
-    one = _collector("t", whole.astype(np.float32))
-    assert streamed.amax("t") == one.amax("t") == np.float32(np.abs(whole).max())
-    assert streamed.count("t") == whole.size
-    s_counts, s_edges = streamed.histogram("t")
-    o_counts, o_edges = one.histogram("t")
-    np.testing.assert_array_equal(s_edges, o_edges)
-    assert s_counts.sum() == pytest.approx(whole.size)
-    # Counts move by at most one fine bin (1/8 of a target bin): the CDFs agree closely.
-    cdf_gap = np.abs(np.cumsum(s_counts) - np.cumsum(o_counts)).max()
-    assert cdf_gap <= 0.002 * whole.size
-    for method in ("entropy", "percentile", "mse"):
-        a = compute_amax(streamed, CalibrationConfig(method))["t"]
-        b = compute_amax(one, CalibrationConfig(method))["t"]
-        assert a == pytest.approx(b, rel=0.02), method
-
-
-def test_one_pass_histogram_equals_numpy():
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal(100_000)
-    counts, edges = _collector("t", x).histogram("t")
-    ref, ref_edges = np.histogram(np.abs(x), bins=2048, range=(0.0, np.abs(x).max()))
-    np.testing.assert_allclose(edges, ref_edges)
-    assert np.abs(counts - ref).sum() <= 4  # only values on an edge may land differently
-
-
-def test_non_finite_activations_are_reported():
-    c = HistogramCollector()
-    with pytest.raises(CalibrationError, match="'conv1'.*non-finite"):
-        c.update("conv1", np.array([1.0, np.nan]))
-
-
-def test_unknown_tensor_is_reported():
-    with pytest.raises(CalibrationError, match="'nope'"):
-        HistogramCollector().histogram("nope")
-
-
 @pytest.mark.parametrize("kwargs, match", [
     ({"method": "kl"}, "entropy, max, percentile, mse"),
     ({"method": "percentile", "percentile": 0.0}, r"\(0, 100\]"),
@@ -258,96 +205,3 @@ def test_unknown_tensor_is_reported():
 def test_config_validation(kwargs, match):
     with pytest.raises(UsageError, match=match):
         CalibrationConfig(**kwargs)
-
-
-class StraightforwardCollector:
-    """The collector as first written (float64 copies, one np.abs, np.minimum, one bincount per
-    4M-value step), kept here as the reference the binning fast path must match count for count."""
-
-    def __init__(self, fine_bins: int = 16 * 2048, chunk: int = 1 << 22):
-        self.fine_bins, self.chunk, self.stats = fine_bins, chunk, {}
-
-    def update(self, name, array):
-        st = self.stats.setdefault(name, {"amax": 0.0, "count": 0, "zeros": 0, "top": 0.0, "counts": None})
-        flat = np.asarray(array).reshape(-1)
-        for start in range(0, flat.size, self.chunk):
-            a = np.abs(flat[start:start + self.chunk].astype(np.float64))
-            if a.size == 0:
-                continue
-            hi = float(a.max())
-            st["count"] += a.size
-            st["amax"] = max(st["amax"], hi)
-            if st["counts"] is None:
-                if hi == 0.0:
-                    st["zeros"] += a.size
-                    continue
-                st["top"] = hi
-                st["counts"] = np.zeros(self.fine_bins, dtype=np.int64)
-                st["counts"][0] = st["zeros"]
-            while hi > st["top"]:
-                st["counts"] = np.concatenate([st["counts"].reshape(-1, 2).sum(axis=1),
-                                               np.zeros(self.fine_bins // 2, dtype=np.int64)])
-                st["top"] *= 2.0
-            idx = np.minimum((a * (self.fine_bins / st["top"])).astype(np.int64), self.fine_bins - 1)
-            st["counts"] = st["counts"] + np.bincount(idx, minlength=self.fine_bins)
-
-
-def _assert_same_statistics(fast: HistogramCollector, ref: StraightforwardCollector, name: str):
-    st, want = fast._stats[name], ref.stats[name]
-    assert (st.amax, st.count, st.top) == (want["amax"], want["count"], want["top"]), name
-    if want["counts"] is None:
-        assert st.counts is None and st.pending_zeros == want["zeros"], name
-    else:
-        np.testing.assert_array_equal(st.counts, want["counts"], err_msg=name)
-
-
-def _activation_batches(rng, dtype):
-    """Batches shaped like activations: growing and shrinking ranges, exact zeros, values on bin
-    edges (multiples of the first max / 2**k), a batch of zeros first, a skewed sign."""
-    yield np.zeros((2, 3, 5, 5), dtype)
-    first = (rng.standard_normal((2, 3, 40, 40)) + 0.5).astype(dtype)
-    yield first
-    top = float(np.abs(first).max())
-    # Bin edges of that range in `dtype`, and their neighbours: where a product rounded in
-    # float32 would pick the wrong bin.
-    edges = ((top / 32768) * rng.integers(-40000, 40000, 5000)).astype(dtype)
-    near = np.concatenate([edges, np.nextafter(edges, dtype(np.inf)), np.nextafter(edges, dtype(-np.inf))])
-    yield np.concatenate([near, -near, np.array([top, -top, 2 * top], dtype)])
-    yield (rng.standard_normal(50_000) * 5.0 - 3.0).astype(dtype)
-    yield np.where(rng.random(30_000) < 0.5, 0.0, rng.standard_normal(30_000) * 0.01).astype(dtype)
-    yield -np.abs(rng.standard_normal(7_000) * 40.0).astype(dtype)  # no positive value at all
-    yield (rng.lognormal(0.0, 2.0, 20_000) * rng.choice([-1.0, 1.0], 20_000)).astype(dtype)
-
-
-def _reference_histogram(ref: StraightforwardCollector, name: str) -> np.ndarray:
-    """The reference's fine counts through HistogramCollector.histogram's re-binning."""
-    want = ref.stats[name]
-    c = HistogramCollector()
-    c._stats[name] = calibrators._Stats(amax=want["amax"], count=want["count"], pending_zeros=want["zeros"],
-                                        top=want["top"], counts=want["counts"])
-    return c.histogram(name)[0]
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("sign", [1.0, -1.0])  # the first batch's range set by its positive / negative side
-@pytest.mark.parametrize("chunk, block", [(1 << 22, 1 << 16), (1000, 333)])
-def test_fast_binning_gives_the_straightforward_counts_bit_for_bit(dtype, sign, chunk, block, monkeypatch):
-    """The float64 product, the per-thread blocks and the Relu outputs binned from their input
-    (not from an array of their own) change nothing: the same range, max, count and every fine
-    count as the straightforward collector fed the Relu's output."""
-    monkeypatch.setattr(calibrators, "_CHUNK", chunk)
-    monkeypatch.setattr(calibrators, "_BLOCK", block)
-    rng = np.random.default_rng(11)
-    fast, ref = HistogramCollector(), StraightforwardCollector(chunk=chunk)
-    for batch in _activation_batches(rng, dtype):
-        batch = (sign * batch).astype(dtype)
-        fast.update("x", batch, relu_outputs=("relu", "relu_again"))
-        ref.update("x", batch)
-        ref.update("relu", np.maximum(batch, 0))
-        ref.update("relu_again", np.maximum(batch, 0))
-        fast.update("alone", batch[::-1])
-        ref.update("alone", batch[::-1])
-        for name in ("x", "relu", "relu_again", "alone"):  # after every batch: later merges hide errors
-            _assert_same_statistics(fast, ref, name)
-    for name in ("x", "relu", "relu_again", "alone"):
-        np.testing.assert_array_equal(fast.histogram(name)[0], _reference_histogram(ref, name))
