@@ -151,9 +151,9 @@ def _prune(kept: Sequence[Layer], found: Trial, trial: Callable[..., Trial],
 
 
 def rank_layers_for_search(bundle, fp32_model, int8_bytes: bytes, feeds: Sequence[Any], onnx_nodes,
-                           exclude: Sequence[str] = ()) -> tuple[list[Layer], list[str]]:
+                           keep_fp32: Sequence[str] = ()) -> tuple[list[Layer], list[str]]:
     """Layers by the per-layer analysis (largest error growth first) with their ONNX nodes not
-    already in `exclude`; and the ranked layers that map to no node."""
+    already in `keep_fp32`; and the ranked layers that map to no node."""
     from deploy.parity.per_layer import compare_intermediates, layer_names, layer_nodes, model_intermediates, rank_layers
 
     names = layer_names(bundle)
@@ -164,7 +164,7 @@ def rank_layers_for_search(bundle, fp32_model, int8_bytes: bytes, feeds: Sequenc
     fp32 = model_intermediates(fp32_model, end_points, feeds, names)
     int8 = model_intermediates(int8_bytes, end_points, feeds, names)
     ranked = rank_layers(compare_intermediates(fp32, int8, names))
-    skip = set(exclude)
+    skip = set(keep_fp32)
     layers, unmapped = [], []
     for row in ranked:
         nodes = tuple(n for n in layer_nodes(row.name, onnx_nodes) if n not in skip)
@@ -187,8 +187,8 @@ def ranking_feeds(evalset, images: int = RANKING_IMAGES) -> list[dict[str, Any]]
     return out
 
 
-def keep_within_budget(bundle, model, amax, evalset, max_drop: float, exclude: Sequence[str] = ()) -> BudgetResult:
-    """`search` on `model` with ranges `amax`: each trial places Q/DQ with the user's `exclude`
+def keep_within_budget(bundle, model, amax, evalset, max_drop: float, keep_fp32: Sequence[str] = ()) -> BudgetResult:
+    """`search` on `model` with ranges `amax`: each trial places Q/DQ with the user's `keep_fp32`
     plus the kept nodes and is scored on `evalset`."""
     from .qdq import insert_qdq, plan_qdq
 
@@ -197,7 +197,7 @@ def keep_within_budget(bundle, model, amax, evalset, max_drop: float, exclude: S
     def build(nodes: tuple[str, ...]) -> bytes:
         if not nodes and nothing_kept:
             return nothing_kept[0]
-        built = insert_qdq(model, plan_qdq(model, exclude=[*exclude, *nodes]), amax).SerializeToString()
+        built = insert_qdq(model, plan_qdq(model, keep_fp32=[*keep_fp32, *nodes]), amax).SerializeToString()
         if not nodes:
             nothing_kept.append(built)
         return built
@@ -207,7 +207,7 @@ def keep_within_budget(bundle, model, amax, evalset, max_drop: float, exclude: S
     def ranking() -> list[Layer]:
         onnx_nodes = [(n.name, n.op_type) for n in model.graph.node]
         layers, missing = rank_layers_for_search(bundle, model, build(()), ranking_feeds(evalset),
-                                                 onnx_nodes, exclude)
+                                                 onnx_nodes, keep_fp32)
         unmapped.extend(missing)
         log.info("budget: %d layers ranked (%s first)", len(layers), layers[0].name if layers else "none")
         return layers

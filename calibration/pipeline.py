@@ -256,7 +256,7 @@ def _manifest_entry(config: CalibrationConfig, algorithm: str, want: Mapping[str
         "num_bins": config.num_bins,
         "num_images": want["num_images"],
         "seed": seed,
-        "exclude": list(plan.exclude),
+        "keep_fp32": list(plan.keep_fp32),
         "num_qdq_tensors": plan.num_qdq_tensors,
         "num_qdq_activations": len(plan.activations),
         "num_qdq_weights": len(plan.weights),
@@ -337,7 +337,7 @@ def _calibrate(up: BundleUpdate, r: CalibrationRequest, start: float) -> Calibra
                                num_bins=r.num_bins or TRT_NUM_BINS)
     fp32_path = bundle.onnx_path("fp32")
     model = load_model(fp32_path, ONNX_FILES["fp32"], bundle.root)
-    plan = plan_qdq(model, exclude=r.keep_fp32)  # unknown node names fail before data is read
+    plan = plan_qdq(model, keep_fp32=r.keep_fp32)  # unknown node names fail before data is read
     # One statistics pass serves both files: model.int8.onnx needs the Q/DQ tensors' ranges,
     # trt.cache every activation's (the Q/DQ tensors are among them).
     observed = list(dict.fromkeys([*observed_tensors(model), *qdq_activations(plan)]))
@@ -350,14 +350,14 @@ def _calibrate(up: BundleUpdate, r: CalibrationRequest, start: float) -> Calibra
     budget = None if r.max_drop is None else keep_within_budget(bundle, model, ranges.amax, evalset, r.max_drop,
                                                                 r.keep_fp32)
     if budget is not None:
-        plan = plan_qdq(model, exclude=[*r.keep_fp32, *budget.chosen.nodes])
+        plan = plan_qdq(model, keep_fp32=[*r.keep_fp32, *budget.chosen.nodes])
 
     int8_bytes = insert_qdq(model, plan, ranges.amax).SerializeToString()
     make_session(int8_bytes)  # refuse a model ONNX Runtime cannot load before writing anything
     if evalset is not None:
         evaluation["int8"] = final_evaluation(evalset, int8_bytes, ranges.auto, budget).to_json()
     scales = {"format": SCALES_FORMAT, **want, "algorithm": algorithm, "seed": r.seed,
-              "exclude": list(plan.exclude), "amax": ranges.amax, "max": ranges.maxima}
+              "keep_fp32": list(plan.keep_fp32), "amax": ranges.amax, "max": ranges.maxima}
     entry = _manifest_entry(config, algorithm, want, r.seed, plan, r.trt_version, len(observed))
     record(scales, entry, r.method, evaluation, ranges.auto, budget)
     files = _commit(up, int8_bytes, scales, {t: ranges.amax[t] for t in observed}, r.trt_version, algorithm,

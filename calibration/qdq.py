@@ -88,7 +88,7 @@ pooled 1x1 tensor is tiny, so an INT8 mean buys nothing and adds a rounding step
 logits), the Reshape/Squeeze, the Softmax (an exponential of logits needs range that int8 does
 not have), every bias, and a Concat's inputs (rule 7).
 
-`exclude` (`trtdeploy calibrate --keep-fp32`) keeps named nodes in high precision: none of
+`keep_fp32` (`trtdeploy calibrate --keep-fp32`) keeps named nodes in high precision: none of
 their inputs or weights get Q/DQ; their neighbours keep theirs.
 
 All original tensor names are kept (a Q/DQ pair is inserted on the consumer side of a
@@ -143,7 +143,7 @@ class QdqPlan:
 
     activations: tuple[ActivationQdq, ...]
     weights: tuple[WeightQdq, ...]
-    exclude: tuple[str, ...] = field(default=())
+    keep_fp32: tuple[str, ...] = field(default=())
 
     @property
     def num_qdq_tensors(self) -> int:
@@ -180,10 +180,10 @@ def _node_names(model) -> list[str]:
     return [n.name for n in model.graph.node]
 
 
-def _check_exclude(model, exclude: Sequence[str]) -> tuple[str, ...]:
+def _check_keep_fp32(model, keep_fp32: Sequence[str]) -> tuple[str, ...]:
     names = _node_names(model)
     known = set(names)
-    unknown = [e for e in exclude if e not in known]
+    unknown = [e for e in keep_fp32 if e not in known]
     if unknown:
         # Suggest the nodes the plan could quantize (Conv first): those are what users exclude.
         candidates = [n.name for n in model.graph.node if n.op_type in QDQ_OP_TYPES]
@@ -193,7 +193,7 @@ def _check_exclude(model, exclude: Sequence[str]) -> tuple[str, ...]:
             f"valid names look like: {shown} (list them with `python -c \"import onnx; "
             f"[print(n.name) for n in onnx.load('model.onnx').graph.node]\"`)"
         )
-    return tuple(dict.fromkeys(exclude))
+    return tuple(dict.fromkeys(keep_fp32))
 
 
 def _upstream(tensor: str, producer: Mapping) -> set[str]:
@@ -221,9 +221,9 @@ def _projection_shortcut(add, producer: Mapping) -> list[int]:
     return []
 
 
-def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
+def plan_qdq(model, keep_fp32: Sequence[str] = ()) -> QdqPlan:
     """Decide which tensors carry Q/DQ in `model` (an onnx.ModelProto), per the module rules."""
-    exclude_set = set(_check_exclude(model, exclude))
+    kept_set = set(_check_keep_fp32(model, keep_fp32))
     graph = model.graph
     names = _node_names(model)
     if len(set(names)) != len(names) or "" in names:
@@ -255,7 +255,7 @@ def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
     add_inputs = {t for n in graph.node if n.op_type == "Add" for t in n.input}
 
     for node in graph.node:
-        if node.name in exclude_set or node.op_type not in QDQ_OP_TYPES:
+        if node.name in kept_set or node.op_type not in QDQ_OP_TYPES:
             continue
         op = node.op_type
         if op == "Conv":
@@ -281,14 +281,14 @@ def plan_qdq(model, exclude: Sequence[str] = ()) -> QdqPlan:
             add_edge(node.input[0], node, 0, AVERAGE_POOL_INPUT)
     # Rule 9, once every other consumer is known (a branch pool may come before the branch Convs).
     for node in graph.node:
-        if node.op_type == "MaxPool" and node.name not in exclude_set and node.input[0] in edges \
+        if node.op_type == "MaxPool" and node.name not in kept_set and node.input[0] in edges \
                 and (node.name, 0) not in edges[node.input[0]][0]:
             add_edge(node.input[0], node, 0, QUANTIZED_POOL_INPUT)
 
     activations = tuple(ActivationQdq(t, tuple(c), tuple(r)) for t, (c, r) in edges.items())
     return QdqPlan(activations=activations,
                    weights=tuple(WeightQdq(t, tuple(c)) for t, c in weights.items()),
-                   exclude=tuple(dict.fromkeys(exclude)))
+                   keep_fp32=tuple(dict.fromkeys(keep_fp32)))
 
 
 def qdq_names(tensor: str) -> dict[str, str]:

@@ -51,7 +51,7 @@ def test_artifacts_hashes_and_manifest(calibrated):
     assert not [p for p in b.root.rglob(".*") if p.name != LOCK], "temporary left behind"  # the lock file stays
     info = json.loads((b.root / "manifest.json").read_text())["precision"]["int8"]
     plan = plan_qdq(onnx.load(str(b.root / "model.onnx")))
-    assert info["method"] == "entropy" and info["num_images"] == NUM_CALIB and info["exclude"] == []
+    assert info["method"] == "entropy" and info["num_images"] == NUM_CALIB and info["keep_fp32"] == []
     assert info["num_qdq_tensors"] == plan.num_qdq_tensors == result.num_qdq_tensors
     int8 = onnx.load(str(b.root / "model.int8.onnx"))
     assert info["num_qdq_tensors"] == sum(n.op_type == "QuantizeLinear" for n in int8.graph.node)
@@ -164,7 +164,7 @@ def test_empty_set_leaves_bundle_unchanged(bundle, tmp_path):
     assert not (bundle.root / "calibration").exists()
 
 
-def test_unknown_exclude_is_a_usage_error(bundle, digits):
+def test_unknown_keep_fp32_node_is_a_usage_error(bundle, digits):
     before = snapshot(bundle.root)
     with pytest.raises(UsageError, match="no_such_node"):
         calibrate(bundle, CalibrationRequest(digits[0], keep_fp32=["no_such_node"]))

@@ -231,11 +231,11 @@ def test_original_names_preserved(fp32, int8):
     assert [o.name for o in int8.graph.output] == [o.name for o in fp32.graph.output]
 
 
-def test_exclude_keeps_a_node_unquantized(fp32, amax):
+def test_keep_fp32_keeps_a_node_unquantized(fp32, amax):
     conv = next(n for n in fp32.graph.node if n.op_type == "Conv" and "block2/unit_1" in n.name
                 and n.name.endswith("conv2/Conv2D"))
     bn = next(n for n in fp32.graph.node if n.name.endswith("block3/unit_1/bottleneck_v2/preact/FusedBatchNormV3"))
-    plan = plan_qdq(fp32, exclude=[conv.name, bn.name])
+    plan = plan_qdq(fp32, keep_fp32=[conv.name, bn.name])
     g = Graph(insert_qdq(fp32, plan, amax))
     by_name = {n.name: n for n in g.nodes}
     assert list(by_name[conv.name].input) == list(conv.input)  # activation and weight as in FP32
@@ -247,9 +247,9 @@ def test_exclude_keeps_a_node_unquantized(fp32, amax):
     assert len(plan.weights) == len(plan_qdq(fp32).weights) - 1
 
 
-def test_exclude_rejects_unknown_names(fp32):
+def test_keep_fp32_rejects_unknown_names(fp32):
     with pytest.raises(UsageError) as e:
-        plan_qdq(fp32, exclude=["resnet_v2_digits/no_such_node"])
+        plan_qdq(fp32, keep_fp32=["resnet_v2_digits/no_such_node"])
     msg = str(e.value)
     assert "no_such_node" in msg
     assert any(n.name in msg for n in fp32.graph.node)

@@ -166,7 +166,7 @@ def test_a_mixed_block_kept_in_high_precision_runs_its_branches_in_float(incepti
     amax = json.loads((inception / "calibration" / "scales.json").read_text())["amax"]
     kept = layer_nodes("Mixed_4b", [(n.name, n.op_type) for n in fp32.graph.node])
     assert len(kept) == 7  # 6 Convs and the branch MaxPool
-    g = Graph(insert_qdq(fp32, plan_qdq(fp32, exclude=kept), amax))
+    g = Graph(insert_qdq(fp32, plan_qdq(fp32, keep_fp32=kept), amax))
     by_name = {n.name: n for n in g.nodes}
     assert not any(g.through_qdq(t)[1] for name in kept for t in by_name[name].input)
     next_block = [n for n in g.of_type("Conv") if "/Mixed_4c/" in n.name and "Conv2d_0a_1x1" in n.name]

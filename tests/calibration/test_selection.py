@@ -83,7 +83,7 @@ def test_percentile_90_within_one_point_by_keeping_layers_in_float(bundle, digit
     assert scales["evaluation"]["held_out"] and scales["evaluation"]["count"] == 287  # 20% of 1437
     info = json.loads((bundle.root / "manifest.json").read_text())["precision"]["int8"]
     assert info["budget"]["kept_nodes"] == kept and info["budget"]["max_drop_points"] == 1.0
-    assert set(kept) <= set(scales["exclude"]) and set(kept) <= set(info["exclude"])
+    assert set(kept) <= set(scales["keep_fp32"]) and set(kept) <= set(info["keep_fp32"])
     _kept_nodes_have_no_quantized_inputs(bundle, kept)
     acc = _held_out_accuracy(bundle, digits[1])
     assert abs(acc.top1["fp32"] - acc.top1["int8"]) <= 0.01
