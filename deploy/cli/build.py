@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..trt.choices import (DEFAULT_BATCH, DEFAULT_DLA_BATCH, DEFAULT_WORKSPACE_MIB, HARDWARE_COMPAT_LEVELS,
                            INT8_MODES, PRECISIONS)
-from .args import add_bundle, add_data, add_out, held_bundle
+from .args import add_bundle, add_data, add_out, held_bundle, non_negative_int, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -21,12 +21,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--precision", choices=PRECISIONS, required=True,
                    help="fp32 (model.onnx), fp16 (model.fp16.onnx) or int8 (model.int8.onnx; with --int8-mode "
                         "implicit, model.onnx and calibration/trt.cache)")
-    p.add_argument("--batch", type=int, nargs="+", metavar="N",
+    p.add_argument("--batch", type=positive_int, nargs="+", metavar="N",
                    help="MIN OPT MAX: the batch range of the optimization profile (default: "
                         f"{' '.join(map(str, DEFAULT_BATCH))}); one N builds for that batch size only. A DLA build "
                         f"(--dla-core) takes one batch size (default {DEFAULT_DLA_BATCH}): the DLA has no dynamic "
                         "shapes")
-    p.add_argument("--workspace", type=int, default=DEFAULT_WORKSPACE_MIB, metavar="MiB",
+    p.add_argument("--workspace", type=positive_int, default=DEFAULT_WORKSPACE_MIB, metavar="MiB",
                    help="builder workspace limit in MiB (default: %(default)s)")
     p.add_argument("--timing-cache", type=Path, metavar="FILE",
                    help="load and update this timing cache (faster rebuilds on the same TensorRT and GPU)")
@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
                             "BUNDLE/engines/NAME.PRECISION.plan")
     add_data(p, "implicit INT8: calibrate live on this data instead of using calibration/trt.cache",
              old_name="--calib-data")
-    p.add_argument("--dla-core", type=int, metavar="N",
+    p.add_argument("--dla-core", type=non_negative_int, metavar="N",
                    help="run on DLA core N (Jetson Orin; FP16/INT8; one batch size; TensorRT 10.x up to 10.7, built "
                         "weakly typed with FP16/INT8 flags as trtexec does, or 11.4.1+, strongly typed; not with "
                         "--version-compatible or --hardware-compat)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_bundle, add_out, held_bundle
+from .args import add_bundle, add_out, held_bundle, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--int8-mode", choices=("explicit", "implicit"), default="explicit",
                    help="int8: the Q/DQ ONNX (explicit), or model.onnx with int8-calib-file = our trt.cache "
                         "(implicit, TensorRT 10.x) (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="batch-size (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="batch-size (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=0.0, metavar="P",
                    help="classifier-threshold (default: %(default)s)")
     p.add_argument("--approximate", action="store_true",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_bundle, add_engine_and_batch, add_out, held_bundle, inside
+from .args import add_bundle, add_engine_and_batch, add_out, held_bundle, inside, non_negative_int, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -17,10 +17,10 @@ def add_parser(subparsers) -> None:
     )
     add_bundle(p)
     add_engine_and_batch(p)
-    p.add_argument("--iters", type=int, default=50, metavar="K", help="profiled calls (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=10, metavar="K",
+    p.add_argument("--iters", type=positive_int, default=50, metavar="K", help="profiled calls (default: %(default)s)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, metavar="K",
                    help="calls before profiling (default: %(default)s)")
-    p.add_argument("--top", type=int, default=15, metavar="N", help="layers to print (default: %(default)s)")
+    p.add_argument("--top", type=positive_int, default=15, metavar="N", help="layers to print (default: %(default)s)")
     add_out(p, "FILE.json", "where to write the JSON (default: BUNDLE/reports/profile.NAME.json)")
     p.set_defaults(func=run)
 

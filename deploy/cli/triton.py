@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_bundle, add_out, held_bundle
+from .args import add_bundle, add_out, held_bundle, non_negative_int, positive_int
 
 PLATFORMS = ("tensorrt_plan", "onnxruntime_onnx", "python")  # deploy.serving.configs.PLATFORMS, without importing it
 
@@ -26,12 +26,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--engine", type=Path, nargs="+", action="extend", default=[], metavar="PLAN",
                    help="TensorRT plan(s); several, one per GPU compute capability, become cc_model_filenames "
                         "(default: BUNDLE/engines/NAME.PRECISION.plan)")
-    p.add_argument("--max-batch", type=int, metavar="N",
+    p.add_argument("--max-batch", type=positive_int, metavar="N",
                    help="max_batch_size (default: the engine profile's max batch; 8 for ONNX and python models)")
-    p.add_argument("--instances", type=int, default=1, metavar="K", help="instances of each model (default: 1)")
-    p.add_argument("--preferred-batch", type=int, nargs="+", default=[], metavar="N",
+    p.add_argument("--instances", type=positive_int, default=1, metavar="K", help="instances of each model (default: 1)")
+    p.add_argument("--preferred-batch", type=positive_int, nargs="+", default=[], metavar="N",
                    help="dynamic_batching preferred_batch_size (default: the engine profile's opt batch)")
-    p.add_argument("--queue-delay-us", type=int, metavar="T",
+    p.add_argument("--queue-delay-us", type=non_negative_int, metavar="T",
                    help="dynamic_batching max_queue_delay_microseconds (default: Triton's, 0)")
     p.add_argument("--name", metavar="NAME", help="model name (default: the bundle's model name)")
     p.add_argument("--kind", choices=("cpu", "gpu"),
