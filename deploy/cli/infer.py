@@ -71,26 +71,6 @@ def probabilities(outputs: dict[str, np.ndarray]) -> np.ndarray:
                      "or 'logits'")
 
 
-def read_labels(path: Path, num_outputs: int, offset: int) -> list[str]:
-    """Class names, one a line (trailing blank lines ignored): one per class, or, for a model
-    with `offset` background outputs first, one per model output (see `label_for`). Any other
-    count is a labels file for another model, and would name every class wrongly."""
-    try:
-        lines = [line.strip() for line in path.read_text().splitlines()]
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read labels ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a text file; --labels takes class names, one per line") from None
-    while lines and not lines[-1]:
-        lines.pop()
-    classes = num_outputs - offset
-    if len(lines) != classes and not (offset and len(lines) == num_outputs):
-        both = f" or {num_outputs} (one per model output, background first)" if offset else ""
-        raise UsageError(f"{path}: {len(lines)} class names, but the model has {classes} classes; expected "
-                         f"{classes} lines (one per class){both}")
-    return lines
-
-
 def label_for(raw: int, offset: int, labels: Sequence[str] | None, num_classes: int) -> Prediction:
     """Name the model's output index `raw`. Class index = raw - offset; raw < offset is the
     background. A labels file lists classes from index 0, or, when it has exactly one
@@ -115,6 +95,7 @@ def top_k(probs: np.ndarray, k: int, offset: int, labels: Sequence[str] | None) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from deploy.data.labels import read_labels
     from deploy.data.preprocess import Preprocess
 
     backend = args.backend or ("tensorrt" if args.engine else "onnxruntime")

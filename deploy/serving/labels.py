@@ -15,30 +15,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..bundle import Bundle
+from ..data.labels import read_labels
 from ..errors import UsageError
 
 BACKGROUND = "background"
 
 
 def read_class_names(path: Path, bundle: Bundle) -> list[str]:
-    """Names from `path`, one per class or one per model output; any other count is refused."""
-    try:
-        lines = [line.strip() for line in path.read_text().splitlines()]
-    except OSError as e:
-        raise UsageError(f"--labels {path}: cannot read it ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"--labels {path}: not a text file; give class names, one per line") from None
-    while lines and not lines[-1]:
-        lines.pop()
+    """Names from `path`, one per model output (deploy.data.labels: one per class or per output)."""
     outputs, offset = _num_outputs(bundle), bundle.label_offset
-    classes = outputs - offset
-    if len(lines) == outputs and offset:
-        return lines
-    if len(lines) != classes:
-        both = f" or {outputs} (one per model output, background first)" if offset else ""
-        raise UsageError(f"--labels {path}: {len(lines)} names, but {bundle.root} has {classes} classes; "
-                         f"give {classes} lines (one per class){both}")
-    return [BACKGROUND] * offset + lines
+    lines = read_labels(path, outputs, offset)
+    return lines if len(lines) == outputs else [BACKGROUND] * offset + lines
 
 
 def output_names(bundle: Bundle, labels: Path | None = None) -> list[str]:

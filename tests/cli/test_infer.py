@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import main
-from deploy.cli.infer import read_labels
+from deploy.data.labels import read_labels
 from deploy.errors import UsageError
 
 

@@ -13,37 +13,16 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf_slim", reason="tf-slim is a test-only dependency (the dev extra)")
 
+from deploy.parity.metrics import softmax_error_bound  # noqa: E402  (its derivation is there)
 from deploy.slim.checkpoint import load_slim_checkpoint  # noqa: E402
 from deploy.slim.net import SlimNet  # noqa: E402
 from deploy.slim.netspec import zoo_spec  # noqa: E402
 
 HERE = Path(__file__).parent
-U32 = 2.0 ** -24  # float32 unit roundoff
 # FP32 implementations differ by summation order (TensorFlow's oneDNN picks kernels per CPU:
 # AVX2, AVX-512, AMX), ~1e-6 of the magnitude of what is summed; 1e-4 of the largest value leaves
 # room for 50 layers, while a wrong weight or layout is orders of magnitude above it.
 SCALED_TOL = 1e-4
-
-
-def softmax_error_bound(z_a: np.ndarray, z_b: np.ndarray) -> np.ndarray:
-    """Per row (softmax over the last axis): the largest |softmax(z_a) - softmax(z_b)| that the
-    logit difference d = z_a - z_b allows, plus the float32 rounding of both softmaxes.
-
-    Why not a tolerance on the probabilities themselves: random-weight logits reach ~800, where a
-    1e-6 relative logit difference (what passes SCALED_TOL) moves a probability by ~1e-3.
-
-    Bound: the Jacobian of p = softmax(z) is J = diag(p) - p p^T; row i of |J| sums to
-    p_i(1 - p_i) + p_i(1 - p_i) = 2 p_i (1 - p_i) <= 1/2, so ||J v||_inf <= ||v||_inf / 2.
-    J 1 = 0 (softmax ignores a common shift), so J v = J (v - c 1) for any c, and the best c
-    gives ||J v||_inf <= (max v - min v) / 4. Integrating J along z_b + t d, t in [0, 1]:
-    ||softmax(z_a) - softmax(z_b)||_inf <= (max d - min d) / 4  (<= ||d||_inf / 2).
-    Rounding: each side computes its softmax in float32: the C-term sum has relative error
-    <= (C - 1) u, exp and the division a few u, and rounding z - max(z) moves p_i by at most
-    p_i |z_i - max z| u <= u / e. Probabilities are <= 1, so 2 C u per side covers it.
-    """
-    d = z_a.astype(np.float64) - z_b.astype(np.float64)
-    classes = z_a.shape[-1]
-    return (d.max(axis=-1) - d.min(axis=-1)) / 4 + 2 * (2 * classes * U32)
 
 
 def end_point_errors(key: str, ours: np.ndarray, ref: np.ndarray, net_ours: np.ndarray,
