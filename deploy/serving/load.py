@@ -74,6 +74,22 @@ def _stats(runner: TritonRunner, models: Sequence[str]) -> dict[str, dict[str, A
     return out
 
 
+def _settled_stats(runner: TritonRunner, models: Sequence[str], before: dict[str, dict[str, Any]], answered: int,
+                   wait_s: float = 2.0) -> dict[str, dict[str, Any]]:
+    """The statistics once the server has counted every request it answered.
+
+    Triton sends a response before it records the request's statistics (an ensemble's success
+    count lagged its last two answers in a run of 1600), so read again, for at most `wait_s`,
+    until the first model's success count covers every answered request."""
+    deadline = time.perf_counter() + wait_s
+    while True:
+        after = _stats(runner, models)
+        counted = _ns(after[models[0]], "success")[0] - _ns(before[models[0]], "success")[0]
+        if counted >= answered or time.perf_counter() >= deadline:
+            return after
+        time.sleep(0.02)
+
+
 def _ns(stats: dict[str, Any], key: str) -> tuple[int, int]:
     d = stats.get("inference_stats", {}).get(key, {})
     return int(d.get("count", 0)), int(d.get("ns", 0))
@@ -139,7 +155,7 @@ def run_load(runner: TritonRunner, samples: Callable[[int, int], dict[str, np.nd
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    after = _stats(runner, models)
+    after = _settled_stats(runner, models, before, sum(a.error is None for a in answers))
     answers.sort(key=lambda a: a.index)
     return _result(runner, config, answers, wall, {m: stats_delta(before[m], after[m]) for m in models}), answers
 
