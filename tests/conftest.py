@@ -25,7 +25,7 @@ def gpu_unavailable_reason() -> str | None:
 
 def pytest_collection_modifyitems(config, items):
     # Modules with end-to-end (slow) tests first, each kept whole: on ./test.sh's two workers the
-    # longest test (tf-slim's vgg_16 at 224, about 2 minutes) then starts at once instead of
+    # longest test (tf-slim's vgg_16 at 224, about 2 minutes) then starts early instead of
     # ending the run alone.
     heavy = {item.module.__name__ for item in items if "slow" in item.keywords and item.module is not None}
     items.sort(key=lambda item: item.module is None or item.module.__name__ not in heavy)
