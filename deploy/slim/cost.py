@@ -14,6 +14,7 @@ either bound is refused with one line each:
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ EXPORT_BYTES_PER_PARAMETER = 20 * FLOAT_BYTES  # vgg_16: ~11 GB for 553 MB of we
 PROTOBUF_LIMIT_BYTES = 2 ** 31  # protobuf's hard limit on one serialized message (model.onnx)
 
 
+@functools.lru_cache(maxsize=1)
 def machine_memory_bytes() -> int:
-    """Physical memory, or the container's limit (cgroup v2, then v1) where that is lower."""
+    """Physical memory, or the container's limit (cgroup v2, then v1) where that is lower (read once:
+    every NetSpec checks its cost against it)."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:

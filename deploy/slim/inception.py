@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from .cost import Tally
 from .family import Family, ZooModel
+from .mobilenet_v1 import check_head, depth_of, head_cost
 from .spec_checks import Problems
 
 
@@ -184,7 +185,7 @@ VERSIONS = {
 def depth_fn(s):
     if not VERSIONS[s.family].thinnable:  # slim's inception_v1 has no depth_multiplier
         return lambda d: d
-    return lambda d: max(int(d * s.depth_multiplier), s.min_depth)
+    return lambda d: depth_of(s, d)
 
 
 def _separable_multiplier(depth: int) -> int:
@@ -231,12 +232,7 @@ def walk(s) -> tuple[Tally, list[str]]:
 def cost(s) -> tuple[int, int]:
     t, _ = walk(s)
     version = VERSIONS[s.family]
-    if s.global_pool:
-        t.height = t.width = 1
-    else:
-        t.pool((min(t.height, version.pool_kernel), min(t.width, version.pool_kernel)), version.pool_stride, "VALID")
-    if s.num_classes is not None:
-        t.conv(s.num_classes, 1, bn=False, bias=True)
+    head_cost(s, t, version.pool_kernel, version.pool_stride)
     return t.parameters, t.activations
 
 
@@ -259,7 +255,6 @@ def check(s, problems: Problems) -> None:
                      f"{version.pool_name}'s {k}x{k} VALID kernel; use image_size [{version.image_size}, "
                      f"{version.image_size}] or set \"global_pool\": true")
         return
-    from .mobilenet_v1 import check_head
 
     check_head(s, problems, final, k, version.pool_name.format(k, k), version.pool_stride)
 
