@@ -223,7 +223,8 @@ def _projection_shortcut(add, producer: Mapping) -> list[int]:
 
 def plan_qdq(model, keep_fp32: Sequence[str] = ()) -> QdqPlan:
     """Decide which tensors carry Q/DQ in `model` (an onnx.ModelProto), per the module rules."""
-    kept_set = set(_check_keep_fp32(model, keep_fp32))
+    kept = _check_keep_fp32(model, keep_fp32)  # in order, each once
+    kept_set = set(kept)
     graph = model.graph
     names = _node_names(model)
     if len(set(names)) != len(names) or "" in names:
@@ -288,7 +289,7 @@ def plan_qdq(model, keep_fp32: Sequence[str] = ()) -> QdqPlan:
     activations = tuple(ActivationQdq(t, tuple(c), tuple(r)) for t, (c, r) in edges.items())
     return QdqPlan(activations=activations,
                    weights=tuple(WeightQdq(t, tuple(c)) for t, c in weights.items()),
-                   keep_fp32=tuple(dict.fromkeys(keep_fp32)))
+                   keep_fp32=kept)
 
 
 def qdq_names(tensor: str) -> dict[str, str]:

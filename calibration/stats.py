@@ -75,10 +75,9 @@ class _Runs:
     whole and their outputs are ONNX Runtime's own (memory then follows the batch size).
     """
 
-    def __init__(self, session, names: Sequence[str], budget: int | None = None):
+    def __init__(self, session, names: Sequence[str]):
         self.session = session
         self.names = list(names)
-        self.budget = RUN_BYTES if budget is None else budget
         self.rows: int | None = None  # None until probed; 0: batches run whole
         self._arrays: list[np.ndarray] | None = None
 
@@ -99,7 +98,7 @@ class _Runs:
             return 0
         self._row_shapes = [(o.shape[1:], o.dtype) for o in one]
         row_bytes = sum(o.nbytes for o in one)
-        return max(1, self.budget // row_bytes)
+        return max(1, RUN_BYTES // row_bytes)
 
     def run(self, feed: Mapping[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
         """The outputs of rows [lo, hi) of `feed`, valid until the next run."""

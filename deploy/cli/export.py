@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_out, positive_int
+from .args import add_out, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
                    help="input height and width (default: the model's registry or spec size)")
     p.add_argument("--output-stride", type=int, help="atrous output stride (e.g. 16; ResNets and MobileNets)")
-    p.add_argument("--depth-multiplier", type=float, metavar="M",
+    p.add_argument("--depth-multiplier", type=positive_float, metavar="M",
                    help="slim's width multiplier (MobileNets, Inception v2/v3): every layer M times as wide")
     p.add_argument("--no-global-pool", action="store_true", help="dense prediction: no global average pool")
     p.add_argument("--outputs", metavar="NAME[,NAME...]",

@@ -293,16 +293,13 @@ def _conv_layers(layers: Sequence[EngineLayer], convolutions: Sequence[str] | No
     return {node: where.get(node) for node in convolutions}
 
 
-def conv_precisions(layers: Sequence[EngineLayer], convolutions: Sequence[str] | None
-                    ) -> dict[str, str | None]:
-    """Convolution -> the precision it runs in ("DLA" when on the DLA, "unknown" when TensorRT
-    names no type, None when no engine layer names it). Keyed by ONNX node when the network's
-    convolutions are known, else by the engine's convolution layers."""
+def _precisions(located: dict[str, EngineLayer | None]) -> dict[str, str | None]:
+    """Convolution (as `_conv_layers` keys it) -> the precision it runs in ("DLA" when on the DLA,
+    "unknown" when TensorRT names no type, None when no engine layer names it)."""
     def run_in(item: EngineLayer) -> str:
         return "DLA" if item.device == "DLA" else (item.precision or "unknown")
 
-    return {node: (run_in(item) if item is not None else None)
-            for node, item in _conv_layers(layers, convolutions).items()}
+    return {node: (run_in(item) if item is not None else None) for node, item in located.items()}
 
 
 def summarize(layers: Sequence[EngineLayer], precision: str, convolutions: Sequence[str] | None = None,
@@ -314,7 +311,8 @@ def summarize(layers: Sequence[EngineLayer], precision: str, convolutions: Seque
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(TARGET)}")
     if not detailed:
         return InspectionSummary(precision, False, 0, dla_core=dla_core)
-    per_conv = conv_precisions(layers, convolutions)
+    located = _conv_layers(layers, convolutions)
+    per_conv = _precisions(located)
     target = TARGET[precision]
     by = Counter(p for p in per_conv.values() if p is not None)
     off = tuple((n, p) for n, p in per_conv.items() if p is not None and p not in (target, "DLA", "unknown"))
@@ -337,8 +335,7 @@ def summarize(layers: Sequence[EngineLayer], precision: str, convolutions: Seque
         dla_layers = sum(1 for item in layers if item.device == "DLA" and not item.is_dla_staging)
         gpu_fallback = tuple(item.name for item in layers if item.device == "GPU" and not item.is_dla_staging
                              and item.type not in _DATA_MOVEMENT)
-    depthwise = [node for node, item in _conv_layers(layers, convolutions).items()
-                 if item is not None and item.is_depthwise]
+    depthwise = [node for node, item in located.items() if item is not None and item.is_depthwise]
     return InspectionSummary(precision, True, len(per_conv), dict(by), off, not_located, dla_core, dla_layers,
                              gpu_fallback, tuple(warnings), unknown, depthwise=len(depthwise),
                              depthwise_in_target=sum(per_conv[n] == target for n in depthwise))
